@@ -1,0 +1,44 @@
+# Everything runs from a local virtual environment built from uv.lock.
+# Needs only python3 (>= 3.11) and make: uv itself is pip-installed into .tools/.
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install demo test lint typecheck format bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced ## create .venv from uv.lock
+
+demo: install ## build a digest from the example feeds into outbox/
+	$(BIN)/digest --config config/demo.toml run --once
+
+lint: install ## ruff check + ruff format --check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install ## mypy --strict on src
+	$(BIN)/mypy --strict src
+
+test: lint typecheck ## lint, type-check and run the test suite
+	$(BIN)/pytest
+
+format: install ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+clean: ## remove generated state (keeps .venv)
+	rm -rf outbox var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,307 @@
+"""Frozen dataclasses that flow between the pipeline's stages.
+
+Stages import only this module and ``errors``; the pipeline converts config and database rows
+into these values, so no stage ever sees pydantic models or SQLAlchemy rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# --------------------------------------------------------------------------- feeds
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """A feed as the editors configured it."""
+
+    url: str
+    name: str | None = None
+    #: Only these topic ids may take this feed's items (empty: every topic).
+    topics: tuple[str, ...] = ()
+    #: Topic ids every item of this feed belongs to (e.g. a regulator's feed).
+    always: tuple[str, ...] = ()
+    #: Fetch the article page when the feed only carries a teaser.
+    full_text: bool = False
+    #: Allow private/loopback addresses for this feed's article pages (tests, intranets).
+    allow_private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """What the fetcher needs to know about one feed: where, and the validators we hold."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class FetchStatus(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """Outcome of fetching one feed; failures are values, not exceptions."""
+
+    url: str
+    status: FetchStatus
+    content: bytes | None = None
+    final_url: str | None = None
+    http_status: int | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+    #: New location when the server answered 301/308 (the operator is told; the feed is moved).
+    permanent_redirect: str | None = None
+    #: Seconds the server asked us to wait (Retry-After on 429/503), or cache lifetime.
+    retry_after: float | None = None
+    #: 410 Gone: the feed should be disabled.
+    gone: bool = False
+    elapsed: float = 0.0
+
+
+# --------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry of a feed, parsed and sanitized; HTML fields are safe to render."""
+
+    feed_url: str
+    guid: str
+    url: str
+    canonical_url: str
+    title: str
+    #: Timezone-aware UTC; the first-seen time when the feed gave no usable date.
+    published: datetime
+    author: str | None = None
+    content_html: str = ""
+    summary_html: str = ""
+    #: BCP 47-ish language code declared by the feed or entry ("fr", "en-us"), if any.
+    language: str | None = None
+    #: True when ``published`` came from the feed, False when it is the first-seen time.
+    dated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """The result of parsing one feed document."""
+
+    url: str
+    title: str | None
+    link: str | None
+    language: str | None
+    items: tuple[Item, ...]
+    #: feedparser's bozo exception, when the document was ill-formed but still usable.
+    warning: str | None = None
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """An include term: a word, a phrase, or ``regex:<pattern>``, with its weight."""
+
+    text: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicExample:
+    """A regression example an editor pinned in config."""
+
+    title: str
+    text: str
+    expect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDef:
+    """One topic as configured; compiled by ``topics`` into a matcher."""
+
+    id: str
+    title: str
+    include: tuple[Term, ...]
+    exclude: tuple[str, ...] = ()
+    #: Each group must have at least one term present for the item to be kept.
+    require: tuple[tuple[str, ...], ...] = ()
+    title_weight: float = 2.0
+    threshold: float = 1.0
+    examples: tuple[TopicExample, ...] = ()
+    #: Localized titles by language code, e.g. {"fr": "Cloud souverain"}.
+    titles: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TermHit:
+    """One include term found in an item."""
+
+    term: str
+    where: str  # "title" or "text"
+    weight: float
+    count: int
+    matched: str = ""  # the text as it stood in the item
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatch:
+    """The decision for one (item, topic): score, why, and whether it is kept."""
+
+    topic_id: str
+    score: float
+    kept: bool
+    hits: tuple[TermHit, ...] = ()
+    vetoes: tuple[str, ...] = ()
+    unmet_groups: tuple[tuple[str, ...], ...] = ()
+    #: Kept because the feed is marked as always on this topic.
+    forced: bool = False
+    #: Not considered because the feed is scoped to other topics.
+    out_of_scope: bool = False
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A short text standing for an item in the digest."""
+
+    text: str
+    language: str
+    engine: str  # "extractive", "llm:<model>", ...
+    #: The cleaned full text the summary was drawn from.
+    source_text: str = ""
+
+
+# --------------------------------------------------------------------------- issues
+
+
+@dataclass(frozen=True, slots=True)
+class AlsoCovered:
+    """Another source that carried the same story."""
+
+    source: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueEntry:
+    """One story in an issue."""
+
+    item_id: int
+    url: str
+    title: str
+    source: str
+    published: datetime
+    summary: str
+    topic_id: str
+    score: float = 0.0
+    summary_engine: str = "extractive"
+    also: tuple[AlsoCovered, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSection:
+    """All entries of one topic in an issue."""
+
+    topic_id: str
+    title: str
+    entries: tuple[IssueEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueContent:
+    """Everything needed to render an issue, before any personalization."""
+
+    number: int
+    title: str
+    language: str
+    timezone: str
+    created: datetime
+    period_start: datetime
+    period_end: datetime
+    sections: tuple[IssueSection, ...]
+    base_url: str | None = None
+
+    @property
+    def item_count(self) -> int:
+        return sum(len(s.entries) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedIssue:
+    """HTML and text parts with personal placeholders still to fill (see ``render``)."""
+
+    subject: str
+    html: str
+    text: str
+    language: str
+    topics: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- people
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"  # signed up, not yet confirmed (double opt-in)
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str | None = None
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    #: Topic ids wanted; empty means every topic.
+    topics: tuple[str, ...] = ()
+    #: Preferred language of the email's own words; None: the digest's language.
+    language: str | None = None
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    #: Killed between the end of DATA and recording the reply: resent with the same Message-ID.
+    UNKNOWN = "unknown"
+    #: Skipped on purpose (unsubscribed before sending, no section for this subscriber).
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What happened to one message handed to a sender."""
+
+    subscriber_id: int
+    state: DeliveryState
+    message_id: str
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """End-to-end counts of one pipeline run, printed as one line at the end."""
+
+    feeds_ok: int = 0
+    feeds_failed: int = 0
+    feeds_not_modified: int = 0
+    items_new: int = 0
+    kept_per_topic: tuple[tuple[str, int], ...] = ()
+    summarized: int = 0
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    issue_number: int | None = None
+    failures: tuple[tuple[str, str], ...] = field(default=())

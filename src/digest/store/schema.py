@@ -1,0 +1,221 @@
+"""The database schema (SQLAlchemy Core tables), shared by every ``store`` module.
+
+Times are stored as timezone-aware UTC (``DateTime(timezone=True)``); SQLite keeps them as ISO
+text, PostgreSQL as ``timestamptz``. The schema version lives in ``meta`` (see ``migrations``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+#: Bumped by every migration; ``migrations.upgrade`` brings a database to it.
+SCHEMA_VERSION = 1
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("name", Text),  # configured name
+    Column("title", Text),  # title the feed gives itself
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("content_hash", String(64)),  # sha256 of the last body parsed: identical -> skip
+    Column("last_fetch", DateTime(timezone=True)),
+    Column("last_ok", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("last_status", Integer),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_try", DateTime(timezone=True)),  # backoff / Retry-After / TTL
+    Column("disabled", Boolean, nullable=False, default=False),  # 410 Gone
+    Column("moved_to", Text),  # permanent redirect target, for the operator
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    Column("guid", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("canonical_url", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("published", DateTime(timezone=True), nullable=False),
+    Column("dated", Boolean, nullable=False, default=True),
+    Column("author", Text),
+    Column("content_html", Text, nullable=False, default=""),
+    Column("summary_html", Text, nullable=False, default=""),
+    Column("language", String(16)),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("feed_id", "guid", name="uq_items_feed_guid"),
+    # One article met twice (two feeds, tracking parameters) is stored once.
+    UniqueConstraint("canonical_url", name="uq_items_canonical_url"),
+)
+Index("ix_items_first_seen", items.c.first_seen)
+Index("ix_items_published", items.c.published)
+
+#: Topic decisions made when the item was stored (for status / explain / topics test).
+item_topics = Table(
+    "item_topics",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", String(64), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("kept", Boolean, nullable=False),
+    Column("detail", Text),  # JSON: hits, vetoes, unmet groups
+)
+
+#: One summary per item, computed once, never per recipient.
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("engine", String(64), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("full_text", Text),  # article page text extracted with trafilatura, if fetched
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+#: LLM answers cached per (content hash, model).
+llm_cache = Table(
+    "llm_cache",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("summary", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("number", Integer, nullable=False, unique=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("content_json", Text, nullable=False),  # IssueContent, to re-render per variant
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),  # the issue as a web page (no personal bits)
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False, default="sending"),  # sending | done
+)
+
+issue_items = Table(
+    "issue_items",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", Text, nullable=False),
+    Column("email_key", Text, nullable=False, unique=True),  # casefolded: unique per person
+    Column("name", Text),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("topics", Text, nullable=False, default=""),  # ";"-separated topic ids, "" = all
+    Column("language", String(16)),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("unsubscribed_at", DateTime(timezone=True)),
+    Column("confirm_sent_at", DateTime(timezone=True)),  # double opt-in: at most one per hour
+    Column("source", String(32)),  # import | signup | cli
+)
+
+#: Keyed hashes of erased addresses: a re-import cannot silently re-subscribe them.
+erased = Table(
+    "erased",
+    metadata,
+    Column("email_hash", String(128), primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("message_id", Text, nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    # The guarantee "never the same issue twice to anyone" starts here.
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+)
+Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state)
+
+#: One daemon per database: a lease row that expires when its holder dies.
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", Text, nullable=False),  # "host:pid"
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+#: Per-IP sign-up rate limiting for the web front (sliding hour).
+signup_attempts = Table(
+    "signup_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ip_hash", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_signup_attempts_ip_at", signup_attempts.c.ip_hash, signup_attempts.c.at)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "deliveries",
+    "erased",
+    "feeds",
+    "issue_items",
+    "issues",
+    "item_topics",
+    "items",
+    "llm_cache",
+    "locks",
+    "meta",
+    "metadata",
+    "signup_attempts",
+    "subscribers",
+    "summaries",
+]
