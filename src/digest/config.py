@@ -436,10 +436,39 @@ def load(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"{p}: config file not found (use --config or DIGEST_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    data = _read_toml(p, raw)
+    # `include = ["topics.toml"]` lets editors keep topics in their own file; tables merge,
+    # and the including file wins on conflicts.
+    includes = data.pop("include", [])
+    if not isinstance(includes, list) or not all(isinstance(x, str) for x in includes):
+        raise ConfigError(f"{p}: include: expected a list of file names")
+    merged: dict[str, Any] = {}
+    for name in includes:
+        inc = p.parent / name
+        try:
+            inc_raw = inc.read_bytes()
+        except OSError:
+            raise ConfigError(f"{p}: include: cannot read {inc}") from None
+        inc_data = _read_toml(inc, inc_raw)
+        if "include" in inc_data:
+            raise ConfigError(f"{inc}: include: nested includes are not supported")
+        _merge(merged, inc_data)
+    _merge(merged, data)
+    return parse_settings(merged, str(p))
+
+
+def _read_toml(p: Path, raw: bytes) -> dict[str, Any]:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_settings(data, str(p))
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -150,6 +150,8 @@ subscribers = Table(
     Column("unsubscribed_at", DateTime(timezone=True)),
     Column("confirm_sent_at", DateTime(timezone=True)),  # double opt-in: at most one per hour
     Column("source", String(32)),  # import | signup | cli
+    # Random per-subscriber key carried by signed tokens instead of a guessable id.
+    Column("token_key", String(32), nullable=False, unique=True),
 )
 
 #: Keyed hashes of erased addresses: a re-import cannot silently re-subscribe them.

@@ -1,0 +1,3 @@
+"""fetch, preview, send, run, check: the everyday commands."""
+
+from __future__ import annotations

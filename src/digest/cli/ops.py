@@ -1,0 +1,3 @@
+"""Operators' commands: status, feeds import/export (OPML)."""
+
+from __future__ import annotations

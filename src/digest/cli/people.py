@@ -1,0 +1,3 @@
+"""Subscribers and deliveries: import, list, remove, export, unsubscribe, deliveries."""
+
+from __future__ import annotations

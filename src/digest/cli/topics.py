@@ -1,0 +1,3 @@
+"""Editors' topic tools: topics eval, topics test, explain."""
+
+from __future__ import annotations
