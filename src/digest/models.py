@@ -102,6 +102,15 @@ class ParsedFeed:
     warning: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item as read back from the database, with its id and the name of its source."""
+
+    id: int
+    item: Item
+    source: str
+
+
 # --------------------------------------------------------------------------- topics
 
 

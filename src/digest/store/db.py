@@ -1,0 +1,104 @@
+"""Opening the database: engine, SQLite pragmas (WAL), transactions, schema creation/upgrade.
+
+One ``Store`` per process; every write happens inside ``store.begin()`` (one transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from digest.errors import StoreError
+from digest.store import schema
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """A database handle: ``with store.begin() as conn: ...`` runs one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed when the block ends, rolled back on error."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.url}: {_short(exc)}") from exc
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reads (and for callers that commit themselves)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.url}: {_short(exc)}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: readers never block the writer; a crash never corrupts committed transactions.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    # Two digest processes (daemon + CLI) may write at once: wait instead of failing.
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (and on first use create or upgrade) the database at ``url``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{url}: not a database URL (e.g. sqlite:///var/digest.db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, future=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise StoreError(f"{parsed.render_as_string(hide_password=True)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = Store(engine)
+    if create:
+        from digest.store.migrations import upgrade
+
+        upgrade(store)
+    return store
+
+
+def schema_version(conn: Connection) -> int | None:
+    """The version recorded in ``meta``, or None for an empty database."""
+    if not conn.dialect.has_table(conn, "meta"):
+        return None
+    row = conn.execute(
+        select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+    ).first()
+    return int(row[0]) if row else None

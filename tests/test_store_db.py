@@ -1,0 +1,48 @@
+"""The database opens, creates its schema once, and refuses a schema from the future."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from digest.errors import StoreError
+from digest.store import open_store, schema
+from digest.store.db import schema_version
+
+
+def test_first_use_creates_parent_folder_and_schema(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/var/digest.db")
+    assert (tmp_path / "var" / "digest.db").exists()
+    with store.connect() as conn:
+        assert schema_version(conn) == schema.SCHEMA_VERSION
+        assert conn.execute(select(schema.feeds)).all() == []
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/d.db")
+    with store.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_reopening_keeps_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/d.db"
+    with open_store(url).begin() as conn:
+        conn.execute(schema.meta.insert().values(key="marker", value="kept"))
+    with open_store(url).connect() as conn:
+        got = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "marker"))
+        assert got.scalar() == "kept"
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/d.db"
+    with open_store(url).begin() as conn:
+        conn.execute(update(schema.meta).values(value=str(schema.SCHEMA_VERSION + 1)))
+    with pytest.raises(StoreError, match="newer than this digest"):
+        open_store(url)
+
+
+def test_a_bad_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        open_store("not a url")
