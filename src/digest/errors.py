@@ -7,6 +7,9 @@ the CLI and the daemon only ever need to know this tree::
     DigestError                      one-line message naming the culprit (file, key, URL, address)
     ├── ConfigError                  invalid or missing configuration             (CLI exit 2)
     ├── UsageError                   bad command-line input (file, CSV, id)       (CLI exit 2)
+    │   └── TokenError               a signed link token is not acceptable
+    │       ├── InvalidToken         tampered, malformed, signed with another secret, wrong purpose
+    │       └── ExpiredToken         valid signature, past its expiry
     ├── LockedError                  another process holds the database lock      (CLI exit 2)
     ├── FeedError                    one feed could not be fetched or parsed
     │   ├── FetchError               network / HTTP failure for one feed
@@ -37,6 +40,18 @@ class ConfigError(DigestError):
 
 class UsageError(DigestError):
     """A command was given input it cannot use (missing file, bad CSV, unknown id)."""
+
+
+class TokenError(UsageError):
+    """A signed token (unsubscribe, preferences, confirm link) cannot be used."""
+
+
+class InvalidToken(TokenError):
+    """The token is malformed, tampered with, signed with another secret, or for another use."""
+
+
+class ExpiredToken(TokenError):
+    """The token's signature is valid but its expiry has passed."""
 
 
 class LockedError(DigestError):

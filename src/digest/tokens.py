@@ -1,0 +1,101 @@
+"""Signed, URL-safe tokens for unsubscribe / preferences / confirm links (HMAC-SHA256).
+
+A token carries a purpose, the subscriber's random ``token_key`` (never the numeric id) and an
+optional expiry: ``<purpose code>.<key>.<expiry epoch or empty>.<base64url HMAC>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from digest.errors import ConfigError, ExpiredToken, InvalidToken
+
+#: Same name as ``config.SECRET_ENV`` (this module may import only ``errors`` and the stdlib).
+SECRET_ENV = "DIGEST_SECRET"
+
+PURPOSES: Mapping[str, str] = {"unsubscribe": "u", "preferences": "p", "confirm": "c"}
+_CODES = {code: purpose for purpose, code in PURPOSES.items()}
+# The version tag keeps signatures of a future token layout from ever validating this one.
+_DOMAIN = b"digest-token-v1\x00"
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SIG = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def secret_from_env(environ: Mapping[str, str] | None = None) -> bytes:
+    """The signing secret from ``$DIGEST_SECRET``; a ConfigError naming it when unset or empty."""
+    env = os.environ if environ is None else environ
+    value = env.get(SECRET_ENV, "")
+    if not value.strip():
+        raise ConfigError(
+            f"{SECRET_ENV} is not set: export a long random secret "
+            f'(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return value.encode("utf-8")
+
+
+def new_token_key() -> str:
+    """A fresh random subscriber key: 16 random bytes as 32 hex characters."""
+    return os.urandom(16).hex()
+
+
+def keyed_hash(secret: bytes, value: str, *, purpose: str) -> str:
+    """HMAC-SHA256 of ``value`` under ``secret``, separated per ``purpose`` (hex)."""
+    msg = purpose.encode("utf-8") + b"\x00" + value.encode("utf-8")
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def _sign(secret: bytes, payload: str) -> str:
+    mac = hmac.new(secret, _DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def make_token(secret: bytes, purpose: str, key: str, expires: datetime | None = None) -> str:
+    """Sign ``key`` for ``purpose`` (unsubscribe, preferences, confirm), optionally expiring."""
+    if not secret:
+        raise ConfigError(f"{SECRET_ENV} is empty: tokens cannot be signed")
+    code = PURPOSES.get(purpose)
+    if code is None:
+        raise ValueError(f"unknown token purpose {purpose!r} (expected one of {sorted(PURPOSES)})")
+    if not _KEY.match(key):
+        raise ValueError("token key must be 1-128 URL-safe characters")
+    exp = ""
+    if expires is not None:
+        if expires.tzinfo is None:
+            raise ValueError("token expiry must be timezone-aware")
+        exp = str(int(expires.timestamp()))
+    payload = f"{code}.{key}.{exp}"
+    return f"{payload}.{_sign(secret, payload)}"
+
+
+def read_token(secret: bytes, token: str, purpose: str, now: datetime) -> str:
+    """Verify ``token`` for ``purpose`` at ``now`` and return its key.
+
+    Raises InvalidToken (malformed, tampered, other secret, other purpose) or ExpiredToken.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    parts = token.strip().split(".")
+    if len(parts) != 4 or not _SIG.match(parts[3]):
+        raise InvalidToken(f"{purpose} token: malformed")
+    code, key, exp, sig = parts
+    payload = f"{code}.{key}.{exp}"
+    if not payload.isascii():
+        raise InvalidToken(f"{purpose} token: malformed")
+    # Constant time: a forger learns nothing from how long the comparison took.
+    if not hmac.compare_digest(_sign(secret, payload).encode("ascii"), sig.encode("ascii")):
+        raise InvalidToken(f"{purpose} token: signature does not match (altered or not ours)")
+    if _CODES.get(code) != purpose:
+        raise InvalidToken(f"{purpose} token: this link was made for another purpose")
+    if not _KEY.match(key) or (exp and not exp.isdigit()):
+        raise InvalidToken(f"{purpose} token: malformed")
+    if exp:
+        expiry = datetime.fromtimestamp(int(exp), tz=UTC)
+        if now >= expiry:
+            raise ExpiredToken(f"{purpose} token: expired on {expiry:%Y-%m-%d %H:%M} UTC")
+    return key
