@@ -223,6 +223,8 @@ class IssueSection:
     topic_id: str
     title: str
     entries: tuple[IssueEntry, ...]
+    #: Localized titles by language code (the topic's ``TopicDef.titles``); render picks one.
+    titles: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
