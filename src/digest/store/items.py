@@ -1,0 +1,313 @@
+"""Items, their topic decisions and their summaries: insert once, read back as ``StoredItem``.
+
+An item is unique per (feed, guid) and per canonical URL, so one article met twice (two feeds,
+tracking parameters) is stored once; duplicates are skipped with ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, Select, and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from digest.models import Item, StoredItem, Summary, TermHit, TopicMatch
+from digest.store import schema
+
+__all__ = [
+    "KeptItem",
+    "SQLCache",
+    "as_utc",
+    "count_items",
+    "get_item",
+    "insert_items",
+    "iter_items",
+    "kept_items",
+    "load_summaries",
+    "load_topic_matches",
+    "save_summary",
+    "save_topic_matches",
+    "to_db",
+]
+
+
+def as_utc(value: datetime) -> datetime:
+    """A datetime read from the database as aware UTC (SQLite gives naive UTC back)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_db(value: datetime) -> datetime:
+    """Aware UTC before writing: SQLite's DATETIME text drops the offset, so convert first."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
+def _upsert_insert(conn: Connection) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT (SQLite and PostgreSQL share the syntax)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
+# --------------------------------------------------------------------------- items
+
+_SOURCE = func.coalesce(schema.feeds.c.name, schema.feeds.c.title, schema.feeds.c.url)
+
+
+def _item_select() -> Select[Any]:
+    return select(
+        schema.items,
+        schema.feeds.c.url.label("feed_url"),
+        _SOURCE.label("source"),
+    ).join(schema.feeds, schema.feeds.c.id == schema.items.c.feed_id)
+
+
+def _row_to_stored(row: Row[Any]) -> StoredItem:
+    m = row._mapping
+    item = Item(
+        feed_url=m["feed_url"],
+        guid=m["guid"],
+        url=m["url"],
+        canonical_url=m["canonical_url"],
+        title=m["title"],
+        published=as_utc(m["published"]),
+        author=m["author"],
+        content_html=m["content_html"] or "",
+        summary_html=m["summary_html"] or "",
+        language=m["language"],
+        dated=bool(m["dated"]),
+    )
+    return StoredItem(id=m["id"], item=item, source=m["source"])
+
+
+def insert_items(
+    conn: Connection, feed_id: int, items: Iterable[Item], *, now: datetime
+) -> list[tuple[int, Item]]:
+    """Store the items not seen before; returns ``(id, item)`` for the new ones only."""
+    ins = _upsert_insert(conn)
+    first_seen = to_db(now)
+    new: list[tuple[int, Item]] = []
+    for item in items:
+        # One statement per item: RETURNING then tells exactly which ones were new.
+        stmt = (
+            ins(schema.items)
+            .values(
+                feed_id=feed_id,
+                guid=item.guid,
+                url=item.url,
+                canonical_url=item.canonical_url,
+                title=item.title,
+                published=to_db(item.published),
+                dated=item.dated,
+                author=item.author,
+                content_html=item.content_html,
+                summary_html=item.summary_html,
+                language=item.language,
+                first_seen=first_seen,
+            )
+            .on_conflict_do_nothing()
+            .returning(schema.items.c.id)
+        )
+        item_id = conn.execute(stmt).scalar()
+        if item_id is not None:
+            new.append((int(item_id), item))
+    return new
+
+
+def iter_items(
+    conn: Connection, since: datetime | None = None, *, batch: int = 500
+) -> Iterator[StoredItem]:
+    """Every stored item first seen after ``since`` (all when None), oldest first, streamed."""
+    stmt = _item_select().order_by(schema.items.c.first_seen, schema.items.c.id)
+    if since is not None:
+        stmt = stmt.where(schema.items.c.first_seen > to_db(since))
+    result = conn.execution_options(yield_per=batch).execute(stmt)
+    for row in result:
+        yield _row_to_stored(row)
+
+
+def get_item(conn: Connection, id_or_url: int | str) -> StoredItem | None:
+    """One item by id (an int or a string of digits), or by its URL or canonical URL."""
+    if isinstance(id_or_url, int) or id_or_url.strip().isdigit():
+        cond = schema.items.c.id == int(id_or_url)
+    else:
+        url = id_or_url.strip()
+        cond = or_(schema.items.c.url == url, schema.items.c.canonical_url == url)
+    row = conn.execute(_item_select().where(cond).limit(1)).first()
+    return _row_to_stored(row) if row else None
+
+
+def count_items(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(schema.items)).scalar_one())
+
+
+# --------------------------------------------------------------------------- topic decisions
+
+
+def _match_detail(match: TopicMatch) -> str:
+    d = asdict(match)
+    for key in ("topic_id", "score", "kept"):
+        d.pop(key)
+    return json.dumps(d, ensure_ascii=False)
+
+
+def _match_from_row(m: Any) -> TopicMatch:
+    d = json.loads(m["detail"] or "{}")
+    return TopicMatch(
+        topic_id=m["topic_id"],
+        score=float(m["score"]),
+        kept=bool(m["kept"]),
+        hits=tuple(TermHit(**h) for h in d.get("hits", ())),
+        vetoes=tuple(d.get("vetoes", ())),
+        unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
+        forced=bool(d.get("forced", False)),
+        out_of_scope=bool(d.get("out_of_scope", False)),
+    )
+
+
+def save_topic_matches(conn: Connection, item_id: int, matches: Sequence[TopicMatch]) -> None:
+    """Record (or replace) the topic decisions made for one item."""
+    conn.execute(delete(schema.item_topics).where(schema.item_topics.c.item_id == item_id))
+    if matches:
+        conn.execute(
+            schema.item_topics.insert(),
+            [
+                {
+                    "item_id": item_id,
+                    "topic_id": m.topic_id,
+                    "score": m.score,
+                    "kept": m.kept,
+                    "detail": _match_detail(m),
+                }
+                for m in matches
+            ],
+        )
+
+
+def load_topic_matches(conn: Connection, item_id: int) -> tuple[TopicMatch, ...]:
+    rows = conn.execute(
+        select(schema.item_topics)
+        .where(schema.item_topics.c.item_id == item_id)
+        .order_by(schema.item_topics.c.topic_id)
+    )
+    return tuple(_match_from_row(r._mapping) for r in rows)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def save_summary(
+    conn: Connection,
+    item_id: int,
+    summary: Summary,
+    *,
+    now: datetime,
+    full_text: str | None = None,
+) -> None:
+    """Store the one summary of an item (replacing an older one)."""
+    conn.execute(delete(schema.summaries).where(schema.summaries.c.item_id == item_id))
+    conn.execute(
+        schema.summaries.insert().values(
+            item_id=item_id,
+            engine=summary.engine,
+            language=summary.language,
+            text=summary.text,
+            full_text=full_text,
+            created=to_db(now),
+        )
+    )
+
+
+def load_summaries(conn: Connection, item_ids: Iterable[int]) -> dict[int, Summary]:
+    ids = list(item_ids)
+    out: dict[int, Summary] = {}
+    for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+        chunk = ids[start : start + 500]
+        rows = conn.execute(select(schema.summaries).where(schema.summaries.c.item_id.in_(chunk)))
+        for r in rows:
+            m = r._mapping
+            out[m["item_id"]] = Summary(
+                text=m["text"], language=m["language"], engine=m["engine"], source_text=""
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- issue candidates
+
+
+@dataclass(frozen=True, slots=True)
+class KeptItem:
+    """A stored item with the topics that kept it (best score first)."""
+
+    stored: StoredItem
+    first_seen: datetime
+    matches: tuple[TopicMatch, ...]
+
+
+def kept_items(
+    conn: Connection, *, since: datetime | None, until: datetime, not_before: datetime
+) -> list[KeptItem]:
+    """Items first seen in (since, until], published at or after ``not_before``, kept by a topic."""
+    kept_ids = (
+        select(schema.item_topics.c.item_id)
+        .where(schema.item_topics.c.kept.is_(True))
+        .distinct()
+        .scalar_subquery()
+    )
+    cond = and_(
+        schema.items.c.first_seen <= to_db(until),
+        schema.items.c.published >= to_db(not_before),
+        schema.items.c.id.in_(kept_ids),
+    )
+    if since is not None:
+        cond = and_(cond, schema.items.c.first_seen > to_db(since))
+    rows = conn.execute(
+        _item_select().where(cond).order_by(schema.items.c.published.desc(), schema.items.c.id)
+    ).all()
+    out: list[KeptItem] = []
+    for row in rows:
+        stored = _row_to_stored(row)
+        matches = tuple(
+            sorted(
+                (m for m in load_topic_matches(conn, stored.id) if m.kept),
+                key=lambda m: -m.score,
+            )
+        )
+        out.append(KeptItem(stored, as_utc(row._mapping["first_seen"]), matches))
+    return out
+
+
+# --------------------------------------------------------------------------- LLM cache
+
+
+class SQLCache:
+    """The summarizer's cache Protocol (``get``/``put``) on the ``llm_cache`` table."""
+
+    def __init__(self, store: Any) -> None:
+        # ``store`` is a ``digest.store.Store``; typed loosely to avoid an import cycle.
+        self.store = store
+
+    def get(self, key: str) -> str | None:
+        with self.store.connect() as conn:
+            row = conn.execute(
+                select(schema.llm_cache.c.summary).where(schema.llm_cache.c.key == key)
+            ).first()
+        return None if row is None else str(row[0])
+
+    def put(self, key: str, value: str) -> None:
+        with self.store.begin() as conn:
+            ins = _upsert_insert(conn)
+            stmt = ins(schema.llm_cache).values(
+                key=key, summary=value, created=to_db(datetime.now(UTC))
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[schema.llm_cache.c.key],
+                    set_={"summary": stmt.excluded.summary, "created": stmt.excluded.created},
+                )
+            )
