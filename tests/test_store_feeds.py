@@ -1,0 +1,124 @@
+"""Feed health: backoff for failing feeds, 410 disables, 301/308 moves, max-age and Retry-After."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.models import FeedSpec, FetchResult, FetchStatus
+from digest.store import Store, open_store
+from digest.store.feeds import BACKOFF_MAX, backoff_delay, get_feed, record_fetch, sync_feeds
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+URL = "https://cnil.example/feed"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path}/d.db")
+
+
+def feed_id(store: Store) -> int:
+    with store.begin() as conn:
+        [state] = sync_feeds(conn, [FeedSpec(URL, "CNIL")], now=NOW)
+    return state.id
+
+
+def failed(**kw: object) -> FetchResult:
+    return FetchResult(URL, FetchStatus.FAILED, error="HTTP 500", http_status=500, **kw)  # type: ignore[arg-type]
+
+
+def test_configured_feeds_are_stored_once_and_renamed_in_place(store: Store) -> None:
+    with store.begin() as conn:
+        sync_feeds(conn, [FeedSpec(URL, "CNIL")], now=NOW)
+        [again] = sync_feeds(conn, [FeedSpec(URL, "CNIL (fr)")], now=NOW)
+    assert again.name == "CNIL (fr)"
+    assert again.is_due(NOW)
+
+
+def test_a_failing_feed_backs_off_exponentially_and_recovers(store: Store) -> None:
+    fid = feed_id(store)
+    rng = random.Random(1)
+    waits = []
+    with store.begin() as conn:
+        for _ in range(3):
+            record_fetch(conn, fid, failed(), NOW, rng=rng)
+            state = get_feed(conn, fid)
+            assert state is not None
+            assert state.next_try is not None
+            waits.append(state.next_try - NOW)
+        assert not state.is_due(NOW + timedelta(minutes=5))
+        assert state.is_due(NOW, force=True)
+        assert state.failures == 3
+        assert state.last_error == "HTTP 500"
+        record_fetch(conn, fid, FetchResult(URL, FetchStatus.OK, content=b"x", etag='"e"'), NOW)
+        ok = get_feed(conn, fid)
+    assert waits[0] < waits[1] < waits[2]
+    assert timedelta(minutes=9) <= waits[0] <= timedelta(minutes=11)
+    assert ok is not None
+    assert (ok.failures, ok.last_error, ok.next_try, ok.etag) == (0, None, None, '"e"')
+    assert ok.last_ok == NOW
+
+
+def test_backoff_never_exceeds_a_day() -> None:
+    assert backoff_delay(40, rng=random.Random(0)) == BACKOFF_MAX
+
+
+def test_gone_disables_the_feed_with_a_warning(store: Store) -> None:
+    fid = feed_id(store)
+    with store.begin() as conn:
+        warnings = record_fetch(conn, fid, failed(gone=True), NOW)
+        state = get_feed(conn, fid)
+    assert state is not None
+    assert state.disabled
+    assert not state.is_due(NOW + timedelta(days=365), force=True)
+    assert any("410" in w for w in warnings)
+
+
+def test_a_permanent_redirect_moves_the_feed_but_keeps_the_configured_key(store: Store) -> None:
+    fid = feed_id(store)
+    new = "https://www.cnil.example/rss.xml"
+    result = FetchResult(URL, FetchStatus.OK, content=b"x", permanent_redirect=new)
+    with store.begin() as conn:
+        warnings = record_fetch(conn, fid, result, NOW)
+        [state] = sync_feeds(conn, [FeedSpec(URL, "CNIL")], now=NOW)
+    assert state.id == fid
+    assert state.fetch_url == new
+    assert state.request().url == new
+    assert any("update the config" in w for w in warnings)
+
+
+def test_retry_after_longer_than_the_backoff_is_honoured(store: Store) -> None:
+    fid = feed_id(store)
+    with store.begin() as conn:
+        record_fetch(conn, fid, failed(retry_after=7200.0), NOW)
+        state = get_feed(conn, fid)
+    assert state is not None
+    assert state.next_try == NOW + timedelta(hours=2)
+
+
+def test_max_age_delays_the_next_fetch_unless_forced(store: Store) -> None:
+    fid = feed_id(store)
+    ok = FetchResult(URL, FetchStatus.NOT_MODIFIED, http_status=304, retry_after=600.0)
+    with store.begin() as conn:
+        record_fetch(conn, fid, ok, NOW)
+        state = get_feed(conn, fid)
+    assert state is not None
+    assert not state.is_due(NOW + timedelta(minutes=5))
+    assert state.is_due(NOW + timedelta(minutes=5), force=True)
+    assert state.is_due(NOW + timedelta(minutes=10))
+
+
+def test_a_body_that_is_not_a_feed_counts_as_a_failure_and_forgets_validators(
+    store: Store,
+) -> None:
+    fid = feed_id(store)
+    ok = FetchResult(URL, FetchStatus.OK, content=b"<html>", etag='"v1"')
+    with store.begin() as conn:
+        record_fetch(conn, fid, ok, NOW, parse_error="not a feed")
+        state = get_feed(conn, fid)
+    assert state is not None
+    assert (state.failures, state.last_error, state.etag) == (1, "not a feed", None)
