@@ -1,0 +1,210 @@
+"""One daemon per database: a lease row in ``locks`` that its holder renews and a dead holder loses.
+
+Works the same on SQLite and PostgreSQL: taking the row is an INSERT, or an UPDATE that only
+matches an expired lease, so exactly one process wins; no advisory locks, no files beside the db.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from digest.errors import LockedError, StoreError
+from digest.store import schema
+from digest.store.db import Store
+
+log = logging.getLogger(__name__)
+
+#: How often a waiting process tries again (seconds).
+_POLL = 0.5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite gives back naive datetimes: everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """A lock row as read from the database."""
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    since: datetime
+    expires: datetime
+
+    @property
+    def expired(self) -> bool:
+        return self.expires <= _now()
+
+    def describe(self) -> str:
+        return f"{self.host} pid {self.pid} since {self.since.isoformat(timespec='seconds')}"
+
+
+@dataclass(slots=True)
+class Lease:
+    """The lock we hold: ``lost`` is set when renewal failed (someone else may now hold it)."""
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    since: datetime
+    duration: timedelta
+    lost: threading.Event = field(default_factory=threading.Event)
+    renewals: int = 0
+
+
+def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
+    """The current row for ``name`` (possibly expired), or None when nobody ever took it."""
+    with store.connect() as conn:
+        row = conn.execute(select(schema.locks).where(schema.locks.c.name == name)).first()
+    if row is None:
+        return None
+    return LockInfo(
+        name=row.name,
+        holder=row.holder,
+        host=row.host,
+        pid=row.pid,
+        since=_utc(row.since),
+        expires=_utc(row.expires),
+    )
+
+
+def _try_take(store: Store, lease: Lease) -> bool:
+    now = _now()
+    values = {
+        "holder": lease.holder,
+        "host": lease.host,
+        "pid": lease.pid,
+        "since": now,
+        "expires": now + lease.duration,
+    }
+    # Two statements in two transactions: on PostgreSQL a failed INSERT aborts its transaction.
+    try:
+        with store.begin() as conn:
+            conn.execute(insert(schema.locks).values(name=lease.name, **values))
+    except StoreError as exc:
+        if not isinstance(exc.__cause__, IntegrityError):
+            raise
+    else:
+        lease.since = now
+        return True
+    with store.begin() as conn:
+        taken = conn.execute(
+            update(schema.locks)
+            .where(schema.locks.c.name == lease.name, schema.locks.c.expires <= now)
+            .values(**values)
+        ).rowcount
+    if taken == 1:
+        lease.since = now
+        return True
+    return False
+
+
+def _renew(store: Store, lease: Lease) -> bool:
+    with store.begin() as conn:
+        count = conn.execute(
+            update(schema.locks)
+            .where(schema.locks.c.name == lease.name, schema.locks.c.holder == lease.holder)
+            .values(expires=_now() + lease.duration)
+        ).rowcount
+    return bool(count == 1)
+
+
+def _release(store: Store, lease: Lease) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            delete(schema.locks).where(
+                schema.locks.c.name == lease.name, schema.locks.c.holder == lease.holder
+            )
+        )
+
+
+def _renewer(store: Store, lease: Lease, done: threading.Event) -> None:
+    interval = lease.duration.total_seconds() / 3
+    while not done.wait(interval):
+        try:
+            ok = _renew(store, lease)
+        except StoreError as exc:
+            # A database hiccup: keep trying until the lease would have run out.
+            log.warning("could not renew the database lock: %s", exc, extra={"lock": lease.name})
+            continue
+        if not ok:
+            log.error(
+                "lost the database lock: another process took it",
+                extra={"lock": lease.name},
+            )
+            lease.lost.set()
+            return
+        lease.renewals += 1
+
+
+@contextmanager
+def exclusive(
+    store: Store,
+    name: str = "digest",
+    *,
+    lease: timedelta = timedelta(seconds=60),
+    wait: float = 0,
+) -> Iterator[Lease]:
+    """Hold the lock ``name`` for the block; busy -> wait up to ``wait`` s, then LockedError.
+
+    A background thread renews the lease every ``lease / 3``; a holder killed with SIGKILL stops
+    renewing, so after ``lease`` another process may take over.
+    """
+    if lease.total_seconds() <= 0:
+        raise ValueError("lease must be positive")
+    host = socket.gethostname()
+    pid = os.getpid()
+    held = Lease(
+        name=name,
+        holder=f"{host}:{pid}:{uuid.uuid4().hex[:8]}",
+        host=host,
+        pid=pid,
+        since=_now(),
+        duration=lease,
+    )
+    deadline = time.monotonic() + max(wait, 0)
+    while not _try_take(store, held):
+        if time.monotonic() >= deadline:
+            info = holder_of(store, name)
+            who = info.describe() if info else "another process"
+            raise LockedError(
+                f"database {store.url} is in use by {who}; stop that digest first, or wait "
+                f"{int(lease.total_seconds())}s for its lease to expire if it died"
+            )
+        time.sleep(min(_POLL, max(deadline - time.monotonic(), 0.01)))
+    log.debug("took the database lock", extra={"lock": name, "holder": held.holder})
+    done = threading.Event()
+    thread = threading.Thread(
+        target=_renewer, args=(store, held, done), name=f"lock-{name}", daemon=True
+    )
+    thread.start()
+    try:
+        yield held
+    finally:
+        done.set()
+        thread.join()
+        try:
+            _release(store, held)
+        except StoreError as exc:
+            # The lease simply expires: nothing else to do on the way out.
+            log.warning("could not release the database lock: %s", exc, extra={"lock": name})
