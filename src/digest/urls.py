@@ -1,0 +1,177 @@
+"""Canonical URLs: one spelling per article, so copies met in several feeds compare equal.
+
+A leaf utility any stage may import; ``canonical_url`` never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote, urlsplit
+
+__all__ = ["canonical_url", "is_tracking_param"]
+
+#: Exact names of query parameters that only identify a campaign or a click, never the page.
+_TRACKING_NAMES = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "ttclid",
+        "igshid",
+        "li_fat_id",
+        "mkt_tok",
+        "_hsenc",
+        "_hsmi",
+        "__hstc",
+        "__hssc",
+        "__hsfp",
+        "hsctatracking",
+        "ref_src",
+        "ref_url",
+        "_ga",
+        "_gl",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "wickedid",
+        "_openstat",
+        # AT Internet (Le Monde, Libération, France Télévisions...): ?xtor=RSS-3208
+        "xtor",
+        "xts",
+    }
+)
+#: Prefixes of tracking parameter families: Google Analytics, Mailchimp, AT Internet.
+_TRACKING_PREFIXES = ("utm_", "mc_", "at_", "pk_", "mtm_")
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# A host, once IDNA-encoded and lower-cased, may only hold these (or be a bracketed IPv6 literal).
+_HOST_OK = re.compile(r"^[a-z0-9_.-]+$")
+_IPV6_OK = re.compile(r"^\[[0-9a-f:.]+(%25[0-9a-z._~-]+)?\]$")
+_PATH_SAFE = "/:@!$&'()*+,;="
+_QUERY_PART_SAFE = "/:@!$'()*+,;?"
+
+
+def is_tracking_param(name: str) -> bool:
+    """True when a query parameter name (raw or percent-encoded) is a known tracker."""
+    key = unquote(name.replace("+", " ")).strip().lower()
+    return key in _TRACKING_NAMES or key.startswith(_TRACKING_PREFIXES)
+
+
+def canonical_url(url: str) -> str:
+    """The canonical spelling of an http(s) URL; any other string comes back stripped.
+
+    Lower-case scheme and host, http -> https, IDNA host, no default port, no fragment, no
+    tracking parameters, sorted query, no trailing slash on non-root paths, dot segments
+    removed and percent-encoding normalized. Idempotent; never raises.
+    """
+    text = url.strip() if isinstance(url, str) else ""
+    try:
+        return _canonical(text)
+    except (ValueError, UnicodeError):
+        # Whatever the standard library refuses to split or encode is not a URL we can improve.
+        return text
+
+
+def _canonical(text: str) -> str:
+    if text.startswith("//"):
+        text = "https:" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return text
+    hostport = parts.netloc.rpartition("@")[2]
+    userinfo = parts.netloc[: len(parts.netloc) - len(hostport)]  # keeps its trailing "@"
+    host, port = _split_hostport(hostport)
+    if host is None or port is None:
+        return text
+    if port in ("", _DEFAULT_PORTS[scheme], "443"):
+        port = ""
+    netloc = f"{_normalize_escapes(userinfo, _PATH_SAFE)}{host}{':' + port if port else ''}"
+    path = _normalize_path(parts.path)
+    query = _normalize_query(parts.query)
+    return f"https://{netloc}{path}{'?' + query if query else ''}"
+
+
+def _split_hostport(hostport: str) -> tuple[str | None, str | None]:
+    """(host, port) normalized, or (None, None) when this is not a usable authority."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return None, None
+        host, rest = hostport[: end + 1].lower(), hostport[end + 1 :]
+        if not _IPV6_OK.match(host):
+            return None, None
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+    else:
+        host, sep, port = hostport.rpartition(":")
+        if not sep:
+            host, port = hostport, ""
+        host = _idna(host.rstrip(".").lower())
+        if not host or not _HOST_OK.match(host):
+            return None, None
+    if port is None or (port and not port.isdigit()):
+        return None, None
+    port = port.lstrip("0") or ("" if not port else "0")
+    return host, port
+
+
+def _idna(host: str) -> str:
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+
+
+def _normalize_escapes(text: str, safe: str) -> str:
+    """Decode escapes of unreserved characters, upper-case the others, escape the rest."""
+    text = _LONE_PERCENT.sub("%25", text)
+
+    def fix(m: re.Match[str]) -> str:
+        char = chr(int(m.group(1), 16))
+        return char if char in _UNRESERVED else "%" + m.group(1).upper()
+
+    text = _ESCAPE.sub(fix, text)
+    return quote(text, safe=safe + "%", errors="surrogatepass")
+
+
+def _normalize_path(path: str) -> str:
+    segments: list[str] = []
+    for seg in path.split("/")[1:] if path.startswith("/") else path.split("/"):
+        if seg == "..":
+            if segments:
+                segments.pop()
+        elif seg != ".":
+            segments.append(seg)
+    clean = _normalize_escapes("/" + "/".join(segments), _PATH_SAFE)
+    # Escapes of "." and ".." only become dot segments after decoding: drop those too.
+    if "/./" in clean + "/" or "/../" in clean + "/":
+        return _normalize_path(clean)
+    clean = clean.rstrip("/")
+    return clean or "/"
+
+
+def _normalize_query(query: str) -> str:
+    kept: list[str] = []
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        name, eq, value = pair.partition("=")
+        if is_tracking_param(name):
+            continue
+        kept.append(
+            _normalize_escapes(name, _QUERY_PART_SAFE)
+            + eq
+            + _normalize_escapes(value, "=" + _QUERY_PART_SAFE)
+        )
+    return "&".join(sorted(kept))
