@@ -1,0 +1,520 @@
+"""Subscribers and consent: add/import, look up, stream, status, preferences, export, erase.
+
+Addresses are validated with email-validator (no DNS) and unique case-insensitively through
+``email_key``; erased people leave only a keyed hash in ``erased`` so a re-import skips them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+
+from digest.errors import UsageError
+from digest.models import Subscriber, SubscriberStatus
+from digest.store import schema
+from digest.tokens import keyed_hash, new_token_key
+
+log = logging.getLogger(__name__)
+
+T = schema.subscribers
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+#: Rows per INSERT / duplicate look-up during imports: bounded memory for any file size.
+IMPORT_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRecord:
+    """A subscriber row as stored, including the consent timestamps and the token key."""
+
+    id: int
+    email: str
+    name: str | None
+    status: SubscriberStatus
+    topics: tuple[str, ...]
+    language: str | None
+    token_key: str
+    created: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    confirm_sent_at: datetime | None = None
+    source: str | None = None
+
+    def to_model(self) -> Subscriber:
+        return Subscriber(
+            id=self.id,
+            email=self.email,
+            name=self.name,
+            status=self.status,
+            topics=self.topics,
+            language=self.language,
+        )
+
+
+@dataclass
+class ImportReport:
+    """What ``import_csv`` did; warnings are one line each, naming file and line."""
+
+    added: int = 0
+    already_present: int = 0
+    duplicates_in_file: int = 0
+    erased_skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def normalize_email(address: str) -> str:
+    """The address as email-validator normalizes it; UsageError naming it when invalid."""
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise UsageError(f"{address.strip()!r} is not a valid email address: {exc}") from None
+
+
+def email_key(address: str) -> str:
+    """The case-insensitive identity of an address (``Ann@X.org`` == ``ann@x.org``)."""
+    try:
+        normalized = validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        normalized = address.strip()
+    return normalized.casefold()
+
+
+def erased_hash(secret: bytes, address: str) -> str:
+    """Keyed hash kept for an erased address: recognizable again, not readable."""
+    return keyed_hash(secret, email_key(address), purpose="erased")
+
+
+def parse_topics(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"a; b"`` or an iterable -> ("a", "b"), de-duplicated, order kept; empty means all."""
+    if value is None:
+        return ()
+    parts = value.split(";") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for p in parts:
+        p = p.strip()
+        if p and p not in out:
+            out.append(p)
+    return tuple(out)
+
+
+def _check_language(language: str | None, allowed: Collection[str] | None) -> str | None:
+    if language is None or not language.strip():
+        return None
+    lang = language.strip().lower().replace("_", "-")
+    if not _LANGUAGE.match(lang) or (allowed is not None and lang not in allowed):
+        expected = f" (expected one of {', '.join(sorted(allowed))})" if allowed else ""
+        raise UsageError(f"unknown language {language!r}{expected}")
+    return lang
+
+
+def _check_topics(topics: tuple[str, ...], known: Collection[str] | None) -> tuple[str, ...]:
+    if known is not None:
+        for t in topics:
+            if t not in known:
+                raise UsageError(f"unknown topic {t!r} (known: {', '.join(sorted(known))})")
+    return topics
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC from the database (SQLite hands naive UTC back)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
+def _record(row: RowMapping) -> SubscriberRecord:
+    return SubscriberRecord(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        status=SubscriberStatus(row["status"]),
+        topics=parse_topics(row["topics"]),
+        language=row["language"],
+        token_key=row["token_key"],
+        created=_utc(row["created"]) or datetime.min.replace(tzinfo=UTC),
+        confirmed_at=_utc(row["confirmed_at"]),
+        unsubscribed_at=_utc(row["unsubscribed_at"]),
+        confirm_sent_at=_utc(row["confirm_sent_at"]),
+        source=row["source"],
+    )
+
+
+def _values(
+    address: str,
+    *,
+    name: str | None,
+    topics: tuple[str, ...],
+    language: str | None,
+    status: SubscriberStatus,
+    source: str,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "email": address,
+        "email_key": address.casefold(),
+        "name": (name or "").strip() or None,
+        "status": status.value,
+        "topics": ";".join(topics),
+        "language": language,
+        "created": now,
+        "confirmed_at": now if status is SubscriberStatus.ACTIVE else None,
+        "source": source,
+        "token_key": new_token_key(),
+    }
+
+
+def add_subscriber(
+    conn: Connection,
+    address: str,
+    *,
+    name: str | None = None,
+    topics: Iterable[str] | str | None = None,
+    language: str | None = None,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    source: str = "cli",
+    now: datetime | None = None,
+    known_topics: Collection[str] | None = None,
+    languages: Collection[str] | None = None,
+) -> SubscriberRecord:
+    """Insert one subscriber; UsageError if the address is invalid or already present.
+
+    This does not consult ``erased``: an explicit new sign-up is new consent (see
+    ``is_erased`` / ``forget_erasure`` for callers that must decide).
+    """
+    normalized = normalize_email(address)
+    if get_by_email(conn, normalized) is not None:
+        raise UsageError(f"{normalized}: already a subscriber")
+    values = _values(
+        normalized,
+        name=name,
+        topics=_check_topics(parse_topics(topics), known_topics),
+        language=_check_language(language, languages),
+        status=status,
+        source=source,
+        now=_now(now),
+    )
+    new_id = conn.execute(insert(T).values(**values)).inserted_primary_key
+    assert new_id is not None
+    found = get_by_id(conn, int(new_id[0]))
+    assert found is not None
+    return found
+
+
+def get_by_id(conn: Connection, subscriber_id: int) -> SubscriberRecord | None:
+    row = conn.execute(select(T).where(T.c.id == subscriber_id)).mappings().first()
+    return _record(row) if row else None
+
+
+def get_by_email(conn: Connection, address: str) -> SubscriberRecord | None:
+    """Look up by address, whatever its case."""
+    row = conn.execute(select(T).where(T.c.email_key == email_key(address))).mappings().first()
+    return _record(row) if row else None
+
+
+def get_by_token_key(conn: Connection, token_key: str) -> SubscriberRecord | None:
+    row = conn.execute(select(T).where(T.c.token_key == token_key)).mappings().first()
+    return _record(row) if row else None
+
+
+def list_subscribers(
+    conn: Connection, *, status: SubscriberStatus | None = None, batch: int = 1000
+) -> Iterator[SubscriberRecord]:
+    """Every subscriber (or those with ``status``) in id order, streamed ``batch`` at a time."""
+    query = select(T).order_by(T.c.id)
+    if status is not None:
+        query = query.where(T.c.status == status.value)
+    result = conn.execution_options(yield_per=batch).execute(query).mappings()
+    for row in result:
+        yield _record(row)
+
+
+def active_subscribers(conn: Connection, batch: int = 1000) -> Iterator[Subscriber]:
+    """The people an issue goes to, streamed (never all in memory)."""
+    for rec in list_subscribers(conn, status=SubscriberStatus.ACTIVE, batch=batch):
+        yield rec.to_model()
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+def set_status(
+    conn: Connection, subscriber_id: int, status: SubscriberStatus, now: datetime | None = None
+) -> bool:
+    """Change a subscriber's status, stamping when consent was given or withdrawn."""
+    now = _now(now)
+    values: dict[str, Any] = {"status": status.value}
+    if status is SubscriberStatus.ACTIVE:
+        values["confirmed_at"] = now
+        values["unsubscribed_at"] = None
+    elif status is SubscriberStatus.UNSUBSCRIBED:
+        values["unsubscribed_at"] = now
+    return conn.execute(update(T).where(T.c.id == subscriber_id).values(**values)).rowcount > 0
+
+
+def unsubscribe(conn: Connection, subscriber_id: int, now: datetime | None = None) -> bool:
+    """Withdraw consent; idempotent (the first unsubscription time is kept)."""
+    rec = get_by_id(conn, subscriber_id)
+    if rec is None:
+        return False
+    if rec.status is SubscriberStatus.UNSUBSCRIBED:
+        return True
+    return set_status(conn, subscriber_id, SubscriberStatus.UNSUBSCRIBED, now)
+
+
+def mark_confirm_sent(conn: Connection, subscriber_id: int, now: datetime) -> None:
+    conn.execute(update(T).where(T.c.id == subscriber_id).values(confirm_sent_at=_now(now)))
+
+
+def update_preferences(
+    conn: Connection,
+    subscriber_id: int,
+    *,
+    topics: Iterable[str] | str | None = None,
+    language: str | None = None,
+    name: str | None = None,
+    known_topics: Collection[str] | None = None,
+    languages: Collection[str] | None = None,
+) -> bool:
+    """Change topics (empty: all), language (``""``: the digest's) or name; None leaves as is."""
+    values: dict[str, Any] = {}
+    if topics is not None:
+        values["topics"] = ";".join(_check_topics(parse_topics(topics), known_topics))
+    if language is not None:
+        values["language"] = _check_language(language, languages)
+    if name is not None:
+        values["name"] = name.strip() or None
+    if not values:
+        return get_by_id(conn, subscriber_id) is not None
+    return conn.execute(update(T).where(T.c.id == subscriber_id).values(**values)).rowcount > 0
+
+
+# --------------------------------------------------------------------------- import
+
+
+def import_csv(
+    conn: Connection,
+    source: Path | str | io.TextIOBase,
+    *,
+    secret: bytes,
+    now: datetime | None = None,
+    known_topics: Collection[str] | None = None,
+    languages: Collection[str] | None = None,
+) -> ImportReport:
+    """Import a CSV (``email`` required; ``name``, ``topics`` ";"-separated, ``language``).
+
+    Streams the file in batches. A bad row is a UsageError naming ``file:line`` (the caller's
+    transaction then imports nothing). Present addresses are left untouched (an unsubscribed
+    person is never re-subscribed by an import); erased addresses are skipped with a warning.
+    """
+    now = _now(now)
+    label = str(source) if isinstance(source, Path | str) else getattr(source, "name", "<csv>")
+    report = ImportReport()
+    if isinstance(source, Path | str):
+        try:
+            with open(source, encoding="utf-8-sig", newline="") as fh:
+                _import_rows(conn, fh, label, secret, now, known_topics, languages, report)
+        except FileNotFoundError:
+            raise UsageError(f"{label}: file not found") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{label}: not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"{label}: cannot read: {exc.strerror}") from None
+    else:
+        _import_rows(conn, source, label, secret, now, known_topics, languages, report)
+    return report
+
+
+def _import_rows(
+    conn: Connection,
+    fh: Any,
+    label: str,
+    secret: bytes,
+    now: datetime,
+    known_topics: Collection[str] | None,
+    languages: Collection[str] | None,
+    report: ImportReport,
+) -> None:
+    reader = csv.DictReader(fh)
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise UsageError(f"{label}:1: bad CSV: {exc}") from None
+    if not header:
+        raise UsageError(f"{label}: empty file (expected a header row with an 'email' column)")
+    columns = {h.strip().lower() for h in header if h}
+    if "email" not in columns:
+        raise UsageError(f"{label}:1: no 'email' column in the header ({', '.join(header)})")
+    unknown = columns - {"email", "name", "topics", "language"}
+    if unknown:
+        report.warnings.append(
+            f"{label}:1: ignoring unknown column(s): {', '.join(sorted(unknown))}"
+        )
+    batch: list[tuple[int, dict[str, Any]]] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            if not any(row.values()):
+                continue
+            address = row.get("email", "")
+            if not address:
+                raise UsageError(f"{label}:{line}: empty email")
+            try:
+                normalized = normalize_email(address)
+                values = _values(
+                    normalized,
+                    name=row.get("name"),
+                    topics=_check_topics(parse_topics(row.get("topics")), known_topics),
+                    language=_check_language(row.get("language"), languages),
+                    status=SubscriberStatus.ACTIVE,
+                    source="import",
+                    now=now,
+                )
+            except UsageError as exc:
+                raise UsageError(f"{label}:{line}: {exc}") from None
+            batch.append((line, values))
+            if len(batch) >= IMPORT_BATCH:
+                _flush(conn, batch, label, secret, report)
+                batch = []
+    except csv.Error as exc:
+        raise UsageError(f"{label}:{reader.line_num}: bad CSV: {exc}") from None
+    _flush(conn, batch, label, secret, report)
+
+
+def _flush(
+    conn: Connection,
+    batch: list[tuple[int, dict[str, Any]]],
+    label: str,
+    secret: bytes,
+    report: ImportReport,
+) -> None:
+    if not batch:
+        return
+    keys = {v["email_key"] for _, v in batch}
+    present = set(conn.execute(select(T.c.email_key).where(T.c.email_key.in_(keys))).scalars())
+    hashes = {k: keyed_hash(secret, k, purpose="erased") for k in keys}
+    e = schema.erased
+    gone = set(
+        conn.execute(select(e.c.email_hash).where(e.c.email_hash.in_(hashes.values()))).scalars()
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for line, values in batch:
+        key = values["email_key"]
+        if hashes[key] in gone:
+            report.erased_skipped += 1
+            report.warnings.append(
+                f"{label}:{line}: {values['email']} asked to be erased earlier; not re-imported"
+            )
+        elif key in present:
+            report.already_present += 1
+        elif key in rows:
+            report.duplicates_in_file += 1
+            report.warnings.append(
+                f"{label}:{line}: {values['email']} appears twice; kept the first"
+            )
+        else:
+            rows[key] = values
+    if rows:
+        conn.execute(insert(T), list(rows.values()))
+        report.added += len(rows)
+        # Later batches find these through ``present``: no file-wide set in memory.
+
+
+# --------------------------------------------------------------------------- access & erasure
+
+
+def export_subscriber(conn: Connection, address: str) -> dict[str, Any] | None:
+    """Everything stored about one person (for an access request), JSON-ready."""
+    rec = get_by_email(conn, address)
+    if rec is None:
+        return None
+    d, i = schema.deliveries, schema.issues
+    rows = conn.execute(
+        select(i.c.number, d.c.state, d.c.attempts, d.c.sent_at, d.c.last_error, d.c.message_id)
+        .join(i, i.c.id == d.c.issue_id)
+        .where(d.c.subscriber_id == rec.id)
+        .order_by(i.c.number)
+    ).all()
+
+    def iso(t: datetime | None) -> str | None:
+        t = _utc(t)
+        return t.isoformat() if t else None
+
+    return {
+        "email": rec.email,
+        "name": rec.name,
+        "status": rec.status.value,
+        "topics": list(rec.topics),
+        "language": rec.language,
+        "created": iso(rec.created),
+        "confirmed_at": iso(rec.confirmed_at),
+        "unsubscribed_at": iso(rec.unsubscribed_at),
+        "confirm_sent_at": iso(rec.confirm_sent_at),
+        "source": rec.source,
+        "deliveries": [
+            {
+                "issue": r.number,
+                "state": r.state,
+                "attempts": r.attempts,
+                "sent_at": iso(r.sent_at),
+                "last_error": r.last_error,
+                "message_id": r.message_id,
+            }
+            for r in rows
+        ],
+    }
+
+
+def erase_subscriber(
+    conn: Connection, secret: bytes, address: str, now: datetime | None = None
+) -> bool:
+    """Delete a person and their delivery records; keep only a keyed hash of the address."""
+    rec = get_by_email(conn, address)
+    if rec is None:
+        return False
+    conn.execute(delete(schema.deliveries).where(schema.deliveries.c.subscriber_id == rec.id))
+    conn.execute(delete(T).where(T.c.id == rec.id))
+    h = erased_hash(secret, rec.email)
+    if not conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first():
+        conn.execute(insert(schema.erased).values(email_hash=h, erased_at=_now(now)))
+    return True
+
+
+def is_erased(conn: Connection, secret: bytes, address: str) -> bool:
+    h = erased_hash(secret, address)
+    return (
+        conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first()
+        is not None
+    )
+
+
+def forget_erasure(conn: Connection, secret: bytes, address: str) -> None:
+    """Drop the erased marker: the person signed up again of their own accord."""
+    conn.execute(
+        delete(schema.erased).where(schema.erased.c.email_hash == erased_hash(secret, address))
+    )
