@@ -1,0 +1,260 @@
+"""fetch_all against a real local HTTP server: validators, failures as values, caps, redirects."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from digest.fetch import USER_AGENT, fetch_all_sync
+from digest.models import FetchRequest, FetchStatus
+
+FEED = "feeds-real/guardian-uk.rss.xml"
+
+
+@pytest.fixture
+def feed_bytes(corpus_dir: Path) -> bytes:
+    return (corpus_dir / FEED).read_bytes()
+
+
+def test_first_fetch_returns_body_etag_and_project_user_agent(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request.headers.get("User-Agent", ""))
+        return Response(feed_bytes, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"})
+
+    httpserver.expect_request("/feed").respond_with_handler(handler)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))])
+    assert result.status is FetchStatus.OK
+    assert result.content == feed_bytes
+    assert result.etag == '"v1"'
+    assert result.http_status == 200
+    assert result.content_type == "application/rss+xml"
+    assert seen == [USER_AGENT]
+    assert "(+https://github.com/digest-newsletter/digest)" in USER_AGENT
+
+
+def test_etag_is_sent_back_and_304_means_not_modified(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    def handler(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return Response(status=304, headers={"ETag": '"v1"'})
+        return Response(feed_bytes, headers={"ETag": '"v1"'})
+
+    httpserver.expect_request("/feed").respond_with_handler(handler)
+    url = httpserver.url_for("/feed")
+    [first] = fetch_all_sync([FetchRequest(url)])
+    [second] = fetch_all_sync([FetchRequest(url, etag=first.etag)])
+    assert first.status is FetchStatus.OK
+    assert second.status is FetchStatus.NOT_MODIFIED
+    assert second.content is None
+    assert second.etag == '"v1"'
+
+
+def test_last_modified_is_sent_as_if_modified_since(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+    def handler(request: Request) -> Response:
+        if request.headers.get("If-Modified-Since") == stamp:
+            return Response(status=304)
+        return Response(feed_bytes, headers={"Last-Modified": stamp})
+
+    httpserver.expect_request("/feed").respond_with_handler(handler)
+    url = httpserver.url_for("/feed")
+    [first] = fetch_all_sync([FetchRequest(url)])
+    [second] = fetch_all_sync([FetchRequest(url, last_modified=first.last_modified)])
+    assert first.last_modified == stamp
+    assert second.status is FetchStatus.NOT_MODIFIED
+    assert second.last_modified == stamp
+
+
+def test_server_errors_fail_their_feed_and_the_rest_of_the_batch_succeeds(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/ok1").respond_with_data(feed_bytes)
+    httpserver.expect_request("/boom").respond_with_data("oops", status=500)
+    httpserver.expect_request("/missing").respond_with_data("no", status=404)
+    httpserver.expect_request("/gone").respond_with_data("bye", status=410)
+    httpserver.expect_request("/ok2").respond_with_data(feed_bytes)
+    paths = ["/ok1", "/boom", "/missing", "/gone", "/ok2"]
+    finished: list[str] = []
+    results = fetch_all_sync(
+        [FetchRequest(httpserver.url_for(p)) for p in paths],
+        on_result=lambda r: finished.append(r.url),
+    )
+    assert [r.url for r in results] == [httpserver.url_for(p) for p in paths]
+    assert sorted(finished) == sorted(r.url for r in results)
+    ok1, boom, missing, gone, ok2 = results
+    assert ok1.status is ok2.status is FetchStatus.OK
+    assert (boom.status, boom.http_status, boom.error) == (
+        FetchStatus.FAILED,
+        500,
+        "HTTP 500 INTERNAL SERVER ERROR",
+    )
+    assert missing.status is FetchStatus.FAILED
+    assert missing.error is not None
+    assert "404" in missing.error
+    assert gone.status is FetchStatus.FAILED
+    assert gone.gone
+    assert not missing.gone
+
+
+def test_a_feed_slower_than_the_timeout_fails_with_a_timeout(httpserver: HTTPServer) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(0.6)
+        return Response("<rss/>")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/slow"))], timeout=0.2)
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "timed out" in result.error
+
+
+def test_body_over_the_cap_fails(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/big"))], max_bytes=4096)
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "4096-byte cap" in result.error
+
+
+def test_cap_applies_after_decompression(httpserver: HTTPServer) -> None:
+    bomb = gzip.compress(b" " * 100_000)
+    httpserver.expect_request("/bomb").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/bomb"))], max_bytes=50_000)
+    assert len(bomb) < 50_000
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "cap" in result.error
+
+
+def test_gzip_encoded_response_is_decompressed(httpserver: HTTPServer, feed_bytes: bytes) -> None:
+    httpserver.expect_request("/gz").respond_with_data(
+        gzip.compress(feed_bytes), headers={"Content-Encoding": "gzip"}
+    )
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/gz"))])
+    assert result.status is FetchStatus.OK
+    assert result.content == feed_bytes
+
+
+def test_permanent_redirect_chain_records_the_new_location(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    final = httpserver.url_for("/new")
+    httpserver.expect_request("/old").respond_with_response(
+        Response(status=301, headers={"Location": httpserver.url_for("/older")})
+    )
+    httpserver.expect_request("/older").respond_with_response(
+        Response(status=308, headers={"Location": final})
+    )
+    httpserver.expect_request("/new").respond_with_data(feed_bytes)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/old"))])
+    assert result.status is FetchStatus.OK
+    assert result.final_url == final
+    assert result.permanent_redirect == final
+
+
+def test_temporary_redirect_is_followed_but_not_recorded(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/tmp").respond_with_response(
+        Response(status=302, headers={"Location": httpserver.url_for("/feed")})
+    )
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/tmp"))])
+    assert result.status is FetchStatus.OK
+    assert result.permanent_redirect is None
+
+
+def test_redirect_loop_fails(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/loop").respond_with_response(
+        Response(status=302, headers={"Location": "/loop"})
+    )
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/loop"))])
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "redirects" in result.error
+
+
+def test_retry_after_on_503_in_seconds_or_as_a_date(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/busy").respond_with_data(
+        "later", status=503, headers={"Retry-After": "120"}
+    )
+    httpserver.expect_request("/limited").respond_with_data(
+        "later", status=429, headers={"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}
+    )
+    busy, limited = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/busy")), FetchRequest(httpserver.url_for("/limited"))]
+    )
+    assert busy.status is FetchStatus.FAILED
+    assert busy.retry_after == 120.0
+    assert limited.retry_after is not None
+    assert limited.retry_after > 365 * 86400
+
+
+def test_cache_control_max_age_is_reported_on_success(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/cached").respond_with_data(
+        feed_bytes, headers={"Cache-Control": "public, max-age=1800"}
+    )
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/cached"))])
+    assert result.retry_after == 1800.0
+
+
+def test_connection_refused_is_a_failed_result() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    [result] = fetch_all_sync([FetchRequest(f"http://127.0.0.1:{port}/feed")])
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "cannot connect" in result.error
+    assert "\n" not in result.error
+
+
+@pytest.mark.parametrize("url", ["http://", "ftp://example.com/feed", "", "http://exa mple/"])
+def test_bad_urls_are_failed_results(url: str) -> None:
+    [result] = fetch_all_sync([FetchRequest(url)])
+    assert result.status is FetchStatus.FAILED
+    assert result.error
+
+
+def test_file_url_and_plain_path_are_read_from_disk(corpus_dir: Path, feed_bytes: bytes) -> None:
+    path = corpus_dir / FEED
+    by_url, by_path = fetch_all_sync([FetchRequest(path.as_uri()), FetchRequest(str(path))])
+    assert by_url.status is by_path.status is FetchStatus.OK
+    assert by_url.content == by_path.content == feed_bytes
+
+
+def test_unchanged_file_is_not_modified(tmp_path: Path) -> None:
+    path = tmp_path / "feed.xml"
+    path.write_bytes(b"<rss version='2.0'><channel/></rss>")
+    [first] = fetch_all_sync([FetchRequest(str(path))])
+    [second] = fetch_all_sync([FetchRequest(str(path), last_modified=first.last_modified)])
+    assert second.status is FetchStatus.NOT_MODIFIED
+
+
+def test_missing_or_oversized_file_fails(tmp_path: Path) -> None:
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"x" * 5000)
+    missing, too_big = fetch_all_sync(
+        [FetchRequest(str(tmp_path / "nope.xml")), FetchRequest(big.as_uri())], max_bytes=4096
+    )
+    assert missing.status is too_big.status is FetchStatus.FAILED
+    assert missing.error is not None
+    assert "nope.xml" in missing.error
+    assert too_big.error is not None
+    assert "cap" in too_big.error
