@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,12 +47,22 @@ def parse_duration(value: str | int | float) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
+#: Field names of a 6-field crontab (seconds first, as in ``"*/2 * * * * *"``).
+CRON_FIELDS_WITH_SECONDS = ("second", "minute", "hour", "day", "month", "day_of_week")
+
+
 def _check_crontab(value: str) -> str:
     # APScheduler is the one that will run it, so it is the one that judges it.
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = value.split()
     try:
-        CronTrigger.from_crontab(value)
+        if len(fields) == 6:  # seconds first: per-second schedules for tests and soak runs
+            CronTrigger(**dict(zip(CRON_FIELDS_WITH_SECONDS, fields, strict=True)))
+        elif len(fields) == 5:
+            CronTrigger.from_crontab(value)
+        else:
+            raise ValueError(f"expected 5 fields (or 6, seconds first), got {len(fields)}")
     except ValueError as exc:
         raise ValueError(f"invalid crontab {value!r}: {exc}") from None
     return value
@@ -282,6 +293,17 @@ class DaemonSection(_Section):
     log_format: Literal["text", "json"] = "text"
     #: How long the database lock lasts without renewal.
     lock_lease: str = "60s"
+    #: How long `digest run` waits for a busy lock before exiting 2 (0: refuse at once).
+    lock_wait: str = "0s"
+    #: A job failing this many times in a row makes /healthz answer 503.
+    unhealthy_after: int = Field(default=3, ge=1, le=1000)
+
+    @field_validator("lock_lease", "lock_wait")
+    @classmethod
+    def _duration(cls, v: str, info: ValidationInfo) -> str:
+        if parse_duration(v).total_seconds() <= 0 and info.field_name == "lock_lease":
+            raise ValueError(f"expected a positive duration, got {v!r}")
+        return v
 
 
 class WebSection(_Section):
