@@ -1,0 +1,30 @@
+"""Render an issue: email HTML (Jinja2 + MJML) and text with personal placeholders, per-reader
+personalization, the issue as a web page, and the subject line. Templates: digest/templates/.
+"""
+
+from __future__ import annotations
+
+from .core import (
+    PLACEHOLDERS,
+    format_subject,
+    page_style_csp_source,
+    render_issue,
+    render_page,
+    safe_http_url,
+    select_sections,
+)
+from .i18n import LANGUAGES
+from .personal import RenderCache, personalize
+
+__all__ = [
+    "LANGUAGES",
+    "PLACEHOLDERS",
+    "RenderCache",
+    "format_subject",
+    "page_style_csp_source",
+    "personalize",
+    "render_issue",
+    "render_page",
+    "safe_http_url",
+    "select_sections",
+]
