@@ -1,0 +1,19 @@
+"""Summaries a reader trusts: the Summarizer Protocol, its engines, and ``make_summarizer``.
+
+Engines: ``extractive`` (the article's own sentences) and ``llm`` (an OpenAI-compatible
+chat-completions endpoint, cached, falling back to extractive on any failure).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from digest.models import Summary
+
+
+class Summarizer(Protocol):
+    """Turns one item (title + HTML or text) into a short summary in the item's language."""
+
+    name: str
+
+    def summarize(self, title: str, html: str, *, language: str | None = None) -> Summary: ...

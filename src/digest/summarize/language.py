@@ -1,0 +1,114 @@
+"""Language of an item's text: the feed's declared language when the text agrees with it,
+else simplemma's detection (Latin scripts) or the script itself (Cyrillic, Arabic, CJK...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+from simplemma import in_target_language, langdetect
+
+UNDETERMINED = "und"
+
+#: Tried first: the languages the digest is about, cheap to tell apart.
+_PRIMARY = ("en", "fr")
+#: Tried when neither French nor English fits; each dictionary costs ~1 s to load once.
+_SECONDARY = ("de", "es", "it", "pt", "nl")
+#: Enough text to decide; more only costs time.
+_SAMPLE_CHARS = 1200
+
+_SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
+    ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
+    ("arabic", re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")),
+    ("hebrew", re.compile(r"[\u0590-\u05ff]")),
+    ("greek", re.compile(r"[\u0370-\u03ff]")),
+    ("kana", re.compile(r"[\u3040-\u30ff]")),
+    ("hangul", re.compile(r"[\uac00-\ud7af]")),
+    ("han", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")),
+    ("devanagari", re.compile(r"[\u0900-\u097f]")),
+)
+#: Languages written in each non-Latin script, the first being the default guess.
+_SCRIPT_LANGS = {
+    "cyrillic": ("ru", "uk", "bg", "sr", "mk", "be", "kk"),
+    "arabic": ("ar", "fa", "ur", "ps"),
+    "hebrew": ("he", "yi"),
+    "greek": ("el",),
+    "kana": ("ja",),
+    "hangul": ("ko",),
+    "han": ("zh", "ja"),
+    "devanagari": ("hi", "mr", "ne"),
+}
+_LANG_TAG = re.compile(r"^\s*([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*\s*$")
+
+
+def normalize_tag(declared: str | None) -> str | None:
+    """ "en-US", "fr_FR", " FR " -> "en", "fr"; anything that is not a language tag -> None."""
+    if not declared:
+        return None
+    m = _LANG_TAG.match(declared)
+    return m.group(1).lower() if m else None
+
+
+def dominant_script(text: str) -> str | None:
+    """The script most letters of ``text`` are written in, or None when there are none."""
+    counts = Counter({name: len(rx.findall(text)) for name, rx in _SCRIPTS})
+    name, n = counts.most_common(1)[0]
+    if n == 0:
+        return None
+    if name == "han" and counts["kana"]:
+        return "kana"  # Japanese mixes kanji and kana
+    return name
+
+
+@lru_cache(maxsize=64)
+def _known_to_simplemma(lang: str) -> bool:
+    try:
+        in_target_language("a", lang=lang)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
+
+
+def _best(sample: str, langs: tuple[str, ...]) -> tuple[str, float]:
+    ranked = langdetect(sample, lang=langs)
+    lang, score = ranked[0]
+    return str(lang), float(score)
+
+
+def detect(text: str, declared: str | None = None) -> str:
+    """Two-letter language code of ``text`` ("fr", "en", ...); ``declared`` (the feed's
+    language) wins whenever the text does not clearly contradict it; "und" if nothing tells."""
+    tag = normalize_tag(declared)
+    sample = text[:_SAMPLE_CHARS]
+    script = dominant_script(sample)
+    if script is None:
+        return tag or UNDETERMINED
+    if script != "latin":
+        langs = _SCRIPT_LANGS[script]
+        return tag if tag in langs else langs[0]
+    if len(sample.split()) < 4:
+        return tag or UNDETERMINED  # too few words to contradict anyone
+    primary = {str(k): float(v) for k, v in langdetect(sample, lang=_PRIMARY)}
+    lang = max(_PRIMARY, key=lambda code: primary[code])
+    score = primary[lang]
+    if tag is not None:
+        if tag in primary:
+            fit = primary[tag]
+        elif _known_to_simplemma(tag):
+            fit = in_target_language(sample, lang=tag)
+        else:
+            return tag  # a language simplemma cannot judge: trust the feed
+        # Plausible: a good share of the words belong to it and no main language fits much better.
+        if fit >= 0.35 and fit >= score - 0.25:
+            return tag
+    if score >= 0.5:
+        return lang
+    other, other_score = _best(sample, _SECONDARY)
+    if other_score >= 0.5 and other_score > score:
+        return other
+    if tag is not None:
+        return tag
+    return lang if score >= 0.3 else UNDETERMINED
