@@ -32,6 +32,7 @@ __all__ = [
     "save_summary",
     "save_topic_matches",
     "to_db",
+    "unsummarized_kept",
 ]
 
 
@@ -235,6 +236,22 @@ def load_summaries(conn: Connection, item_ids: Iterable[int]) -> dict[int, Summa
                 text=m["text"], language=m["language"], engine=m["engine"], source_text=""
             )
     return out
+
+
+def unsummarized_kept(conn: Connection, *, not_before: datetime) -> list[StoredItem]:
+    """Items kept by a topic, published since ``not_before``, that have no summary yet."""
+    kept_ids = select(schema.item_topics.c.item_id).where(schema.item_topics.c.kept.is_(True))
+    have = select(schema.summaries.c.item_id)
+    stmt = (
+        _item_select()
+        .where(
+            schema.items.c.id.in_(kept_ids),
+            schema.items.c.id.not_in(have),
+            schema.items.c.published >= to_db(not_before),
+        )
+        .order_by(schema.items.c.id)
+    )
+    return [_row_to_stored(r) for r in conn.execute(stmt)]
 
 
 # --------------------------------------------------------------------------- issue candidates
