@@ -1,0 +1,276 @@
+"""The Starlette application: ``create_app(settings, store)`` wires routes, middleware and pages.
+
+Shared plumbing lives here (``Web``: settings, store, secret, clock, templates, language per
+request, refusal pages); the routes are in ``archive``, ``signup`` and ``account``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from digest import config
+from digest.errors import ConfigError, ExpiredToken, InvalidToken
+from digest.store import Store
+from digest.store import subscribers as subs
+from digest.tokens import make_token, read_token, secret_from_env
+from digest.web.i18n import LANGUAGES, Translator, choose_language
+from digest.web.security import (
+    CSRF_FIELD,
+    CSRFCookie,
+    SecurityHeaders,
+    csrf_token,
+    csrf_valid,
+    request_cookie,
+)
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+
+
+class Refusal(Exception):
+    """A request we decline with a clear page: HTTP ``status`` and a message key of ``i18n``."""
+
+    def __init__(self, status: int, key: str, *, language: str | None = None) -> None:
+        super().__init__(key)
+        self.status = status
+        self.key = key
+        self.language = language
+
+
+@dataclass
+class Web:
+    """Everything a route needs; one per application (``request.app.state.web``)."""
+
+    settings: config.Settings
+    store: Store
+    secret: bytes
+    clock: Callable[[], datetime]
+    confirm_ttl: timedelta
+    env: jinja2.Environment = field(repr=False)
+
+    # ------------------------------------------------------------------ language and URLs
+
+    def language(self, request: Request, preferred: str | None = None) -> tuple[str, bool]:
+        """``?lang=`` wins; then the subscriber's own language; then Accept-Language."""
+        query = request.query_params.get("lang")
+        if query not in LANGUAGES and preferred in LANGUAGES:
+            return str(preferred), False
+        return choose_language(
+            query, request.headers.get("accept-language"), self.settings.digest.language
+        )
+
+    def root_url(self, request: Request) -> str:
+        """The public root: ``[digest] base_url``, else what the request came in on."""
+        base = self.settings.digest.base_url
+        return base if base else str(request.base_url).rstrip("/")
+
+    def absolute(self, request: Request, path: str) -> str:
+        return self.root_url(request) + path
+
+    def token_url(self, request: Request, purpose: str, key: str, path: str) -> str:
+        return self.absolute(request, f"{path}/{make_token(self.secret, purpose, key)}")
+
+    # ------------------------------------------------------------------ pages
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status: int = 200,
+        language: str | None = None,
+        private: bool = False,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """Render ``template`` in the request's language with the shared context."""
+        lang, explicit = (language, True) if language else self.language(request)
+        other = "fr" if lang == "en" else "en"
+
+        def url(path: str) -> str:
+            # An explicit language choice follows the visitor from page to page.
+            return f"{path}?{urlencode({'lang': lang})}" if explicit else path
+
+        cookie, _sent = request_cookie(request.scope)
+        body = self.env.get_template(template).render(
+            lang=lang,
+            other_lang=other,
+            t=Translator(lang),
+            url=url,
+            switch_url=f"{request.url.path}?{urlencode({'lang': other})}",
+            site_title=self.settings.digest.title,
+            csrf=csrf_token(self.secret, cookie),
+            **context,
+        )
+        all_headers = {"Content-Language": lang, **(headers or {})}
+        if private:
+            # Pages reached through a personal token: never cached, never indexed.
+            all_headers["Cache-Control"] = "no-store"
+            all_headers["X-Robots-Tag"] = "noindex"
+        return HTMLResponse(body, status_code=status, headers=all_headers)
+
+    def message(
+        self,
+        request: Request,
+        heading: str,
+        text: str,
+        *,
+        status: int = 200,
+        kind: str = "info",
+        language: str | None = None,
+        link: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        return self.page(
+            request,
+            "message.html.j2",
+            status=status,
+            language=language,
+            private=True,
+            headers=headers,
+            heading=heading,
+            text=text,
+            kind=kind,
+            link=link,
+        )
+
+    # ------------------------------------------------------------------ checks
+
+    async def require_csrf(self, request: Request, form: Any) -> None:
+        """Refuse (403) a form POST whose token is missing or does not match its cookie."""
+        cookie, sent = request_cookie(request.scope)
+        submitted = form.get(CSRF_FIELD)
+        if (
+            not sent
+            or not isinstance(submitted, str)
+            or not csrf_valid(self.secret, cookie, submitted)
+        ):
+            log.info("form refused: CSRF token missing or wrong", extra={"path": request.url.path})
+            raise Refusal(403, "csrf_failed")
+
+    def subscriber_from_token(self, token: str, purpose: str) -> tuple[subs.SubscriberRecord, str]:
+        """The subscriber a signed link designates, and the key it carried.
+
+        Tampered or foreign tokens -> 400; expired -> 410; a key nobody holds any more -> 410.
+        """
+        try:
+            key = read_token(self.secret, token, purpose, self.clock())
+        except ExpiredToken:
+            raise Refusal(410, "expired_link") from None
+        except InvalidToken:
+            raise Refusal(400, "invalid_link") from None
+        token_key = key.split("_", 1)[0]
+        with self.store.connect() as conn:
+            record = subs.get_by_token_key(conn, token_key)
+        if record is None:
+            raise Refusal(410, "gone_link")
+        return record, key
+
+
+def _refusal_page(request: Request, exc: Exception) -> Response:
+    web: Web = request.app.state.web
+    if isinstance(exc, Refusal):
+        status, key, language = exc.status, exc.key, exc.language
+    elif isinstance(exc, HTTPException):
+        status, key, language = exc.status_code, "not_found", None
+    else:  # pragma: no cover - only the two kinds above are registered
+        raise exc
+    lang = language or web.language(request)[0]
+    t = Translator(lang)
+    headers = {"Retry-After": "3600"} if status == 429 else None
+    if isinstance(exc, HTTPException) and exc.status_code != 404:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return web.message(
+        request,
+        t("error_title"),
+        t(key),
+        status=status,
+        kind="error",
+        language=lang,
+        headers=headers,
+    )
+
+
+def _routes() -> list[BaseRoute]:
+    from digest.web import account, archive, signup
+
+    return [
+        Route("/", archive.index, methods=["GET"]),
+        Route("/issues/{number:int}", archive.issue, methods=["GET"]),
+        Route("/feed.xml", archive.feed, methods=["GET"]),
+        Route("/subscribe", signup.form, methods=["GET"]),
+        Route("/subscribe", signup.submit, methods=["POST"]),
+        Route("/confirm/{token}", signup.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", signup.confirm, methods=["POST"]),
+        Route("/unsubscribe/{token}", account.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", account.unsubscribe, methods=["POST"]),
+        Route("/preferences/{token}", account.preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", account.preferences, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+def create_app(
+    settings: config.Settings,
+    store: Store,
+    *,
+    secret: bytes | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The subscribers' web front for ``settings`` and ``store``.
+
+    ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset); ``clock`` lets tests
+    move time forward to expire links.
+    """
+    try:
+        ttl = config.parse_duration(settings.web.confirm_ttl)
+    except ValueError as exc:
+        raise ConfigError(f"{settings.source}: web.confirm_ttl: {exc}") from None
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    web = Web(
+        settings=settings,
+        store=store,
+        secret=secret if secret is not None else secret_from_env(),
+        clock=clock or (lambda: datetime.now(UTC)),
+        confirm_ttl=ttl,
+        env=env,
+    )
+    base = settings.digest.base_url
+    https = bool(base and base.startswith("https://"))
+    if not base:
+        log.warning(
+            "[digest] base_url is not set: links in confirmation emails use the request's "
+            "Host header; set it to the public https address (see docs/web.md)"
+        )
+    app = Starlette(
+        routes=_routes(),
+        middleware=[
+            Middleware(SecurityHeaders, https=https),
+            Middleware(CSRFCookie, secure=https),
+        ],
+        exception_handlers={Refusal: _refusal_page, HTTPException: _refusal_page},
+    )
+    app.state.web = web
+    return app
