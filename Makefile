@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install demo test lint typecheck format bench clean
+.PHONY: help install demo test lint typecheck format bench clean browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -33,7 +33,20 @@ lint: install ## ruff check + ruff format --check
 typecheck: install ## mypy --strict on src
 	$(BIN)/mypy --strict src
 
-test: lint typecheck ## lint, type-check and run the test suite
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+
+browser: ## install Debian's chromium for the browser tests when missing (apt-get, as root)
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "note: $(CHROMIUM) missing and not root: browser tests will be skipped" \
+	      "(sudo apt-get install chromium); under CI=true they fail instead"; \
+	  fi; \
+	fi
+
+test: lint typecheck browser ## lint, type-check and run the test suite
 	$(BIN)/pytest
 
 format: install ## apply ruff fixes and formatting
