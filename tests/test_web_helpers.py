@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from digest.config import Settings, parse_settings
 from digest.models import FeedSpec, IssueContent, IssueEntry, IssueSection, Item, SubscriberStatus
@@ -16,6 +22,9 @@ from digest.store.feeds import sync_feeds
 from digest.store.issues import save_issue
 from digest.store.items import insert_items
 from digest.tokens import make_token
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 SECRET = b"web-tests-secret-0123456789"
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -136,3 +145,38 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
     assert found, "page has no CSRF field"
     return found.group(1)
+
+
+# --------------------------------------------------------------------------- browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's headless chromium through Playwright; skipped only off CI when it is absent."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not installed (make test installs it with apt-get as root)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"browser tests cannot be skipped under CI: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -1,0 +1,92 @@
+"""The built email, opened in headless Chromium: fits a phone, alt text on images, safe links.
+
+Screenshots land in test-artifacts/ (not committed) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from digest.models import AlsoCovered, IssueEntry, IssueSection
+from digest.render import personalize, render_issue
+from test_web_helpers import ARTIFACTS, chromium, sample_issue
+
+pytestmark = pytest.mark.browser
+
+# Everything the page may ask the network for is refused: the email must stand on its own.
+CHECKS = """() => ({
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  imagesWithoutAlt: [...document.images].filter(i => !i.hasAttribute('alt')).map(i => i.src),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
+  lang: document.documentElement.getAttribute('lang'),
+})"""
+
+
+def hard_issue(language: str) -> Any:
+    """The sample issue plus what breaks layouts: an unbreakable word, a long URL, accents."""
+    content = sample_issue(3)
+    long_word = "Anticonstitutionnellement" * 4
+    extra = IssueEntry(
+        item_id=99,
+        url="https://news.example/" + "very-long-path-segment/" * 8 + "?utm_source=x",
+        title=f"Données personnelles : {long_word} et « cloud de confiance »",
+        source="Le Monde informatique",
+        published=content.created,
+        summary=("Un résumé assez long pour tenir sur plusieurs lignes. " * 6).strip(),
+        topic_id="data_protection",
+        also=(AlsoCovered("LeMagIT", "https://lemagit.example/" + "x" * 120),),
+    )
+    sections = list(content.sections)
+    dp = sections[1]
+    sections[1] = IssueSection(dp.topic_id, dp.title, (*dp.entries, extra))
+    return dataclasses.replace(content, sections=tuple(sections), language=language)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
+    browser: Any, language: str
+) -> None:
+    rendered = render_issue(hard_issue(language))
+    html, _text = personalize(
+        rendered,
+        name="Ann",
+        unsubscribe_url="https://digest.example/unsubscribe/u.key.sig",
+        preferences_url="https://digest.example/preferences/p.key.sig",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (375, 800):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        requested: list[str] = []
+
+        def refuse(route: Any, _request: Any, requested: list[str] = requested) -> None:
+            requested.append(route.request.url)
+            route.abort()
+
+        page.route("**/*", refuse)
+        page.set_content(html, wait_until="load")
+        found = page.evaluate(CHECKS)
+        page.screenshot(path=str(ARTIFACTS / f"email-{language}-{width}.png"), full_page=True)
+        page.close()
+
+        if width == 375:
+            assert found["scrollWidth"] <= found["innerWidth"], (
+                f"horizontal scroll at 375 px: content is {found['scrollWidth']} px wide"
+            )
+        assert found["imagesWithoutAlt"] == []
+        assert found["links"], "the email has no link at all"
+        bad = [h for h in found["links"] if not h.startswith(("https://", "mailto:"))]
+        assert bad == [], f"links that are not absolute https or mailto: {bad}"
+        assert "https://digest.example/unsubscribe/u.key.sig" in found["links"]
+        assert found["lang"] == language
+        assert requested == [], f"the email fetched remote resources: {requested}"
