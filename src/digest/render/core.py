@@ -47,6 +47,8 @@ PLACEHOLDERS = {
 
 _URL_SAFE = "/:@!$&'()*+,;=?%~"
 _DOUBLE_BRACE = re.compile(r"\{(?=\{)")
+# Not allowed in XML 1.0 (the MJML parser refuses the whole issue) nor sensible in mail.
+_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _JS_SCHEME = re.compile(r"(javascript):", re.IGNORECASE)
 _SCRIPT_TAG = re.compile(r"<(?=script)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n\s*\n")
@@ -98,14 +100,15 @@ def _html_finalize(value: Any) -> Any:
         return value
     # "javascript:" in prose (an article about it) is spelled with an entity, so the compiled
     # issue never holds that string at all, which keeps a plain grep a valid safety check.
-    return Markup(_JS_SCHEME.sub(r"\1&#58;", str(escape(value)).replace("{", "&#123;")))
+    text = _INVALID_CHARS.sub("", str(escape(value))).replace("{", "&#123;")
+    return Markup(_JS_SCHEME.sub(r"\1&#58;", text))
 
 
 def _text_finalize(value: Any) -> Any:
     if isinstance(value, Markup):
         return str(value)
     # Zero-width spaces: no placeholder, "<script" or "javascript:" survives from content.
-    text = _DOUBLE_BRACE.sub("{\u200b", str(value))
+    text = _DOUBLE_BRACE.sub("{\u200b", _INVALID_CHARS.sub("", str(value)))
     return _SCRIPT_TAG.sub("<\u200b", _JS_SCHEME.sub("\\1\u200b:", text))
 
 
@@ -221,7 +224,7 @@ def format_subject(fmt: str, content: IssueContent, language: str | None = None)
         title=content.title, number=content.number, date=w.date(content.created, "long")
     )
     # A header value: no line breaks whatever the title holds.
-    return _SPACES.sub(" ", subject).strip()
+    return _SPACES.sub(" ", _INVALID_CHARS.sub("", subject)).strip()
 
 
 def render_issue(

@@ -24,6 +24,7 @@ _TOKEN = re.compile(r"\{\{\{([#/]?)(greeting|unsubscribe_url|preferences_url)\}\
 _URL_SCHEMES = ("https://", "http://", "mailto:")
 _BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f<>\"]")
 _SPACES = re.compile(r"\s+")
+_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 @lru_cache(maxsize=128)
@@ -69,7 +70,7 @@ def personalize(
     _check_url("unsubscribe_url", unsubscribe_url)
     if preferences_url is not None:
         _check_url("preferences_url", preferences_url)
-    clean = _SPACES.sub(" ", name).strip() if name else ""
+    clean = _SPACES.sub(" ", _INVALID_CHARS.sub("", name)).strip() if name else ""
     greeting = (
         message(rendered.language, "greeting_named", name=clean)
         if clean
