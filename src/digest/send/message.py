@@ -1,0 +1,222 @@
+"""One subscriber's email: multipart/alternative (text, then HTML), deliverability headers.
+
+Pure functions: the pipeline passes already-personalized parts, addresses and URLs.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
+from urllib.parse import quote
+
+from digest.errors import DeliveryError
+
+# Lines are CRLF and folded at 78 (RFC 5322), non-ASCII headers RFC 2047-encoded.
+SMTP_POLICY = policy.SMTP
+# An address with a non-ASCII local part cannot be RFC 2047-encoded: it needs SMTPUTF8.
+SMTPUTF8_POLICY = policy.SMTPUTF8
+
+_UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9._@+-]")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def split_from(from_addr: str) -> tuple[str, str]:
+    """``"Digest <d@example.org>"`` -> ("Digest", "d@example.org"); DeliveryError if unusable."""
+    name, addr = parseaddr(from_addr)
+    if "@" not in addr or not addr.rsplit("@", 1)[1]:
+        raise DeliveryError(f"delivery.from: {from_addr!r} is not an email address")
+    return name, addr
+
+
+def address_domain(addr: str) -> str:
+    return addr.rsplit("@", 1)[1].lower()
+
+
+def message_id_for(secret: bytes, issue_number: int, token_key: str, domain: str) -> str:
+    """A Message-ID stable per (issue, subscriber) that reveals neither id nor address.
+
+    A resend after a crash reuses it, so receiving systems can recognize the copy.
+    """
+    mac = hmac.new(secret, f"message-id\x00{token_key}".encode(), hashlib.sha256).hexdigest()
+    return f"<issue-{issue_number}.{mac[:32]}@{domain}>"
+
+
+def list_id_for(title: str, domain: str) -> str:
+    """RFC 2919 List-Id: ``Title <slug.domain>``."""
+    slug = _SLUG.sub("-", title.lower()).strip("-") or "digest"
+    phrase = re.sub(r'[\r\n"<>]', "", title).strip() or "Digest"
+    return f'"{phrase}" <{slug}.{domain}>'
+
+
+def unsubscribe_mailto(from_addr: str, token: str) -> str:
+    """``mailto:`` fallback of List-Unsubscribe, carrying the token in the subject."""
+    _, addr = split_from(from_addr)
+    return f"mailto:{addr}?subject={quote('unsubscribe ' + token)}"
+
+
+def safe_filename(address: str) -> str:
+    """A file name for an address: readable when possible, never colliding, never a path."""
+    lowered = address.strip().casefold()
+    safe = _UNSAFE_FILE_CHARS.sub("_", lowered)[:150]
+    if safe != lowered or safe.startswith("."):
+        digest = hashlib.sha256(lowered.encode()).hexdigest()[:10]
+        safe = f"{safe.lstrip('.')}-{digest}"
+    return safe
+
+
+def _address(display: str | None, addr: str) -> Address:
+    local, _, domain = addr.rpartition("@")
+    try:
+        return Address(display_name=display or "", username=local, domain=domain)
+    except (ValueError, IndexError) as exc:
+        raise DeliveryError(f"{addr!r}: cannot be used as a mail address: {exc}") from exc
+
+
+def build_message(
+    *,
+    html: str,
+    text: str,
+    subject: str,
+    from_addr: str,
+    to_addr: str,
+    to_name: str | None,
+    reply_to: str | None,
+    message_id: str,
+    list_id: str,
+    unsubscribe_https: str | None,
+    unsubscribe_mailto: str,
+    date: datetime,
+) -> EmailMessage:
+    """The message for one reader; ``html`` and ``text`` are already personalized.
+
+    List-Unsubscribe always carries the mailto; with an https URL it comes first and
+    List-Unsubscribe-Post makes it one-click (RFC 8058).
+    """
+    utf8 = not to_addr.isascii()
+    msg = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
+    from_name, from_email = split_from(from_addr)
+    msg["From"] = _address(from_name, from_email)
+    msg["To"] = _address(to_name, to_addr)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    msg["MIME-Version"] = "1.0"
+    msg["List-Id"] = list_id
+    links = [f"<{unsubscribe_https}>"] if unsubscribe_https else []
+    links.append(f"<{unsubscribe_mailto}>")
+    msg["List-Unsubscribe"] = ", ".join(links)
+    if unsubscribe_https:
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # base64: long HTML lines stay intact, no 8BITMIME needed, and it is encoded in C.
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return msg
+
+
+def message_bytes(msg: EmailMessage) -> bytes:
+    """The wire form of a built message (CRLF line ends)."""
+    data: bytes = msg.as_bytes(policy=msg.policy)
+    return data
+
+
+# --------------------------------------------------------------------------- fast path
+#
+# ``build_message`` + ``as_bytes`` cost about 3 ms per message (header registry, generator),
+# a third of the sending budget. ``wire_message`` writes the same message straight to bytes:
+# headers the stdlib folds and encodes (cached when they repeat), bodies base64 in C. The tests
+# check that both parse back to the same headers and parts.
+
+
+@lru_cache(maxsize=256)
+def _fold(name: str, value: str) -> bytes:
+    folded: str = SMTP_POLICY.fold(name, value)
+    return folded.encode("ascii")
+
+
+def _fold_once(name: str, value: str) -> bytes:
+    folded: str = SMTP_POLICY.fold(name, value)
+    return folded.encode("ascii")
+
+
+def _b64_body(text: str) -> bytes:
+    raw = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join(raw[i : i + 76] for i in range(0, len(raw), 76))
+
+
+def _new_boundary() -> str:
+    # "=" opens it: base64 lines never start with "--=", so it cannot occur in a body.
+    return f"==digest-{os.urandom(12).hex()}=="
+
+
+def wire_message(
+    *,
+    html: str,
+    text: str,
+    subject: str,
+    from_addr: str,
+    to_addr: str,
+    to_name: str | None,
+    reply_to: str | None,
+    message_id: str,
+    list_id: str,
+    unsubscribe_https: str | None,
+    unsubscribe_mailto: str,
+    date: datetime,
+    boundary: str | None = None,
+) -> bytes:
+    """The same message as ``build_message``, directly as wire bytes (CRLF), ten times faster."""
+    if not to_addr.isascii():
+        # Rare (internationalized local part): the stdlib path handles SMTPUTF8.
+        return message_bytes(
+            build_message(
+                html=html,
+                text=text,
+                subject=subject,
+                from_addr=from_addr,
+                to_addr=to_addr,
+                to_name=to_name,
+                reply_to=reply_to,
+                message_id=message_id,
+                list_id=list_id,
+                unsubscribe_https=unsubscribe_https,
+                unsubscribe_mailto=unsubscribe_mailto,
+                date=date,
+            )
+        )
+    from_name, from_email = split_from(from_addr)
+    b = boundary or _new_boundary()
+    links = [f"<{unsubscribe_https}>"] if unsubscribe_https else []
+    links.append(f"<{unsubscribe_mailto}>")
+    to_value = formataddr((" ".join((to_name or "").split()), to_addr), charset="utf-8")
+    parts = [
+        _fold("From", formataddr((from_name, from_email), charset="utf-8")),
+        _fold_once("To", to_value),
+        _fold("Reply-To", reply_to) if reply_to else b"",
+        _fold("Subject", subject),
+        f"Date: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
+        b"MIME-Version: 1.0\r\n",
+        _fold("List-Id", list_id),
+        _fold_once("List-Unsubscribe", ", ".join(links)),
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if unsubscribe_https else b"",
+        f'Content-Type: multipart/alternative; boundary="{b}"\r\n\r\n'.encode("ascii"),
+    ]
+    for subtype, body in (("plain", text), ("html", html)):
+        parts.append(
+            f'--{b}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n".encode("ascii")
+        )
+        parts.append(_b64_body(body))
+        parts.append(b"\r\n")
+    parts.append(f"--{b}--\r\n".encode("ascii"))
+    return b"".join(parts)
