@@ -1,0 +1,394 @@
+"""Feed bytes -> ParsedFeed: feedparser, then typed, sanitized items (dates in UTC, absolute URLs).
+
+``parse_many`` spreads the CPU-heavy feedparser work over a process pool.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextvars
+import hashlib
+import html
+import io
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+import nh3
+
+from digest.errors import ParseError
+from digest.models import Item, ParsedFeed
+from digest.urls import canonical_url
+
+__all__ = ["ParseJob", "parse_feed", "parse_many", "sanitize_html"]
+
+log = logging.getLogger(__name__)
+
+UNTITLED = "(untitled)"
+#: A date further ahead than this is a publisher's mistake: the item gets its first-seen time.
+FUTURE_SLACK = timedelta(days=1)
+#: Below this many jobs a process pool costs more than it saves.
+POOL_THRESHOLD = 3
+
+_ALLOWED_TAGS = {
+    "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big",
+    "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del",
+    "details", "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "footer", "h1", "h2",
+    "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "i", "img", "ins", "kbd", "li", "main",
+    "mark", "nav", "ol", "p", "pre", "q", "rp", "rt", "ruby", "s", "samp", "section", "small",
+    "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th",
+    "thead", "time", "tr", "tt", "u", "ul", "var", "wbr",
+}  # fmt: skip
+_ALLOWED_ATTRIBUTES = {
+    "*": {"title", "lang", "dir"},
+    "a": {"href", "hreflang"},
+    "img": {"src", "alt", "width", "height"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+    "del": {"cite", "datetime"},
+    "ins": {"cite", "datetime"},
+    "time": {"datetime"},
+    "ol": {"start", "reversed"},
+    "li": {"value"},
+    "td": {"colspan", "rowspan", "headers"},
+    "th": {"colspan", "rowspan", "headers", "scope"},
+    "col": {"span"},
+    "colgroup": {"span"},
+}
+#: Removed with their content, not merely unwrapped.
+_DROPPED_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "form", "noscript"}
+_URL_ATTRIBUTES = {"href", "src", "cite"}
+_SAFE_SCHEMES = {"http", "https", "mailto"}
+
+#: The base URL the attribute filter resolves relative links against (one per entry).
+_BASE: contextvars.ContextVar[str] = contextvars.ContextVar("digest_parse_base", default="")
+
+_TAG = re.compile(r"<[a-zA-Z/!?][^>]*>")
+_SCRIPT = re.compile(r"<(?=\s*/?\s*script)", re.IGNORECASE)
+_JS_SCHEME = re.compile(r"javascript(\s*):", re.IGNORECASE)
+_LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
+
+
+def _resolve(tag: str, attribute: str, value: str) -> str | None:
+    """nh3 attribute filter: make URL attributes absolute and keep only safe schemes."""
+    if attribute not in _URL_ATTRIBUTES:
+        return value
+    value = value.strip()
+    try:
+        absolute = urljoin(_BASE.get(), value) if _BASE.get() else value
+        scheme = urlsplit(absolute).scheme.lower()
+    except ValueError:
+        return None
+    if scheme in _SAFE_SCHEMES:
+        return absolute
+    # Still relative (no base known): harmless, and better than losing the link.
+    return absolute if not scheme and not absolute.startswith("//") else None
+
+
+_CLEANER = nh3.Cleaner(
+    tags=_ALLOWED_TAGS,
+    clean_content_tags=_DROPPED_WITH_CONTENT,
+    attributes=_ALLOWED_ATTRIBUTES,
+    attribute_filter=_resolve,
+    url_schemes=_SAFE_SCHEMES,
+    strip_comments=True,
+    link_rel="noopener noreferrer",
+)
+
+
+def sanitize_html(fragment: str, base_url: str = "") -> str:
+    """Allow-listed HTML with absolute links; never contains ``<script`` or ``javascript:``."""
+    if not fragment or not fragment.strip():
+        return ""
+    token = _BASE.set(base_url)
+    try:
+        cleaned = _CLEANER.clean(fragment)
+    finally:
+        _BASE.reset(token)
+    # The words may still mention "javascript:" as text; an entity keeps the reading, not the risk.
+    return _JS_SCHEME.sub(r"javascript\1&#58;", cleaned).strip()
+
+
+def plain_text(fragment: str) -> str:
+    """Text of an HTML or text fragment: tags stripped, entities decoded, whitespace collapsed."""
+    text = fragment
+    for _ in range(3):  # double-escaped markup ("&amp;lt;b&amp;gt;") takes more than one pass
+        stripped = html.unescape(_TAG.sub(" ", _drop_dangerous_blocks(text)))
+        if stripped == text:
+            break
+        text = stripped
+    text = _TAG.sub(" ", text)
+    text = _SCRIPT.sub("‹", text)
+    text = _JS_SCHEME.sub(r"javascript\1 :", text)
+    return " ".join(text.split())
+
+
+def _drop_dangerous_blocks(text: str) -> str:
+    if "<" not in text:
+        return text
+    return re.sub(r"<(script|style)\b[^>]*>.*?</\1\s*>", " ", text, flags=re.IGNORECASE | re.DOTALL)
+
+
+def _defang_identifier(text: str) -> str:
+    """Identifiers and URLs come out percent-escaped where they would look like script."""
+    text = _JS_SCHEME.sub(lambda m: "javascript" + m.group(1) + "%3A", text)
+    return text.replace("<", "%3C")
+
+
+# --------------------------------------------------------------------------- one feed
+
+
+def parse_feed(
+    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None = None
+) -> ParsedFeed:
+    """Parse one feed document; raises ParseError when the bytes are not a feed."""
+    if fetched_at.tzinfo is None:
+        fetched_at = fetched_at.replace(tzinfo=UTC)
+    fetched_at = fetched_at.astimezone(UTC)
+    try:
+        return _parse(content, url=url, fetched_at=fetched_at, content_type=content_type)
+    except ParseError:
+        raise
+    except Exception as exc:
+        # feedparser and the codecs it tries can fail in many ways on hostile bytes.
+        raise ParseError(url, f"unreadable feed ({type(exc).__name__}: {exc})"[:300]) from exc
+
+
+def _parse(
+    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None
+) -> ParsedFeed:
+    if not content or not content.strip():
+        raise ParseError(url, "not a feed: empty document")
+    headers: dict[str, str] = {}
+    if content_type:
+        headers["content-type"] = content_type
+    # No Content-Location on purpose: feedparser would then resolve plain guids ("12345") into
+    # URLs. It still applies xml:base; links left relative are resolved below, in _item.
+    # A file-like object: given bytes, feedparser would first try them as a path to open.
+    doc = feedparser.parse(
+        io.BytesIO(content),
+        response_headers=headers,
+        resolve_relative_uris=True,
+        sanitize_html=True,
+    )
+    if not doc.get("version") and not doc.entries:
+        reason = "not a feed: no RSS or Atom document found"
+        if doc.get("bozo_exception") is not None:
+            reason += f" ({_one_line(str(doc.bozo_exception))})"
+        raise ParseError(url, reason[:300])
+    meta = doc.get("feed", {})
+    feed_link = _absolute_link(meta.get("link"), url if _is_web_url(url) else "")
+    feed_language = _language(meta.get("language")) or _language(
+        (doc.get("headers") or {}).get("content-language")
+    )
+    items: list[Item] = []
+    seen: set[str] = set()
+    for entry in doc.entries:
+        try:
+            item = _item(entry, url, feed_link, feed_language, fetched_at)
+        except Exception:  # one odd entry must not cost the feed its other items
+            log.warning("skipped an unreadable entry in %s", url, exc_info=True)
+            continue
+        if item.guid in seen:  # a guid repeated in one document is one item
+            continue
+        seen.add(item.guid)
+        items.append(item)
+    warning = None
+    if doc.get("bozo") and doc.get("bozo_exception") is not None:
+        exc = doc["bozo_exception"]
+        warning = _one_line(f"{type(exc).__name__}: {exc}")[:300]
+    title = plain_text(meta.get("title") or "") or None
+    return ParsedFeed(
+        url=url,
+        title=title,
+        link=feed_link,
+        language=feed_language,
+        items=tuple(items),
+        warning=warning,
+    )
+
+
+def _item(
+    entry: Mapping[str, Any],
+    feed_url: str,
+    feed_link: str | None,
+    feed_language: str | None,
+    fetched_at: datetime,
+) -> Item:
+    # Relative references resolve against the document's own URL (RFC 3986), else its site.
+    base = feed_url if _is_web_url(feed_url) else (feed_link or "")
+    entry_link = entry.get("link")
+    if entry.get("guidislink") and not _is_web_url(_text(entry_link)):
+        entry_link = None  # an RSS guid like "12345" is not a permalink, whatever the spec says
+    # FeedBurner and Pheedo wrap links in click trackers; origLink is the article itself.
+    candidates = [entry.get("feedburner_origlink"), entry.get("pheedo_origlink"), entry_link]
+    candidates += [
+        x.get("href")
+        for x in entry.get("links", ())
+        if isinstance(x, Mapping) and x.get("rel", "alternate") == "alternate"
+    ]
+    link = next((u for u in (_absolute_link(c, base) for c in candidates) if u), None)
+    title = plain_text(_text(entry.get("title"))) or UNTITLED
+    published, dated = _published(entry, fetched_at)
+    guid = _text(entry.get("id")).strip() or link or _hash_guid(entry, title)
+    content_base = link or base
+    contents = [_text(c.get("value")) for c in entry.get("content", ()) if isinstance(c, Mapping)]
+    content_html = sanitize_html(max(contents, key=len, default=""), content_base)
+    summary_html = sanitize_html(_text(entry.get("summary")), content_base)
+    if summary_html == content_html:
+        summary_html = ""  # feedparser copies Atom content into summary; keep one copy
+    author = plain_text(_text(entry.get("author"))) or None
+    language = _entry_language(entry) or feed_language
+    if link:
+        canon = canonical_url(link)
+    else:
+        # No link at all: an identity that is stable and unique to this feed's entry.
+        digest = hashlib.sha256(f"{feed_url}\0{guid}".encode("utf-8", "surrogatepass"))
+        canon = f"urn:digest:{digest.hexdigest()[:32]}"
+    return Item(
+        feed_url=feed_url,
+        guid=_defang_identifier(guid)[:1000],
+        url=_defang_identifier(link or feed_link or ""),
+        canonical_url=_defang_identifier(canon),
+        title=title,
+        published=published,
+        author=author[:200] if author else None,
+        content_html=content_html,
+        summary_html=summary_html,
+        language=language,
+        dated=dated,
+    )
+
+
+def _published(entry: Mapping[str, Any], fetched_at: datetime) -> tuple[datetime, bool]:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = _raw(entry, key)
+        if not isinstance(parsed, time.struct_time | tuple) or len(parsed) < 6:
+            continue
+        try:
+            # struct_time from feedparser is UTC; timegm avoids the local timezone entirely.
+            stamp = calendar.timegm((*tuple(parsed)[:5], min(int(parsed[5]), 59), 0, 0, 0))
+            when = datetime.fromtimestamp(stamp, UTC)
+        except (ValueError, OverflowError, OSError, TypeError):
+            continue
+        if when > fetched_at + FUTURE_SLACK:
+            return fetched_at, False
+        return when, True
+    return fetched_at, False
+
+
+def _raw(entry: Mapping[str, Any], key: str) -> Any:
+    """entry[key] without FeedParserDict's aliasing, which maps a missing ``updated*`` to
+    ``published*`` with a DeprecationWarning: we ask for each date key ourselves."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
+
+
+def _hash_guid(entry: Mapping[str, Any], title: str) -> str:
+    date = _text(_raw(entry, "published") or _raw(entry, "updated"))
+    basis = f"{title}\0{date}"
+    if title == UNTITLED and not date:
+        basis += "\0" + _text(entry.get("summary"))
+    return "sha256:" + hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _entry_language(entry: Mapping[str, Any]) -> str | None:
+    details: list[Any] = [*entry.get("content", ()), entry.get("title_detail")]
+    details.append(entry.get("summary_detail"))
+    for detail in details:
+        if isinstance(detail, Mapping):
+            lang = _language(detail.get("language"))
+            if lang:
+                return lang
+    return _language(entry.get("language"))
+
+
+def _language(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    lang = value.strip().lower().replace("_", "-")
+    return lang if _LANG.match(lang) else None
+
+
+def _absolute_link(value: Any, base: str) -> str | None:
+    """An absolute http(s) URL from a possibly relative link, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        absolute = urljoin(base, value.strip()) if base else value.strip()
+        parts = urlsplit(absolute)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return absolute
+
+
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- many feeds
+
+
+@dataclass(frozen=True, slots=True)
+class ParseJob:
+    """One document to parse in ``parse_many``."""
+
+    content: bytes
+    url: str
+    fetched_at: datetime
+    content_type: str | None = None
+
+
+def _run_job(job: ParseJob) -> ParsedFeed | tuple[str, str]:
+    """Worker side: ParseError does not pickle (its __init__ takes two arguments): send a tuple."""
+    try:
+        return parse_feed(
+            job.content, url=job.url, fetched_at=job.fetched_at, content_type=job.content_type
+        )
+    except ParseError as exc:
+        return (exc.url, exc.reason)
+
+
+def _revive(outcome: ParsedFeed | tuple[str, str]) -> ParsedFeed | ParseError:
+    return ParseError(*outcome) if isinstance(outcome, tuple) else outcome
+
+
+def parse_many(jobs: Sequence[ParseJob], workers: int = 0) -> list[ParsedFeed | ParseError]:
+    """Parse every job, in order, on a process pool (``workers=0``: one per core).
+
+    One or two jobs are parsed inline: starting processes would cost more than it saves.
+    """
+    count = workers or os.cpu_count() or 1
+    if len(jobs) < POOL_THRESHOLD or count <= 1:
+        return [_revive(_run_job(job)) for job in jobs]
+    count = min(count, len(jobs))
+    chunk = max(1, len(jobs) // (count * 4))
+    try:
+        with ProcessPoolExecutor(max_workers=count) as pool:
+            return [_revive(o) for o in pool.map(_run_job, jobs, chunksize=chunk)]
+    except (BrokenProcessPool, OSError) as exc:
+        # A worker died (out of memory, killed) or processes cannot start: finish inline.
+        log.warning("parse pool failed (%s); parsing inline", exc)
+        return [_revive(_run_job(job)) for job in jobs]
