@@ -473,3 +473,12 @@ def test_subject_uses_title_number_and_localized_date() -> None:
 def test_subject_refuses_other_fields(fmt: str) -> None:
     with pytest.raises(RenderError, match="subject format"):
         format_subject(fmt, issue())
+
+
+def test_email_loads_nothing_from_outside() -> None:
+    html, _ = reader(render_issue(issue()))
+    doc = Doc(html)
+    assert "link" not in doc.tags  # no web fonts (mjml's default Google Fonts are turned off)
+    assert "img" not in doc.tags  # no pictures, so no tracking pixel either
+    assert "@import" not in html
+    assert " src=" not in html
