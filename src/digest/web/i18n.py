@@ -88,10 +88,10 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "hours_one": "{count} hour",
         "hours_other": "{count} hours",
         "confirm_email_subject": "Confirm your subscription to {title}",
-        "confirm_email_text": (
-            "Hello,\n\nSomeone (hopefully you) asked to receive {title} at {email}.\n"
-            "To confirm, open this link within {ttl}:\n\n{link}\n\n"
-            "If you did not ask for it, ignore this email: you will not hear from us again."
+        "confirm_email_hello": "Hello,",
+        "confirm_email_intro": (
+            "Someone (hopefully you) asked to receive {title} at {email}. "
+            "To confirm, open this link within {ttl}:"
         ),
         "confirm_email_button": "Confirm my subscription",
         "confirm_email_ignore": (
@@ -172,11 +172,10 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "hours_one": "{count} heure",
         "hours_other": "{count} heures",
         "confirm_email_subject": "Confirmez votre abonnement à {title}",
-        "confirm_email_text": (
-            "Bonjour,\n\nQuelqu'un (vous, espérons-le) a demandé à recevoir {title} à "
-            "l'adresse {email}.\nPour confirmer, ouvrez ce lien dans les {ttl} :\n\n{link}\n\n"
-            "Si vous n'avez rien demandé, ignorez ce courriel : vous n'entendrez plus parler "
-            "de nous."
+        "confirm_email_hello": "Bonjour,",
+        "confirm_email_intro": (
+            "Quelqu'un (vous, espérons-le) a demandé à recevoir {title} à l'adresse {email}. "
+            "Pour confirmer, ouvrez ce lien dans les {ttl} :"
         ),
         "confirm_email_button": "Confirmer mon abonnement",
         "confirm_email_ignore": (

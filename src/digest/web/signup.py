@@ -24,6 +24,7 @@ from digest.store.items import as_utc
 from digest.tokens import keyed_hash, make_token
 from digest.web.app import Refusal, Web
 from digest.web.i18n import LANGUAGES, Translator
+from digest.web.mail import send_confirmation
 
 log = logging.getLogger(__name__)
 
@@ -191,17 +192,18 @@ def confirm_key(record: subs.SubscriberRecord, stamp: datetime) -> str:
     return f"{record.token_key}_{int(stamp.timestamp())}"
 
 
-async def _send_confirmation(
+def _send_confirmation(
     web: Web, request: Request, record: subs.SubscriberRecord, stamp: datetime, lang: str
 ) -> None:
-    from digest.web.mail import send_confirmation
-
+    """Runs after the response (in a worker thread): build the link, send, or release the claim."""
     token = make_token(web.secret, "confirm", confirm_key(record, stamp), stamp + web.confirm_ttl)
     link = web.absolute(request, f"/confirm/{token}")
     try:
-        await send_confirmation(web, record.email, link, lang)
+        send_confirmation(
+            web.settings, web.env, address=record.email, link=link, language=lang, now=web.clock()
+        )
     except DigestError as exc:
-        log.error("confirmation email not sent: %s", exc)
+        log.error("%s", exc)
         # Let the person try again at once instead of waiting out the hour.
         with web.store.begin() as conn:
             signups.release_confirmation(conn, record.id, stamp)
@@ -243,6 +245,8 @@ async def confirm_page(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     web: Web = request.app.state.web
     token = request.path_params["token"]
+    # The link is judged first: an expired or used one says so even without a form token.
+    await run_in_threadpool(_check_confirmation, web, token)
     form_data = await request.form()
     await web.require_csrf(request, form_data)
 
