@@ -1,0 +1,33 @@
+"""Editors' topics: folding, the compiled matcher, per-topic selection and evaluation.
+
+Imports only ``models``, ``errors`` and libraries (pyahocorasick, simplemma): no config, no store.
+"""
+
+from digest.topics.evaluate import (
+    EvalReport,
+    EvalRow,
+    Misclassified,
+    TopicScores,
+    check_examples,
+    evaluate,
+    parse_eval_lines,
+)
+from digest.topics.matcher import TopicMatcher
+from digest.topics.select import Candidate, select
+from digest.topics.text import expand_term, fold, inflections
+
+__all__ = [
+    "Candidate",
+    "EvalReport",
+    "EvalRow",
+    "Misclassified",
+    "TopicMatcher",
+    "TopicScores",
+    "check_examples",
+    "evaluate",
+    "expand_term",
+    "fold",
+    "inflections",
+    "parse_eval_lines",
+    "select",
+]

@@ -1,0 +1,189 @@
+"""Text folding and term expansion shared by the topic matcher and story de-duplication.
+
+``fold`` is the one normalizer: lowercase, no accents, every run of non-word characters becomes
+one space (so elisions and hyphens split words). Terms are expanded to their inflections once,
+when a matcher is compiled, so matching itself never lemmatizes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from functools import lru_cache
+
+import simplemma
+
+# The accented letters of French and English text, replaced one by one with str.replace: for
+# Latin text this is several times faster than unicodedata.normalize + a regex (see
+# benchmarks/topics.py), and it leaves most items ASCII so the byte table below can finish.
+_COMMON = "éèêëàâäçùûüôöîïÿñáíóúãõåøÉÈÊËÀÂÄÇÙÛÜÔÖÎÏŸÑÁÍÓÚ"
+_PAIRS: tuple[tuple[str, str], ...] = (
+    *(
+        (c, "".join(x for x in unicodedata.normalize("NFKD", c) if not unicodedata.combining(x)))
+        for c in _COMMON
+    ),
+    ("œ", "oe"),
+    ("Œ", "oe"),
+    ("æ", "ae"),
+    ("Æ", "ae"),
+    ("ß", "ss"),
+    # Typographic apostrophes, quotes, dashes and spaces: all word separators.
+    *((c, " ") for c in "’‘‛“”«»‹›–—‒―‐‑…•·€£§°\u00a0\u202f\u2009\u200b\u2007"),
+)
+# bytes.translate table: letters lowercased, digits kept, every other byte a space.
+_BYTE_TABLE = bytes(
+    (c + 32 if 65 <= c <= 90 else c) if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122) else 32
+    for c in range(256)
+)
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def fold(text: str) -> str:
+    """Case- and accent-fold ``text``; apostrophes, hyphens and punctuation become single spaces.
+
+    ``fold("L’Hébergeur du Cloud-Act")`` is ``"l hebergeur du cloud act"``. Idempotent, and it
+    never raises: any string (lone surrogates included) folds to a string.
+    """
+    if not text.isascii():
+        for a, b in _PAIRS:
+            if a in text:
+                text = text.replace(a, b)
+        if not text.isascii():
+            return _fold_unicode(text)
+    raw = text.encode("ascii").translate(_BYTE_TABLE)
+    while b"  " in raw:
+        raw = raw.replace(b"  ", b" ")
+    return raw.strip().decode("ascii")
+
+
+def _fold_unicode(text: str) -> str:
+    # The slow path, for letters outside the common Latin set: keeps every script's letters.
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
+    for _ in range(4):  # NFKD, lower() and the pairs can each uncover work for the others
+        new = text
+        for a, b in _PAIRS:
+            if a in new:
+                new = new.replace(a, b)
+        new = _COMBINING.sub("", unicodedata.normalize("NFKD", new)).lower()
+        new = " ".join(_NON_WORD.sub(" ", new).split())
+        if new == text:
+            break
+        text = new
+    return text
+
+
+# --------------------------------------------------------------------------- term expansion
+
+#: Words this short (articles, prepositions) are never inflected.
+_MIN_INFLECT = 4
+
+_SUFFIX_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # (ending, replacements): candidate forms, each then checked against simplemma's lemma.
+    ("", ("s", "es", "e", "x")),
+    ("s", ("",)),
+    ("e", ("es", "s", "")),
+    ("es", ("e", "")),
+    ("é", ("ée", "és", "ées", "er")),
+    ("ée", ("é", "és", "ées")),
+    ("er", ("é", "ée", "és", "ées", "e", "es", "ent")),
+    ("el", ("elle", "elles", "els")),
+    ("elle", ("el", "els", "elles")),
+    ("al", ("aux", "ale", "ales")),
+    ("aux", ("al",)),
+    ("if", ("ive", "ifs", "ives")),
+    ("ive", ("if", "ifs", "ives")),
+    ("ien", ("ienne", "iens", "iennes")),
+    ("eur", ("euse", "eurs", "euses", "rice", "rices")),
+    ("y", ("ies",)),
+    ("ies", ("y",)),
+    ("e", ("ed", "ing")),
+    ("", ("ed", "ing")),
+)
+
+
+@lru_cache(maxsize=4096)
+def _lemmas(word: str) -> frozenset[str]:
+    out = set()
+    for lang in ("fr", "en"):
+        try:
+            out.add(simplemma.lemmatize(word, lang=lang))
+        except (ValueError, KeyError):  # simplemma refuses some odd tokens; keep the word
+            out.add(word)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=4096)
+def inflections(word: str) -> tuple[str, ...]:
+    """Forms of ``word`` (lowercase, accents kept) that share its French or English lemma.
+
+    ``inflections("personnelle")`` includes ``personnelles`` and ``personnel``. A plain ``s``
+    plural is always allowed (acronyms and jargon such as "hyperscalers" are unknown to the
+    lemmatizer); other forms must lemmatize like the word itself.
+    """
+    word = word.lower()
+    if len(word) < _MIN_INFLECT or not word.isalpha():
+        return (word,)
+    base = _lemmas(word)
+    forms = {word}
+    if not word.endswith(("s", "x", "z")):
+        forms.add(word + "s")
+    for ending, repl in _SUFFIX_RULES:
+        if not word.endswith(ending):
+            continue
+        stem = word[: len(word) - len(ending)] if ending else word
+        for r in repl:
+            cand = stem + r
+            if cand not in forms and len(cand) >= 3 and _lemmas(cand) & (base | {word}):
+                forms.add(cand)
+    return tuple(sorted(forms))
+
+
+_TERM_WORD = re.compile(r"(\w+)(\*?)")
+#: A phrase of many long words would multiply into thousands of forms; beyond this, the first
+#: forms of each word are kept (the common inflections sort first).
+_MAX_VARIANTS = 256
+
+
+def expand_term(text: str, *, inflect: bool = True) -> tuple[tuple[str, bool], ...]:
+    """The folded forms a plain (non-regex) term matches, each with its prefix flag.
+
+    A word ending in ``*`` matches any word starting with it (``héberg*``); other words match
+    their inflections unless ``inflect`` is false. Returns ``(folded phrase, last word is a
+    prefix)`` pairs; empty when the term has no word at all.
+    """
+    words = [(m.group(1).lower(), bool(m.group(2))) for m in _TERM_WORD.finditer(text)]
+    if not words:
+        return ()
+    choices: list[tuple[str, ...]] = []
+    for w, prefix in words:
+        if prefix or not inflect:
+            choices.append((w,))
+        else:
+            choices.append(inflections(w))
+    out: dict[str, bool] = {}
+    for combo in itertools.islice(itertools.product(*choices), _MAX_VARIANTS):
+        folded = fold(" ".join(combo))
+        if folded:
+            out[folded] = words[-1][1]
+    return tuple(out.items())
+
+
+def inner_prefix_pattern(text: str, *, inflect: bool = True) -> str | None:
+    """A regex over folded text for a phrase with a ``*`` word before its end, else None.
+
+    ``"héberg* des données"`` -> ``(?<= )heberg\\w* des (?:donnee|donnees)(?= )``: the
+    automaton only knows whole words and trailing prefixes, so such terms run as a regex.
+    """
+    words = [(m.group(1).lower(), bool(m.group(2))) for m in _TERM_WORD.finditer(text)]
+    if not any(p for _, p in words[:-1]):
+        return None
+    parts: list[str] = []
+    for w, prefix in words:
+        if prefix:
+            parts.append(re.escape(fold(w)) + r"\w*")
+        else:
+            forms = sorted({fold(f) for f in (inflections(w) if inflect else (w,))} - {""})
+            parts.append("(?:" + "|".join(re.escape(f) for f in forms) + ")")
+    return "(?<= )" + " ".join(parts) + "(?= )"
