@@ -329,6 +329,7 @@ def test_a_topic_subset_limits_the_sections() -> None:
     assert "Sovereign cloud" not in html
     assert "Sovereign cloud" not in text
     assert "1 article" in Doc(html).text
+    assert render_issue(issue(), topics="data_protection").topics == ("data_protection",)
 
 
 def test_nobody_gets_an_empty_issue() -> None:

@@ -176,6 +176,8 @@ def select_sections(
     content: IssueContent, topics: Sequence[str] | None
 ) -> tuple[IssueSection, ...]:
     """The non-empty sections a reader of ``topics`` gets, in the issue's order (None: all)."""
+    if isinstance(topics, str):  # one topic id, not its letters
+        topics = (topics,)
     wanted = None if topics is None else frozenset(topics)
     return tuple(
         s for s in content.sections if s.entries and (wanted is None or s.topic_id in wanted)
