@@ -13,12 +13,12 @@ from rapidfuzz import fuzz
 
 # ----------------------------------------------------------------------------- HTML -> text
 
-#: Elements whose content is never article text.
+#: Elements whose content is never article text (``pre``: code listings are not prose).
 _SKIP = frozenset(
     {
         "script", "style", "noscript", "template", "head", "title", "iframe", "object", "embed",
         "svg", "math", "canvas", "figcaption", "button", "select", "option", "textarea", "nav",
-        "aside", "footer", "form", "video", "audio",
+        "aside", "footer", "form", "video", "audio", "pre",
     }
 )  # fmt: skip
 #: Elements that start and end a paragraph.
@@ -44,6 +44,8 @@ _ESCAPED_TAG = re.compile(
 )
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
+#: Tell-tale signs of UTF-8 read as Latin-1/cp1252 ("Ã©", "â€™", "Ã ") or of C1 controls.
+_SUSPECT = re.compile(r"[\u0080-\u009f\u00c2\u00c3\u00c5\u00d0\u00d1\ufffd]|â€|ï»")
 _FTFY = ftfy.TextFixerConfig(unescape_html=False, uncurl_quotes=False, explain=False)
 
 #: Spaces of every kind (NBSP, narrow NBSP before French punctuation, ...) become one space;
@@ -94,7 +96,8 @@ class _TextExtractor(HTMLParser):
 def _normalize(text: str) -> str:
     """Fix mojibake, unify spaces, keep paragraphs ("\\n\\n") and line breaks ("\\n")."""
     text = _CONTROL.sub(" ", text)
-    text = ftfy.fix_text(text, _FTFY)
+    if _SUSPECT.search(text):  # ftfy is thorough but slow: only when mojibake is likely
+        text = ftfy.fix_text(text, _FTFY)
     text = _INVISIBLE.sub("", text)
     paragraphs = []
     for para in text.split(_PARA):
@@ -127,7 +130,8 @@ def html_to_text(html_text: str) -> str:
 
 _HTML_HINT = re.compile(
     r"<(?:p|br|div|span|a|html|body|article|section|h[1-6]|ul|ol|li|img|b|i|em|strong|"
-    r"blockquote|table|figure)\b[^<>]*>|&(?:#\d+|#x[0-9a-f]+|[a-z]+);",
+    r"blockquote|table|figure|s|u|sup|sub|small|font|code|pre|q|cite|mark|del|ins)\b[^<>]*>"
+    r"|</[a-z][a-z0-9]{0,10}>|&(?:#\d+|#x[0-9a-f]+|[a-z]+);",
     re.IGNORECASE,
 )
 
@@ -174,7 +178,8 @@ _LINE_RULES: tuple[tuple[re.Pattern[str], int], ...] = tuple(
         (r"(à|a) lire (aussi|également|egalement|ailleurs)\b.*", 25),
         (r"(lire|voir) (aussi|également)\s*:.*", 25),
         (r"(related( articles?| stories| posts| content| reading| links)?|see also|also read|"
-         r"read also|more on this( topic| story)?|sur le même sujet|à voir aussi)(\s*:.*|"
+         r"read also|more on this( topic| story)?|sur le même sujet|à voir aussi|"
+         r"articles? (en rapport|liés|similaires|connexes|associés))(\s*:.*|"
          + _END + ")", 20),
         (r"\[?(…|\.\.\.)\]?" + _END, 2),
         # sources, copyright, WordPress footers

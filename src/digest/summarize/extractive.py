@@ -53,8 +53,18 @@ MAX_SENTENCES = 3
 MIN_WORDS = 5
 
 
-def _words(text: str) -> int:
-    return len(text.split())
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def count_words(text: str) -> int:
+    """Words for the budget; Chinese and Japanese have no spaces: two characters per word."""
+    cjk = len(_CJK.findall(text))
+    if not cjk:
+        return len(text.split())
+    return len(_CJK.sub("", text).split()) + (cjk + 1) // 2
+
+
+_words = count_words
 
 
 def _terms(text: str) -> list[str]:
@@ -67,14 +77,17 @@ class _Candidate:
     text: str
     words: int
     paragraph_start: bool
+    #: The paragraph goes on after a stop and then ends without one: the publisher cut it.
+    truncated: bool = False
 
 
 def cut_at_clause(sentence: str, max_words: int) -> str:
     """A sentence over budget -> its longest clause-bounded prefix within budget, plus "…"."""
-    words = sentence.split()
-    if len(words) <= max_words:
+    if count_words(sentence) <= max_words:
         return sentence
-    head = " ".join(words[:max_words])
+    words = sentence.split()
+    # An unspaced script (Chinese, Japanese) is cut by characters.
+    head = " ".join(words[:max_words]) if len(words) > max_words else sentence[: max_words * 2]
     cut = None
     for m in _CLAUSE.finditer(head):
         # A clause that short would say too little: prefer the word boundary then.
@@ -84,18 +97,41 @@ def cut_at_clause(sentence: str, max_words: int) -> str:
     return text.rstrip(" ,;:—–-(\"'«“") + ELLIPSIS
 
 
+def join_sentences(sentences: list[str]) -> str:
+    """Sentences -> one text. A standfirst without a final stop gets one before the next
+    sentence; short labels ("Location", "Depth") are set off by a dash instead."""
+    out = []
+    for i, sentence in enumerate(sentences):
+        last = i == len(sentences) - 1
+        if not last and not _TERMINAL.search(sentence) and sentence[-1:].isalnum():
+            sentence += "." if _words(sentence) >= 6 else " —"
+        out.append(sentence)
+    return " ".join(out)
+
+
 def _candidates(text: str, title: str) -> list[_Candidate]:
-    body: list[tuple[str, bool]] = []
-    headings: list[tuple[str, bool]] = []
+    body: list[tuple[str, bool, bool]] = []
+    headings: list[tuple[str, bool, bool]] = []
     for para in split_paragraphs(text):
         heading = len(para) == 1 and clean.is_heading(para[0])
         for i, sentence in enumerate(para):
             if not body and not headings and clean.same_as_title(sentence, title):
                 continue  # never open with the title again
-            (headings if heading else body).append((sentence, i == 0))
+            cut = i > 0 and i == len(para) - 1 and not _TERMINAL.search(sentence)
+            (headings if heading else body).append((sentence, i == 0, cut))
     # Headings (subtitles, taglines) are not summary material, unless they are all there is.
     chosen = body or headings
-    return [_Candidate(i, s, _words(s), start) for i, (s, start) in enumerate(chosen)]
+    return [_Candidate(i, s, _words(s), start, cut) for i, (s, start, cut) in enumerate(chosen)]
+
+
+def _teaser(candidates: list[_Candidate]) -> str:
+    kept = [c for c in candidates if not c.truncated] or candidates
+    texts = [c.text for c in kept]
+    last = kept[-1]
+    # A long last paragraph with no final stop was cut by the publisher: say so.
+    if last.truncated or (last.words > 25 and not _TERMINAL.search(last.text)):
+        texts[-1] = texts[-1].rstrip(" ,;:—–-") + ELLIPSIS
+    return join_sentences(texts)
 
 
 def _scores(candidates: list[_Candidate], title: str) -> list[float]:
@@ -129,7 +165,7 @@ def summarize_text(text: str, title: str, max_words: int) -> str:
     if not candidates:
         return ""
     if sum(c.words for c in candidates) <= max_words:
-        return " ".join(c.text for c in candidates)  # a teaser: kept as it is
+        return _teaser(candidates)  # a teaser: kept as it is, minus a publisher's cut
     lead = candidates[0]
     if lead.words > max_words:
         return cut_at_clause(lead.text, max_words)
@@ -139,10 +175,11 @@ def summarize_text(text: str, title: str, max_words: int) -> str:
     for c in sorted(candidates[1:], key=lambda c: scores[c.index], reverse=True):
         if len(chosen) >= MAX_SENTENCES:
             break
-        if c.words >= MIN_WORDS and used + c.words <= max_words and _TERMINAL.search(c.text):
+        fits = used + c.words <= max_words
+        if fits and c.words >= MIN_WORDS and _TERMINAL.search(c.text) and not c.truncated:
             chosen.add(c.index)
             used += c.words
-    return " ".join(c.text for c in candidates if c.index in chosen)
+    return join_sentences([c.text for c in candidates if c.index in chosen])
 
 
 class ExtractiveSummarizer:

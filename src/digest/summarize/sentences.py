@@ -44,7 +44,6 @@ _STARTERS = frozenset(
 _STOP = re.compile(r"(?P<punct>[.!?…]+|[。！？۔؟।]+)(?P<close>(?:\s?[\"'»”’)\]])*)(?P<space>\s*)")
 _CJK_STOPS = frozenset("。！？")
 _OPENERS = frozenset("«\"“‘'([¿¡-—–")
-_WORD_BEFORE = re.compile(r"(\S+)$")
 _FIRST_WORD = re.compile(r"[\w'’]+")
 
 
@@ -61,10 +60,10 @@ def _is_boundary(text: str, m: re.Match[str]) -> bool:
         return False
     if punct != ".":
         return True
-    before = _WORD_BEFORE.search(text, 0, m.start())
-    if before is None:
+    start = m.start()
+    token = text[text.rfind(" ", 0, start) + 1 : start].lstrip("(«\"“‘'[").casefold()
+    if not token:
         return True
-    token = before.group(1).lstrip("(«\"“‘'[").casefold()
     if token in BEFORE_NUMBER and nxt.isdigit():
         return False
     if len(token) == 1 and token.isalpha():
