@@ -1,3 +1,237 @@
-"""Operators' commands: status, feeds import/export (OPML)."""
+"""Operators' commands: status (feed health, recent issues, daemon lock), feeds list/import/export.
+
+The config file is the editors' source of truth for feeds, so `feeds import` appends
+``[[feeds]]`` entries to it (text only, the rest of the file untouched) and says so.
+"""
 
 from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from digest import config, opml
+from digest.cli.app import STATE, app, out
+from digest.errors import ConfigError
+from digest.store import open_store
+from digest.store.locks import holder_of
+from digest.store.status import FeedReport, IssueReport, feed_reports, issue_reports
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "never"
+    delta = now - value
+    future = delta < timedelta(0)
+    secs = abs(delta.total_seconds())
+    if secs < 60:
+        text = f"{int(secs)}s"
+    elif secs < 3600:
+        text = f"{int(secs // 60)}m"
+    elif secs < 172800:
+        text = f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}"
+    else:
+        text = f"{int(secs // 86400)}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _next_try(report: FeedReport, now: datetime) -> str:
+    st = report.state
+    if st is None:
+        return "next run"
+    if st.disabled:
+        return "never (disabled)"
+    if st.next_try is None or st.next_try <= now:
+        return "next run"
+    return _ago(st.next_try, now)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _feed_json(r: FeedReport) -> dict[str, Any]:
+    st = r.state
+    return {
+        "url": r.url,
+        "name": r.name,
+        "fetched": st is not None and st.last_fetch is not None,
+        "last_success": _iso(st.last_ok) if st else None,
+        "last_error": st.last_error if st else None,
+        "last_status": st.last_status if st else None,
+        "consecutive_failures": st.failures if st else 0,
+        "next_try": _iso(st.next_try) if st else None,
+        "disabled": st.disabled if st else False,
+        "moved_to": st.moved_to if st else None,
+        "items_total": r.items_total,
+        "items_kept": r.items_kept,
+    }
+
+
+def _issue_json(r: IssueReport) -> dict[str, Any]:
+    return {
+        "number": r.number,
+        "created": _iso(r.created),
+        "subject": r.subject,
+        "status": r.status,
+        "items": r.items,
+        "deliveries": r.deliveries,
+    }
+
+
+@app.command(epilog="Example: digest status --issues 10")
+@click.option("--issues", "issue_count", default=5, show_default=True, help="Recent issues shown.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
+def status(issue_count: int, as_json: bool) -> None:
+    """Feed health (last success, last error, failures, next try, items) and recent issues."""
+    settings = STATE.settings()
+    store = open_store(settings.storage.url)
+    try:
+        with store.connect() as conn:
+            feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
+            issues = issue_reports(conn, limit=issue_count)
+        lock = holder_of(store)
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    daemon = None
+    if lock is not None and not lock.expired:
+        daemon = {"host": lock.host, "pid": lock.pid, "since": _iso(lock.since)}
+    if as_json:
+        doc = {
+            "daemon": daemon,
+            "feeds": [_feed_json(r) for r in feeds],
+            "issues": [_issue_json(r) for r in issues],
+        }
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    if lock is not None and not lock.expired:
+        out.print(f"Daemon: running on {lock.describe()}", markup=False)
+    else:
+        out.print("Daemon: not running", markup=False)
+    _print_feeds(feeds, now)
+    _print_issues(issues, now)
+
+
+def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
+    failing = sum(1 for r in feeds if r.state and r.state.failures and not r.state.disabled)
+    disabled = sum(1 for r in feeds if r.state and r.state.disabled)
+    table = Table(
+        title=f"Feeds: {len(feeds)} configured, {failing} failing, {disabled} disabled",
+        title_justify="left",
+    )
+    for name in ("Feed", "Last success", "Failures", "Last error", "Next try", "Items kept/total"):
+        table.add_column(name, overflow="fold")
+    for r in feeds:
+        st = r.state
+        label = r.name or r.url
+        if r.name:
+            label += f"\n{r.url}"
+        if st and st.disabled:
+            label += "\n[disabled: 410 Gone]"
+        if st and st.moved_to:
+            label += f"\n[moved to {st.moved_to}]"
+        table.add_row(
+            label,
+            _ago(st.last_ok, now) if st else "never fetched",
+            str(st.failures) if st else "0",
+            (st.last_error or "") if st else "",
+            _next_try(r, now),
+            f"{r.items_kept}/{r.items_total}",
+        )
+    out.print(table)
+
+
+def _print_issues(issues: list[IssueReport], now: datetime) -> None:
+    if not issues:
+        out.print("Issues: none yet", markup=False)
+        return
+    table = Table(title="Recent issues", title_justify="left")
+    for name in ("#", "Created", "Status", "Items", "Deliveries", "Subject"):
+        table.add_column(name, overflow="fold")
+    for r in issues:
+        deliveries = ", ".join(f"{n} {state}" for state, n in sorted(r.deliveries.items()))
+        table.add_row(
+            str(r.number),
+            f"{r.created:%Y-%m-%d %H:%M} UTC ({_ago(r.created, now)})",
+            r.status,
+            str(r.items),
+            deliveries or "none",
+            r.subject,
+        )
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@app.group(epilog="Example: digest feeds import subscriptions.opml")
+def feeds() -> None:
+    """The configured feeds: list them, import an OPML file into the config, export OPML."""
+
+
+@feeds.command("list", epilog="Example: digest feeds list")
+def feeds_list() -> None:
+    """Configured feeds: name, URL and the topics they may feed."""
+    settings = STATE.settings()
+    table = Table(title=f"{len(settings.feeds)} feeds in {settings.source}", title_justify="left")
+    for name in ("Name", "URL", "Topics"):
+        table.add_column(name, overflow="fold")
+    for f in settings.feeds:
+        table.add_row(f.name or "", f.url, ", ".join(f.topics) or "all")
+    out.print(table)
+
+
+@feeds.command("import", epilog="Example: digest feeds import subscriptions.opml")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
+def feeds_import(file: Path, dry_run: bool) -> None:
+    """Append the OPML file's feeds to the config file as [[feeds]] entries."""
+    settings = STATE.settings()  # the current config must be valid before we add to it
+    target = opml.feeds_file(config.config_path(STATE.config_path))
+    outlines = opml.read_opml(file)
+    known = [f.url for f in settings.feeds]
+    new = []
+    for o in outlines:
+        if not any(opml.same_feed(o.url, k) for k in known):
+            new.append(o)
+            known.append(o.url)
+    skipped = len(outlines) - len(new)
+    if not new:
+        out.print(f"nothing to add: {len(outlines)} feeds in {file}, all already configured")
+        return
+    if dry_run:
+        for o in new:
+            out.print(f"would add {o.url}" + (f" ({o.title})" if o.title else ""), markup=False)
+        out.print(f"{len(new)} feeds would be added to {target} ({skipped} already configured)")
+        return
+    before = target.read_text(encoding="utf-8")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    opml.append_text(target, opml.feeds_toml(new, note=f"Imported from {file.name} on {stamp}"))
+    try:
+        config.load(STATE.config_path)
+    except ConfigError:
+        target.write_text(before, encoding="utf-8")  # leave the editors' file as it was
+        raise
+    out.print(
+        f"added {len(new)} feeds to {target} ({skipped} already configured); "
+        "the daemon fetches them from its next run",
+        markup=False,
+    )
+
+
+@feeds.command("export", epilog="Example: digest feeds export feeds.opml")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def feeds_export(file: Path | None) -> None:
+    """Write the configured feeds as OPML 2.0 to FILE (default: standard output)."""
+    settings = STATE.settings()
+    data = opml.to_opml(settings.feed_specs(), title=f"{settings.digest.title} feeds")
+    if file is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    file.write_bytes(data)
+    out.print(f"wrote {len(settings.feeds)} feeds to {file}", markup=False)
