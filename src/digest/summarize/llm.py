@@ -1,0 +1,186 @@
+"""LLM summaries through an OpenAI-compatible ``/chat/completions`` endpoint: one or two
+sentences in the item's language, cached per (content hash, model), falling back on any failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from digest.errors import SummarizeError
+from digest.models import Summary
+from digest.summarize import clean
+from digest.summarize.extractive import count_words
+from digest.summarize.language import detect
+
+log = logging.getLogger(__name__)
+
+#: Articles are long; the gist is in the first part and tokens cost money.
+MAX_INPUT_CHARS = 12_000
+#: The ``llm_cache.key`` column is 128 characters.
+MAX_KEY_CHARS = 128
+
+LANGUAGE_NAMES = {
+    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+    "pt": "Portuguese", "nl": "Dutch", "ru": "Russian", "uk": "Ukrainian", "pl": "Polish",
+    "ar": "Arabic", "ur": "Urdu", "fa": "Persian", "he": "Hebrew", "zh": "Chinese",
+    "ja": "Japanese", "ko": "Korean", "sk": "Slovak", "cs": "Czech", "el": "Greek",
+}  # fmt: skip
+
+
+class SummaryCache(Protocol):
+    """Where LLM answers are kept (the pipeline implements it on the ``llm_cache`` table)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str) -> None: ...
+
+
+class _Fallback(Protocol):
+    name: str
+
+    def summarize(self, title: str, html: str, *, language: str | None = None) -> Summary: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMOptions:
+    """How to reach the model; ``api_key`` is the secret itself, read from the environment by
+    the caller (config names the variable, never the key)."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout: float = 30.0
+    max_words: int = 80
+
+
+def cache_key(model: str, language: str, max_words: int, title: str, text: str) -> str:
+    """``<sha256 of what was asked>:<model>``; a change of text, language or budget asks again."""
+    digest = hashlib.sha256(
+        "\x1f".join((language, str(max_words), title, text)).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+    key = f"{digest}:{model}"
+    if len(key) > MAX_KEY_CHARS:
+        key = f"{digest}:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
+    return key
+
+
+def build_messages(title: str, text: str, language: str, max_words: int) -> list[dict[str, str]]:
+    lang = LANGUAGE_NAMES.get(language, language)
+    system = (
+        "You write the summaries of a newsletter digest. Summarize the article in one or two "
+        f"sentences, in {lang}, at most {max_words} words. State the facts plainly; no "
+        "preamble, no opinion, no markdown, no quotation marks around the answer."
+    )
+    user = f"Title: {title}\n\n{text[:MAX_INPUT_CHARS]}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+_WRAPPERS = re.compile(r"^[\s\"'“”«»*`]+|[\s\"'“”«»*`]+$")
+_PREAMBLE = re.compile(r"^(summary|résumé)\s*:\s*", re.IGNORECASE)
+
+
+def _answer_text(payload: Any) -> str:
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise SummarizeError("answer is not a chat completion (no choices[0].message)") from exc
+    if not isinstance(content, str):
+        raise SummarizeError("answer content is not text")
+    text = " ".join(_PREAMBLE.sub("", _WRAPPERS.sub("", content)).split())
+    if not text:
+        raise SummarizeError("empty answer")
+    return text
+
+
+class LLMSummarizer:
+    """Asks the model once per distinct content; anything wrong -> ``fallback``'s summary."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout: float,
+        max_words: int,
+        cache: SummaryCache | None,
+        fallback: _Fallback,
+    ) -> None:
+        self.name = f"llm:{model}"
+        self.model = model
+        self.max_words = max_words
+        self.cache = cache
+        self.fallback = fallback
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        headers = {"User-Agent": "digest (+https://github.com/digest-newsletter/digest)"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout), headers=headers, trust_env=False
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def summarize(self, title: str, html: str, *, language: str | None = None) -> Summary:
+        text = clean.to_text(html, title=title)
+        lang = detect(text or title, language)
+        if not text:
+            return self.fallback.summarize(title, html, language=lang)
+        key = cache_key(self.model, lang, self.max_words, title, text)
+        cached = self._cache_get(key)
+        if cached is not None:
+            return Summary(text=cached, language=lang, engine=self.name, source_text=text)
+        try:
+            answer = self._ask(title, text, lang)
+        except SummarizeError as exc:
+            log.warning("LLM summary failed, using %s instead: %s", self.fallback.name, exc)
+            return self.fallback.summarize(title, html, language=lang)
+        self._cache_put(key, answer)
+        return Summary(text=answer, language=lang, engine=self.name, source_text=text)
+
+    def _ask(self, title: str, text: str, language: str) -> str:
+        body = {
+            "model": self.model,
+            "messages": build_messages(title, text, language, self.max_words),
+            "temperature": 0.2,
+        }
+        try:
+            response = self._client.post(self._url, json=body)
+        except httpx.TimeoutException as exc:
+            raise SummarizeError(f"{self._url}: timed out") from exc
+        except httpx.HTTPError as exc:
+            raise SummarizeError(f"{self._url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise SummarizeError(f"{self._url}: HTTP {response.status_code}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise SummarizeError(f"{self._url}: answer is not JSON") from exc
+        answer = _answer_text(payload)
+        words = count_words(answer)
+        if words > self.max_words:
+            raise SummarizeError(f"answer too long ({words} words > {self.max_words})")
+        return answer
+
+    def _cache_get(self, key: str) -> str | None:
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.get(key)
+        except Exception as exc:  # the cache is an optimization: never lose a summary to it
+            log.warning("LLM cache read failed: %s", exc)
+            return None
+
+    def _cache_put(self, key: str, value: str) -> None:
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(key, value)
+        except Exception as exc:  # as above
+            log.warning("LLM cache write failed: %s", exc)
