@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from conftest import free_port
 from digest.config import Settings
 from digest.models import SubscriberStatus
 from digest.render import page_style_csp_source
@@ -281,3 +287,57 @@ def test_preferences_post_without_csrf_changes_nothing(client: TestClient, store
         record = subs.get_by_email(conn, reader.email)
     assert record is not None
     assert record.language is None
+
+
+# --------------------------------------------------------------------------- digest serve
+
+DIGEST = str(Path(sys.executable).with_name("digest"))
+
+
+@pytest.mark.slow
+def test_digest_serve_answers_on_the_given_port(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f'[digest]\ntitle = "Veille"\n[storage]\nurl = "sqlite:///{tmp_path}/d.db"\n',
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {**os.environ, "DIGEST_SECRET": SECRET.decode(), "DIGEST_CONFIG": str(config)}
+    proc = subprocess.Popen(
+        [DIGEST, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(200):
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.ConnectError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.05)
+        else:
+            pytest.fail("digest serve did not start")
+        assert response.status_code == 200
+        assert "No issue has been published yet." in response.text
+        assert "server" not in response.headers  # no version advertised
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_digest_serve_without_secret_says_which_variable_is_missing(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path}/d.db"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DIGEST_SECRET"}
+    done = subprocess.run(
+        [DIGEST, "--config", str(config), "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "DIGEST_SECRET is not set" in done.stderr
+    assert "Traceback" not in done.stderr
