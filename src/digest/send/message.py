@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import re
+import unicodedata
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -51,10 +52,11 @@ def message_id_for(secret: bytes, issue_number: int, token_key: str, domain: str
 
 
 def list_id_for(title: str, domain: str) -> str:
-    """RFC 2919 List-Id: ``Title <slug.domain>``."""
-    slug = _SLUG.sub("-", title.lower()).strip("-") or "digest"
-    phrase = re.sub(r'[\r\n"<>]', "", title).strip() or "Digest"
-    return f'"{phrase}" <{slug}.{domain}>'
+    """RFC 2919 List-Id in ASCII: ``Title <slug.domain>``, a non-ASCII title RFC 2047-encoded."""
+    folded = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = _SLUG.sub("-", folded.lower()).strip("-") or "digest"
+    phrase = " ".join(re.sub(r'[\r\n"<>]', "", title).split()) or "Digest"
+    return formataddr((phrase, f"{slug}.{domain}"), charset="utf-8")
 
 
 def unsubscribe_mailto(from_addr: str, token: str) -> str:
@@ -67,7 +69,7 @@ def safe_filename(address: str) -> str:
     """A file name for an address: readable when possible, never colliding, never a path."""
     lowered = address.strip().casefold()
     safe = _UNSAFE_FILE_CHARS.sub("_", lowered)[:150]
-    if safe != lowered or safe.startswith("."):
+    if not safe or safe != lowered or safe.startswith("."):
         digest = hashlib.sha256(lowered.encode()).hexdigest()[:10]
         safe = f"{safe.lstrip('.')}-{digest}"
     return safe
@@ -150,7 +152,9 @@ def _fold_once(name: str, value: str) -> bytes:
 
 
 def _b64_body(text: str) -> bytes:
-    raw = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    # RFC 2045: text is encoded in canonical form, CRLF line ends (as the stdlib does).
+    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    raw = binascii.b2a_base64(canonical.encode("utf-8"), newline=False)
     return b"\r\n".join(raw[i : i + 76] for i in range(0, len(raw), 76))
 
 
@@ -207,7 +211,8 @@ def wire_message(
         f"Date: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
         b"MIME-Version: 1.0\r\n",
         _fold("List-Id", list_id),
-        _fold_once("List-Unsubscribe", ", ".join(links)),
+        # One URL per line: an URL is never folded inside (RFC 2369 allows the whitespace).
+        ("List-Unsubscribe: " + ",\r\n ".join(links) + "\r\n").encode("ascii"),
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if unsubscribe_https else b"",
         f'Content-Type: multipart/alternative; boundary="{b}"\r\n\r\n'.encode("ascii"),
     ]

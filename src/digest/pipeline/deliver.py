@@ -1,0 +1,440 @@
+"""Deliver a stored issue to every active subscriber exactly once, resuming after any crash.
+
+Rows: pending -> unknown (committed before the message is handed over) -> sent (after the 250)
+| retry | failed | skipped. A restart resends ``unknown`` rows with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from digest.config import Settings
+from digest.errors import ConfigError
+from digest.models import DeliveryState, IssueContent, SubscriberStatus
+from digest.render import LANGUAGES, RenderCache, personalize, select_sections
+from digest.send import (
+    DKIMSigner,
+    Job,
+    OutboxSender,
+    Result,
+    Sender,
+    SMTPOptions,
+    SMTPSender,
+    backoff_delay,
+    list_id_for,
+    load_key,
+    message_id_for,
+    split_from,
+    unsubscribe_mailto,
+    wire_message,
+)
+from digest.send.base import Outcome
+from digest.send.message import address_domain
+from digest.store import Store
+from digest.store import deliveries as dstore
+from digest.store.issues import load_issue, set_issue_status
+from digest.tokens import make_token, secret_from_env
+
+log = logging.getLogger(__name__)
+
+#: First retry delay after a 4xx or a dropped connection (doubles per attempt, with jitter).
+RETRY_BASE = 5.0
+#: Rows created per transaction when an issue's delivery starts.
+CREATE_BATCH = 1000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DeliveryReport:
+    """Where one issue's delivery stands after a run, and what this run did."""
+
+    issue: int
+    #: Rows per state after the run (every DeliveryState, zeros included).
+    states: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+    #: Transient outcomes (4xx, drops) in this run; each was retried or gave up.
+    retried: int = 0
+    skipped: int = 0
+    #: Rows found ``unknown`` at the start (killed in the ambiguous window) and resent.
+    resent_unknown: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: bool = False
+    dry_run: bool = False
+    #: Dry run: how many messages a real run would hand over now.
+    would_send: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return not any(self.states.get(s.value, 0) for s in dstore.OPEN_STATES)
+
+
+class MessageFactory:
+    """Builds each reader's wire message: cached variant render + cheap personalization."""
+
+    def __init__(self, settings: Settings, content: IssueContent, secret: bytes) -> None:
+        self.settings = settings
+        self.content = content
+        self.secret = secret
+        d = settings.delivery
+        self.from_addr = d.from_
+        self.envelope_from = split_from(d.from_)[1]
+        self.domain = address_domain(self.envelope_from)
+        self.list_id = list_id_for(settings.digest.title, d.list_id or self.domain)
+        self.base_url = settings.digest.base_url
+        self.cache = RenderCache(
+            subject_format=d.subject,
+            mark_machine_written=settings.summary.mark_machine_written,
+        )
+        self.signer: DKIMSigner | None = None
+        if settings.dkim is not None:
+            k = settings.dkim
+            self.signer = DKIMSigner(k.selector, k.domain, load_key(k.key_file, k.key_env))
+
+    def message_id(self, token_key: str) -> str:
+        return message_id_for(self.secret, self.content.number, token_key, self.domain)
+
+    def wants_nothing(self, topics: tuple[str, ...]) -> bool:
+        """True when this reader's topics select no section: nobody gets an empty issue."""
+        return not select_sections(self.content, topics or None)
+
+    def build(
+        self,
+        *,
+        email: str,
+        name: str | None,
+        topics: tuple[str, ...],
+        language: str | None,
+        token_key: str,
+        message_id: str,
+        now: datetime,
+    ) -> bytes:
+        # A language the email has no words for falls back to the digest's own.
+        lang = language if language and language.split("-")[0] in LANGUAGES else None
+        rendered = self.cache.get(self.content, language=lang, topics=topics or None)
+        unsub = make_token(self.secret, "unsubscribe", token_key)
+        mailto = unsubscribe_mailto(self.from_addr, unsub)
+        https = prefs = None
+        if self.base_url:
+            https = f"{self.base_url}/unsubscribe/{unsub}"
+            prefs = f"{self.base_url}/preferences/" + make_token(
+                self.secret, "preferences", token_key
+            )
+        html, text = personalize(
+            rendered, name=name, unsubscribe_url=https or mailto, preferences_url=prefs
+        )
+        data = wire_message(
+            html=html,
+            text=text,
+            subject=rendered.subject,
+            from_addr=self.from_addr,
+            to_addr=email,
+            to_name=name,
+            reply_to=self.settings.delivery.reply_to,
+            message_id=message_id,
+            list_id=self.list_id,
+            unsubscribe_https=https,
+            unsubscribe_mailto=mailto,
+            date=now,
+        )
+        return self.signer.sign(data) if self.signer else data
+
+
+def make_sender(settings: Settings, *, retry_base: float = RETRY_BASE) -> Sender:
+    """The configured sender: outbox files or SMTP."""
+    if settings.delivery.mode == "outbox":
+        return OutboxSender(settings.delivery.outbox_dir)
+    s = settings.smtp
+    password = s.password()
+    if s.username and not password:
+        raise ConfigError(f"smtp.password_env: ${s.password_env} is not set (smtp.username is)")
+    return SMTPSender(
+        SMTPOptions(
+            host=s.host,
+            port=s.port,
+            security=s.security,
+            username=s.username,
+            password=password,
+            timeout=s.timeout,
+            connections=s.connections,
+            rate_per_second=s.rate_per_second,
+            max_attempts=s.max_attempts,
+            ca_file=s.ca_file,
+            backoff_base=retry_base,
+        )
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Run:
+    """One call of ``deliver_issue``: the job stream, result recording and counters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        issue_id: int,
+        factory: MessageFactory,
+        report: DeliveryReport,
+        *,
+        batch: int,
+        retry_base: float,
+        progress: Progress | None,
+        stop: threading.Event | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.issue_id = issue_id
+        self.factory = factory
+        self.report = report
+        self.batch = batch
+        self.retry_base = retry_base
+        self.progress = progress
+        self.stop = stop
+        self.total = 0
+        self.done = 0
+        self.results_seen = 0
+
+    def jobs(self) -> Iterator[Job]:
+        """Due rows in id order; each batch is committed as ``unknown`` before it is yielded."""
+        after = 0
+        f = self.factory
+        while not (self.stop is not None and self.stop.is_set()):
+            now = _now()
+            with self.store.connect() as conn:
+                rows = dstore.due(conn, self.issue_id, after=after, limit=self.batch, now=now)
+            if not rows:
+                return
+            after = rows[-1].id
+            changes: list[dict[str, Any]] = []
+            jobs: list[Job] = []
+            for r in rows:
+                # Checked now, at send time: an unsubscribed person never gets another message.
+                if r.status is not SubscriberStatus.ACTIVE:
+                    reason = f"subscriber is {r.status.value}"
+                elif f.wants_nothing(r.topics):
+                    reason = f"no section for topics {';'.join(r.topics)}"
+                else:
+                    data = f.build(
+                        email=r.email,
+                        name=r.name,
+                        topics=r.topics,
+                        language=r.language,
+                        token_key=r.token_key,
+                        message_id=r.message_id,
+                        now=now,
+                    )
+                    jobs.append(
+                        Job(
+                            delivery_id=r.id,
+                            issue_number=f.content.number,
+                            envelope_from=f.envelope_from,
+                            recipient=r.email,
+                            data=data,
+                            message_id=r.message_id,
+                            attempts=r.attempts,
+                            prior_state=r.state.value,
+                        )
+                    )
+                    changes.append({"id": r.id, "state": DeliveryState.UNKNOWN})
+                    continue
+                changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
+                self.report.skipped += 1
+                self.done += 1
+            with self.store.begin() as conn:
+                dstore.apply(conn, changes, now)
+            taken = 0
+            try:
+                for job in jobs:
+                    taken += 1
+                    yield job
+            finally:
+                if taken < len(jobs):  # the run is stopping: hand back what was never taken
+                    back = [{"id": j.delivery_id, "state": j.prior_state} for j in jobs[taken:]]
+                    with self.store.begin() as conn:
+                        dstore.apply(conn, back, _now())
+
+    def record(self, results: list[Result]) -> None:
+        """Write a batch of outcomes in one transaction (sent is recorded as soon as known)."""
+        now = _now()
+        max_attempts = self.settings.smtp.max_attempts
+        changes: list[dict[str, Any]] = []
+        for r in results:
+            j = r.job
+            attempts = j.attempts + 1
+            if r.outcome is Outcome.SENT:
+                changes.append(
+                    {
+                        "id": j.delivery_id,
+                        "state": DeliveryState.SENT,
+                        "attempts": attempts,
+                        "sent_at": now,
+                        "last_error": None,
+                        "next_attempt": None,
+                    }
+                )
+                self.report.sent += 1
+                self.done += 1
+            elif r.outcome is Outcome.PERMANENT or (
+                r.outcome is Outcome.TRANSIENT and attempts >= max_attempts
+            ):
+                reason = r.error or "refused"
+                if r.outcome is Outcome.TRANSIENT:
+                    reason = f"gave up after {attempts} attempts: {reason}"
+                    self.report.retried += 1
+                changes.append(
+                    {
+                        "id": j.delivery_id,
+                        "state": DeliveryState.FAILED,
+                        "attempts": attempts,
+                        "last_error": reason,
+                    }
+                )
+                self.report.failed += 1
+                self.report.failures.append((j.recipient, reason))
+                self.done += 1
+            elif r.outcome is Outcome.TRANSIENT:
+                delay = backoff_delay(attempts, self.retry_base)
+                changes.append(
+                    {
+                        "id": j.delivery_id,
+                        "state": DeliveryState.RETRY,
+                        "attempts": attempts,
+                        "last_error": r.error,
+                        "next_attempt": now + timedelta(seconds=delay),
+                    }
+                )
+                self.report.retried += 1
+            else:  # NOT_SENT: never handed over, keeps its previous state
+                changes.append({"id": j.delivery_id, "state": j.prior_state})
+        self.results_seen += len(results)
+        with self.store.begin() as conn:
+            dstore.apply(conn, changes, now)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def create_pending(store: Store, issue_id: int, factory: MessageFactory) -> int:
+    """Give every active subscriber a pending row for this issue (idempotent, batched)."""
+    created = 0
+    after = 0
+    while True:
+        with store.begin() as conn:
+            missing = dstore.missing_recipients(conn, issue_id, after=after, limit=CREATE_BATCH)
+            if not missing:
+                return created
+            rows = [(sid, factory.message_id(key)) for sid, key in missing]
+            created += dstore.insert_pending(conn, issue_id, rows, _now())
+        after = missing[-1][0]
+
+
+def deliver_issue(
+    settings: Settings,
+    store: Store,
+    number: int,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    retry_base: float = RETRY_BASE,
+) -> DeliveryReport:
+    """Deliver issue ``number`` to everyone who has not had it; returns counts per state.
+
+    Waits for due retries until every row is sent, failed or skipped (or ``stop`` is set:
+    the message on the wire is finished, the rest stays for the next run). A fatal SMTP error
+    (auth, TLS) or an unreachable relay raises after recording; undelivered rows stay open.
+    """
+    secret = secret_from_env()
+    with store.connect() as conn:
+        issue = load_issue(conn, number)
+    factory = MessageFactory(settings, issue.content, secret)
+    report = DeliveryReport(issue=number, dry_run=dry_run)
+    if dry_run:
+        with store.connect() as conn:
+            report.states = dstore.counts(conn, issue.id)
+            missing = 0
+            after = 0
+            while batch := dstore.missing_recipients(conn, issue.id, after=after, limit=10000):
+                missing += len(batch)
+                after = batch[-1][0]
+        report.would_send = missing + dstore_open(report.states)
+        return report
+    sender = make_sender(settings, retry_base=retry_base)
+    create_pending(store, issue.id, factory)
+    if isinstance(sender, OutboxSender):
+        sender.write_page(number, issue.html)
+    with store.connect() as conn:
+        report.resent_unknown = dstore.counts(conn, issue.id)[DeliveryState.UNKNOWN.value]
+        open_now = dstore.open_count(conn, issue.id)
+    if report.resent_unknown:
+        log.warning(
+            "issue #%d: %d message(s) were in flight when a previous run stopped; resending "
+            "them with the same Message-ID",
+            number,
+            report.resent_unknown,
+        )
+    connections = settings.smtp.connections if settings.delivery.mode == "smtp" else 1
+    run = _Run(
+        settings,
+        store,
+        issue.id,
+        factory,
+        report,
+        batch=100 if isinstance(sender, OutboxSender) else max(4, 2 * connections),
+        retry_base=retry_base,
+        progress=progress,
+        stop=stop,
+    )
+    run.total = open_now
+    try:
+        while True:
+            seen = run.results_seen
+            sender.send_all(run.jobs(), run.record, stop=stop)
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
+            with store.connect() as conn:
+                remaining = dstore.open_count(conn, issue.id)
+                due_at = dstore.next_retry(conn, issue.id)
+            if remaining == 0:
+                break
+            if due_at is None and run.results_seen == seen:
+                break  # nothing moved and nothing to wait for: leave the rest to the next run
+            wait = max(0.0, (due_at - _now()).total_seconds()) if due_at else 0.0
+            if wait and _sleep(wait, stop):
+                report.stopped = True
+                break
+    finally:
+        with store.begin() as conn:
+            report.states = dstore.counts(conn, issue.id)
+            if not dstore_open(report.states):
+                set_issue_status(conn, number, "done")
+    return report
+
+
+def dstore_open(states: dict[str, int]) -> int:
+    return sum(states.get(s.value, 0) for s in dstore.OPEN_STATES)
+
+
+def _sleep(seconds: float, stop: threading.Event | None) -> bool:
+    """Sleep (interruptibly when ``stop`` is given); True when stopped."""
+    if stop is not None:
+        return stop.wait(seconds)
+    time.sleep(seconds)
+    return False
+
+
+def unfinished_issues(store: Store) -> list[int]:
+    """Numbers of the issues whose delivery is not complete (resume these first), oldest first."""
+    with store.connect() as conn:
+        return dstore.unfinished_issue_numbers(conn)

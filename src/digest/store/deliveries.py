@@ -1,0 +1,222 @@
+"""Per-recipient delivery state of each issue: pending -> sent | retry | failed | unknown | skipped.
+
+The unique (issue, subscriber) row is the "never twice" guarantee: a row becomes ``sent`` only
+after the server's 250, and is marked ``unknown`` (in flight) before the message is handed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from digest.models import DeliveryState, SubscriberStatus
+from digest.store import schema
+from digest.store.items import as_utc, to_db
+
+D = schema.deliveries
+S = schema.subscribers
+I = schema.issues  # noqa: E741
+
+#: States that still need a message to be handed over.
+OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.UNKNOWN)
+#: The states shown by ``digest deliveries --json`` (skipped rows are reported apart).
+REPORTED_STATES = ("sent", "pending", "retry", "failed", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery row to act on now, with what is needed to build its message."""
+
+    id: int
+    state: DeliveryState
+    attempts: int
+    message_id: str
+    subscriber_id: int
+    email: str
+    name: str | None
+    status: SubscriberStatus
+    topics: tuple[str, ...]
+    language: str | None
+    token_key: str
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def missing_recipients(
+    conn: Connection, issue_id: int, *, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """Active subscribers (id > ``after``) without a delivery row for this issue yet."""
+    has_row = select(D.c.id).where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id).exists()
+    rows = conn.execute(
+        select(S.c.id, S.c.token_key)
+        .where(S.c.status == SubscriberStatus.ACTIVE.value, S.c.id > after, ~has_row)
+        .order_by(S.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def last_subscriber_id(conn: Connection) -> int:
+    return int(conn.execute(select(func.max(S.c.id))).scalar() or 0)
+
+
+def insert_pending(
+    conn: Connection, issue_id: int, rows: Sequence[tuple[int, str]], now: datetime
+) -> int:
+    """Create pending rows ``(subscriber_id, message_id)``; existing ones are left alone."""
+    if not rows:
+        return 0
+    stmt = (
+        _insert(conn)(D)
+        .values(
+            [
+                {
+                    "issue_id": issue_id,
+                    "subscriber_id": sid,
+                    "state": DeliveryState.PENDING.value,
+                    "attempts": 0,
+                    "message_id": mid,
+                    "updated": to_db(now),
+                }
+                for sid, mid in rows
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+    )
+    return int(conn.execute(stmt).rowcount or 0)
+
+
+def due(
+    conn: Connection, issue_id: int, *, after: int, limit: int, now: datetime
+) -> list[DueDelivery]:
+    """Open rows (id > ``after``) whose turn has come: pending, unknown, or retry due by ``now``."""
+    query = (
+        select(
+            D.c.id,
+            D.c.state,
+            D.c.attempts,
+            D.c.message_id,
+            S.c.id.label("sid"),
+            S.c.email,
+            S.c.name,
+            S.c.status,
+            S.c.topics,
+            S.c.language,
+            S.c.token_key,
+        )
+        .join(S, S.c.id == D.c.subscriber_id)
+        .where(
+            D.c.issue_id == issue_id,
+            D.c.id > after,
+            or_(
+                D.c.state.in_([DeliveryState.PENDING.value, DeliveryState.UNKNOWN.value]),
+                and_(
+                    D.c.state == DeliveryState.RETRY.value,
+                    or_(D.c.next_attempt.is_(None), D.c.next_attempt <= to_db(now)),
+                ),
+            ),
+        )
+        .order_by(D.c.id)
+        .limit(limit)
+    )
+    return [
+        DueDelivery(
+            id=r.id,
+            state=DeliveryState(r.state),
+            attempts=r.attempts,
+            message_id=r.message_id,
+            subscriber_id=r.sid,
+            email=r.email,
+            name=r.name,
+            status=SubscriberStatus(r.status),
+            topics=tuple(t for t in (r.topics or "").split(";") if t),
+            language=r.language,
+            token_key=r.token_key,
+        )
+        for r in conn.execute(query)
+    ]
+
+
+def apply(conn: Connection, changes: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Set state etc. of many rows in one statement per shape.
+
+    Each change: ``id``, ``state`` and optionally ``attempts``, ``next_attempt``, ``last_error``,
+    ``sent_at``; keys left out keep their value.
+    """
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        row = {k: (to_db(v) if isinstance(v, datetime) else v) for k, v in change.items()}
+        row["updated"] = to_db(now)
+        if "state" in row and isinstance(row["state"], DeliveryState):
+            row["state"] = row["state"].value
+        shape = tuple(sorted(row))
+        by_shape.setdefault(shape, []).append({f"b_{k}": v for k, v in row.items()})
+    for shape, params in by_shape.items():
+        stmt = (
+            update(D)
+            .where(D.c.id == bindparam("b_id"))
+            .values({k: bindparam(f"b_{k}") for k in shape if k != "id"})
+        )
+        conn.execute(stmt, params)
+
+
+def counts(conn: Connection, issue_id: int) -> dict[str, int]:
+    """Rows per state for one issue (every state present, zeros included)."""
+    out = {s.value: 0 for s in DeliveryState}
+    rows = conn.execute(
+        select(D.c.state, func.count()).where(D.c.issue_id == issue_id).group_by(D.c.state)
+    )
+    for state, n in rows:
+        out[str(state)] = int(n)
+    return out
+
+
+def failures(conn: Connection, issue_id: int, *, limit: int = 1000) -> list[tuple[str, str]]:
+    """(address, reason) of the failed rows of one issue."""
+    rows = conn.execute(
+        select(S.c.email, D.c.last_error)
+        .join(S, S.c.id == D.c.subscriber_id)
+        .where(D.c.issue_id == issue_id, D.c.state == DeliveryState.FAILED.value)
+        .order_by(D.c.id)
+        .limit(limit)
+    )
+    return [(str(e), str(err or "")) for e, err in rows]
+
+
+def next_retry(conn: Connection, issue_id: int) -> datetime | None:
+    """When the earliest retry of this issue is due, if any."""
+    value = conn.execute(
+        select(func.min(D.c.next_attempt)).where(
+            D.c.issue_id == issue_id, D.c.state == DeliveryState.RETRY.value
+        )
+    ).scalar()
+    return None if value is None else as_utc(value)
+
+
+def open_count(conn: Connection, issue_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                D.c.issue_id == issue_id, D.c.state.in_([s.value for s in OPEN_STATES])
+            )
+        ).scalar()
+        or 0
+    )
+
+
+def unfinished_issue_numbers(conn: Connection) -> list[int]:
+    """Issues whose delivery has not been completed, oldest first."""
+    rows = conn.execute(select(I.c.number).where(I.c.status != "done").order_by(I.c.number))
+    return [int(n) for (n,) in rows]
+
+
+def latest_issue_number(conn: Connection) -> int | None:
+    value = conn.execute(select(func.max(I.c.number))).scalar()
+    return None if value is None else int(value)

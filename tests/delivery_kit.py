@@ -1,0 +1,103 @@
+"""Shared by the delivery tests and benchmarks: a stored two-topic issue, settings, subscribers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from digest.config import Settings, parse_settings
+from digest.models import IssueContent, IssueEntry, IssueSection, SubscriberStatus
+from digest.store import Store, schema
+from digest.store.issues import save_issue
+from digest.tokens import new_token_key
+
+SECRET = "delivery-test-secret-0123456789abcdef"
+WHEN = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def issue_content(number: int = 1, *, per_topic: int = 3) -> IssueContent:
+    sections = []
+    item_id = 0
+    for topic, title, lang_title in (
+        ("sovereign_cloud", "Sovereign cloud", "Une page se tourne pour le cloud souverain"),
+        ("data_protection", "Data protection", "La CNIL publie ses recommandations"),
+    ):
+        entries = []
+        for i in range(per_topic):
+            item_id += 1
+            entries.append(
+                IssueEntry(
+                    item_id=item_id,
+                    url=f"https://news.example.org/{topic}/{i}",
+                    title=f"{lang_title} ({i + 1})",
+                    source="Les Échos" if i % 2 else "Example News",
+                    published=WHEN - timedelta(days=i),
+                    summary="Le marché français du cloud évolue : qualification SecNumCloud, "
+                    "hébergeurs européens et exigences de souveraineté des données.",
+                    topic_id=topic,
+                )
+            )
+        sections.append(IssueSection(topic_id=topic, title=title, entries=tuple(entries)))
+    return IssueContent(
+        number=number,
+        title="Veille numérique",
+        language="fr",
+        timezone="Europe/Paris",
+        created=WHEN,
+        period_start=WHEN - timedelta(days=7),
+        period_end=WHEN,
+        sections=tuple(sections),
+    )
+
+
+def store_issue(store: Store, number: int = 1, **kw: Any) -> IssueContent:
+    content = issue_content(number, **kw)
+    with store.begin() as conn:
+        save_issue(
+            conn,
+            content,
+            subject=f"Veille numérique #{number}",
+            html=f"<html><body><h1>Veille numérique #{number}</h1></body></html>",
+            text=f"Veille numérique #{number}",
+        )
+    return content
+
+
+def settings(**sections: dict[str, Any]) -> Settings:
+    data: dict[str, Any] = {
+        "digest": {"title": "Veille numérique", "language": "fr"},
+        "delivery": {"mode": "outbox", "from": "Veille <veille@news.example.org>"},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return parse_settings(data, "test.toml")
+
+
+def add_people(
+    store: Store,
+    emails: list[str],
+    *,
+    topics: str = "",
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    language: str | None = None,
+) -> None:
+    """Insert subscribers fast (benchmarks add tens of thousands)."""
+    rows = [
+        {
+            "email": e,
+            "email_key": e.casefold(),
+            "name": f"Reader {i}",
+            "status": status.value,
+            "topics": topics,
+            "language": language,
+            "created": WHEN,
+            "source": "test",
+            "token_key": new_token_key(),
+        }
+        for i, e in enumerate(emails)
+    ]
+    with store.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(schema.subscribers), rows[start : start + 5000])
