@@ -13,14 +13,13 @@ import jinja2
 
 from digest import config
 from digest.errors import DeliveryError
+from digest.pipeline.deliver import make_sender
 from digest.send import (
     DKIMSigner,
     Job,
     OutboxSender,
     Result,
     Sender,
-    SMTPOptions,
-    SMTPSender,
     build_message,
     list_id_for,
     load_key,
@@ -100,23 +99,10 @@ def confirmation_bytes(
 
 
 def sender_for(settings: config.Settings) -> Sender:
-    """The configured delivery, for a single transactional message."""
+    """The configured delivery (the pipeline's own SMTP sender), for one transactional message."""
     if settings.delivery.mode == "outbox":
         return _ConfirmationOutbox(settings.delivery.outbox_dir)
-    smtp = settings.smtp
-    return SMTPSender(
-        SMTPOptions(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            username=smtp.username,
-            password=smtp.password(),
-            timeout=smtp.timeout,
-            connections=1,
-            max_attempts=smtp.max_attempts,
-            ca_file=smtp.ca_file,
-        )
-    )
+    return make_sender(settings)
 
 
 def send_confirmation(
