@@ -1,0 +1,349 @@
+"""The daemon (`digest run`): APScheduler runs fetch and send on their crontabs, one per database.
+
+Jobs live in the same database (SQLAlchemyJobStore), so a send missed while the daemon was down
+runs once when it is back within ``[schedule] catch_up``; the config is re-read at each job.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.triggers.cron import CronTrigger
+
+from digest import config
+from digest.config import CRON_FIELDS_WITH_SECONDS, Settings, parse_duration, redact_url
+from digest.errors import ConfigError, DigestError
+from digest.healthd import Health, HealthServer
+from digest.metrics import Metrics, run_failure
+from digest.models import RunCounts
+from digest.report import counts_fields, format_counts
+from digest.store import Store, open_store
+from digest.store.locks import Lease, exclusive
+
+log = logging.getLogger(__name__)
+
+#: Table APScheduler keeps its jobs in (next run times survive restarts).
+JOBS_TABLE = "apscheduler_jobs"
+#: A run starting this late after its scheduled time is a catch-up, and is logged as one.
+_CATCH_UP_NOTICE = 2.0
+#: The running daemon: jobs are stored by reference (module:function), so they find it here.
+_DAEMON: Daemon | None = None
+
+
+def cron_trigger(expr: str, timezone: str) -> CronTrigger:
+    """A crontab (5 fields, or 6 with seconds first) in ``timezone`` -> CronTrigger."""
+    fields = expr.split()
+    if len(fields) == 6:
+        kwargs = dict(zip(CRON_FIELDS_WITH_SECONDS, fields, strict=True))
+        return CronTrigger(timezone=ZoneInfo(timezone), **kwargs)
+    return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+
+
+def fetch_job() -> None:
+    """Scheduled: fetch every feed and store what is new."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("fetch")
+
+
+def send_job() -> None:
+    """Scheduled: build the next issue and send it."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("send")
+
+
+_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job}
+
+
+def _collect(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    # Imported at run time: the pipeline pulls in every stage, the daemon's startup need not.
+    from digest.pipeline.collect import collect
+
+    return collect(settings, store, stop=stop)
+
+
+def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    from digest.pipeline.issue import send
+
+    return send(settings, store, stop=stop)
+
+
+_PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = {
+    "fetch": _collect,
+    "send": _send,
+}
+
+
+class Daemon:
+    """A scheduler plus the last good settings, the metrics and the stop/reload flags."""
+
+    def __init__(self, config_path: Path | None, settings: Settings, store: Store) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.store = store
+        self.metrics = Metrics()
+        self.metrics.watch_store(store)
+        #: Set by SIGTERM/SIGINT: the running job finishes its unit of work and returns.
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self._settings_lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)},
+            # One worker: fetch and send never run at the same time against the same database.
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults=self._job_defaults(settings),
+            timezone=ZoneInfo(settings.digest.timezone),
+        )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_SUBMITTED
+        )
+
+    @staticmethod
+    def _job_defaults(settings: Settings) -> dict[str, Any]:
+        return {
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": settings.schedule.catch_up_seconds,
+        }
+
+    # ------------------------------------------------------------------ config
+
+    def reload(self, why: str) -> Settings:
+        """Re-read the config; an invalid one is logged (file and key) and the last good kept."""
+        try:
+            new = config.load(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reload_errors.inc()
+            log.error(
+                "config not reloaded, keeping the last good one: %s",
+                exc,
+                extra={"reason": why},
+            )
+            return self.settings
+        with self._settings_lock:
+            old, self.settings = self.settings, new
+        if new.storage.url != old.storage.url:
+            log.warning(
+                "storage.url changed; restart the daemon to use the new database",
+                extra={"storage": redact_url(new.storage.url)},
+            )
+        if (new.schedule, new.digest.timezone) != (old.schedule, old.digest.timezone):
+            self.sync_jobs()
+        if why == "SIGHUP":
+            log.info("config reloaded", extra={"config": new.source})
+        return new
+
+    def sync_jobs(self) -> None:
+        """Make the stored jobs match the config, keeping a stored next run time when unchanged.
+
+        Re-adding an unchanged job would recompute its next run from now and silently drop a
+        run missed while the daemon was down: only a changed crontab reschedules.
+        """
+        s = self.settings
+        grace = s.schedule.catch_up_seconds
+        for job_id, expr in (("fetch", s.schedule.fetch), ("send", s.schedule.send)):
+            trigger = cron_trigger(expr, s.digest.timezone)
+            job = self.scheduler.get_job(job_id)
+            if job is None:
+                self.scheduler.add_job(
+                    _JOBS[job_id], trigger, id=job_id, name=job_id, **self._job_defaults(s)
+                )
+                continue
+            if repr(job.trigger) != repr(trigger):
+                self.scheduler.reschedule_job(job_id, trigger=trigger)
+                log.info("rescheduled %s: %s", job_id, expr, extra={"job": job_id})
+            if job.misfire_grace_time != grace:
+                self.scheduler.modify_job(job_id, misfire_grace_time=grace)
+
+    # ------------------------------------------------------------------ jobs
+
+    def run_job(self, job: str) -> None:
+        """One scheduled run: reload config, run the pipeline, log one line of counts."""
+        if self.stop.is_set():
+            return
+        settings = self.reload("job")
+        started = time.monotonic()
+        log.info("%s started", job, extra={"job": job})
+        try:
+            counts = _PIPELINE[job](settings, self.store, self.stop)
+        except DigestError as exc:
+            self._failed(job, started, str(exc))
+            return
+        except Exception as exc:  # a bug in one run must not take the daemon down
+            log.exception("%s crashed", job, extra={"job": job})
+            self._failed(job, started, f"{type(exc).__name__}: {exc}")
+            return
+        duration = time.monotonic() - started
+        self.metrics.record_counts(counts)
+        fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
+        problem = run_failure(job, counts)
+        if problem:
+            self.metrics.job_failed(job, duration, problem)
+            log.error("%s failed: %s · %s", job, problem, format_counts(counts), extra=fields)
+        else:
+            self.metrics.job_succeeded(job, duration)
+            log.info("%s done: %s", job, format_counts(counts), extra=fields)
+
+    def _failed(self, job: str, started: float, error: str) -> None:
+        duration = time.monotonic() - started
+        self.metrics.job_failed(job, duration, error)
+        log.error("%s failed: %s", job, error, extra={"job": job, "duration": round(duration, 3)})
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self.metrics.job_missed(event.job_id)
+            log.warning(
+                "%s run of %s skipped: missed by more than schedule.catch_up (%s)",
+                event.job_id,
+                event.scheduled_run_time.isoformat(timespec="seconds"),
+                self.settings.schedule.catch_up,
+                extra={"job": event.job_id},
+            )
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            log.warning(
+                "%s still running: this run is skipped", event.job_id, extra={"job": event.job_id}
+            )
+        elif isinstance(event, JobSubmissionEvent) and event.scheduled_run_times:
+            due = event.scheduled_run_times[-1]
+            late = (datetime.now(UTC) - due).total_seconds()
+            if late > _CATCH_UP_NOTICE:
+                log.info(
+                    "catching up the %s run missed at %s",
+                    event.job_id,
+                    due.isoformat(timespec="seconds"),
+                    extra={"job": event.job_id, "late_seconds": round(late, 1)},
+                )
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def running(self) -> bool:
+        return bool(self.scheduler.state == STATE_RUNNING)
+
+    # ------------------------------------------------------------------ main loop
+
+    def serve(self, lease: Lease) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or until the lock is lost (exit 1)."""
+        global _DAEMON
+        _DAEMON = self
+        server: HealthServer | None = None
+        code = 0
+        try:
+            self.scheduler.start(paused=True)
+            self.sync_jobs()
+            if self.settings.daemon.http:
+                health = Health(
+                    metrics=self.metrics,
+                    scheduler_running=self.running,
+                    lock_lost=lease.lost.is_set,
+                    unhealthy_after=self.settings.daemon.unhealthy_after,
+                    next_runs=self.next_runs,
+                )
+                server = HealthServer(self.settings.daemon.http, health)
+            self.scheduler.resume()
+            self.metrics.up_since.set(time.time())
+            log.info(
+                "daemon started",
+                extra={
+                    "config": self.settings.source,
+                    "storage": redact_url(self.settings.storage.url),
+                    "next": {k: v.isoformat() if v else None for k, v in self.next_runs().items()},
+                },
+            )
+            while not self.stop.wait(0.2):
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self.reload("SIGHUP")
+                if lease.lost.is_set():
+                    log.error("stopping: the database lock was lost")
+                    code = 1
+                    self.stop.set()
+            log.info("stopping: letting the current job finish its unit of work")
+        finally:
+            self.stop.set()
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=True)
+            if server is not None:
+                server.close()
+            _DAEMON = None
+        log.info("daemon stopped", extra={"exit": code})
+        return code
+
+
+@contextmanager
+def _signals(daemon_stop: threading.Event, reload: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set the stop flag, SIGHUP asks for a reload (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        daemon_stop.set()
+
+    def hup(_signum: int, _frame: FrameType | None) -> None:
+        reload.set()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, stop),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, hup),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _apply_log_format(settings: Settings) -> None:
+    # `--log-format json` on the command line already wins; `[daemon] log_format` can ask too.
+    from digest.logs import JSONFormatter, configure
+
+    root = logging.getLogger("digest")
+    if settings.daemon.log_format == "json" and not any(
+        isinstance(h.formatter, JSONFormatter) for h in root.handlers
+    ):
+        configure(fmt="json", level=root.level or logging.INFO)
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
+    settings = config.load(config_path)
+    _apply_log_format(settings)
+    # Missed runs and job errors are reported by the daemon itself, in its own log format.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    store = open_store(settings.storage.url)
+    stop, reload = threading.Event(), threading.Event()
+    try:
+        with _signals(stop, reload):
+            lease = parse_duration(settings.daemon.lock_lease)
+            wait = parse_duration(settings.daemon.lock_wait).total_seconds()
+            with exclusive(store, lease=lease, wait=wait) as held:
+                if stop.is_set():  # asked to stop while waiting for the lock
+                    return 0
+                daemon = Daemon(config_path, settings, store)
+                daemon.stop, daemon.reload_requested = stop, reload
+                return daemon.serve(held)
+    finally:
+        store.close()
