@@ -43,7 +43,7 @@ TOPICS: dict[str, Any] = {
 }
 
 
-def make_settings(tmp_path: Any, **sections: dict[str, Any]) -> Settings:
+def make_settings(tmp_path: Any, **sections: Any) -> Settings:
     data: dict[str, Any] = {
         "digest": {"title": "Veille", "language": "en"},
         "storage": {"url": f"sqlite:///{tmp_path}/digest.db"},
@@ -51,7 +51,7 @@ def make_settings(tmp_path: Any, **sections: dict[str, Any]) -> Settings:
         "delivery": {"mode": "outbox", "outbox_dir": str(tmp_path / "outbox")},
     }
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     return parse_settings(data, "test.toml")
 
 
