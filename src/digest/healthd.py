@@ -46,9 +46,9 @@ class Health:
         next_runs = self.next_runs()
         for name, st in sorted(self.metrics.jobs().items()):
             if st.consecutive_failures >= self.unhealthy_after:
-                problems.append(
-                    f"{name} failed {st.consecutive_failures} times in a row: {st.last_error}"
-                )
+                n = st.consecutive_failures
+                times = "once" if n == 1 else f"{n} times in a row"
+                problems.append(f"{name} failed {times}: {st.last_error}")
             jobs[name] = {
                 "runs": st.runs,
                 "consecutive_failures": st.consecutive_failures,

@@ -151,6 +151,14 @@ class Metrics:
                 last_duration=duration,
             )
 
+    def job_idle(self, job: str, duration: float) -> None:
+        """A run with nothing to do (every feed backing off): neither success nor failure."""
+        self.job_runs.labels(job=job, outcome="idle").inc()
+        self.job_duration.labels(job=job).observe(duration)
+        with self._lock:
+            old = self._jobs.get(job, JobStatus(job))
+            self._jobs[job] = replace(old, runs=old.runs + 1, last_duration=duration)
+
     def job_failed(self, job: str, duration: float, error: str) -> None:
         now = datetime.now(UTC)
         self.job_runs.labels(job=job, outcome="failed").inc()

@@ -197,7 +197,12 @@ class Daemon:
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
-        if problem:
+        attempted = counts.feeds_ok + counts.feeds_not_modified + counts.feeds_failed
+        if job == "fetch" and not attempted:
+            # Every feed is backing off: a failure streak must neither grow nor reset.
+            self.metrics.job_idle(job, duration)
+            log.info("%s done: no feed due · %s", job, format_counts(counts), extra=fields)
+        elif problem:
             self.metrics.job_failed(job, duration, problem)
             log.error("%s failed: %s · %s", job, problem, format_counts(counts), extra=fields)
         else:
