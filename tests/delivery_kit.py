@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from digest.config import Settings, parse_settings
 from digest.models import IssueContent, IssueEntry, IssueSection, SubscriberStatus
@@ -52,9 +52,41 @@ def issue_content(number: int = 1, *, per_topic: int = 3) -> IssueContent:
     )
 
 
+def _ensure_items(conn: Any, content: IssueContent) -> None:
+    """The issue's entries refer to stored items: create a feed and those items if missing."""
+    feed_url = "https://news.example.org/feed.xml"
+    feed_id = conn.execute(select(schema.feeds.c.id).where(schema.feeds.c.url == feed_url)).scalar()
+    if feed_id is None:
+        feed_id = conn.execute(
+            insert(schema.feeds).values(url=feed_url, created=WHEN, failures=0, disabled=False)
+        ).inserted_primary_key[0]
+    for section in content.sections:
+        for e in section.entries:
+            if conn.execute(
+                select(schema.items.c.id).where(schema.items.c.id == e.item_id)
+            ).first():
+                continue
+            conn.execute(
+                insert(schema.items).values(
+                    id=e.item_id,
+                    feed_id=feed_id,
+                    guid=e.url,
+                    url=e.url,
+                    canonical_url=e.url,
+                    title=e.title,
+                    published=e.published,
+                    dated=True,
+                    content_html="",
+                    summary_html="",
+                    first_seen=e.published,
+                )
+            )
+
+
 def store_issue(store: Store, number: int = 1, **kw: Any) -> IssueContent:
     content = issue_content(number, **kw)
     with store.begin() as conn:
+        _ensure_items(conn, content)
         save_issue(
             conn,
             content,

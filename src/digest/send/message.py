@@ -142,12 +142,12 @@ def message_bytes(msg: EmailMessage) -> bytes:
 
 @lru_cache(maxsize=256)
 def _fold(name: str, value: str) -> bytes:
-    folded: str = SMTP_POLICY.fold(name, value)
-    return folded.encode("ascii")
+    return _fold_once(name, value)
 
 
 def _fold_once(name: str, value: str) -> bytes:
-    folded: str = SMTP_POLICY.fold(name, value)
+    # Through the header registry: ``policy.fold`` alone leaves short non-ASCII values raw.
+    folded: str = SMTP_POLICY.header_factory(name, value).fold(policy=SMTP_POLICY)
     return folded.encode("ascii")
 
 
