@@ -14,8 +14,6 @@ UNDETERMINED = "und"
 
 #: Tried first: the languages the digest is about, cheap to tell apart.
 _PRIMARY = ("en", "fr")
-#: Tried when neither French nor English fits; each dictionary costs ~1 s to load once.
-_SECONDARY = ("de", "es", "it", "pt", "nl")
 #: Enough text to decide; more only costs time.
 _SAMPLE_CHARS = 1200
 
@@ -72,12 +70,6 @@ def _known_to_simplemma(lang: str) -> bool:
     return True
 
 
-def _best(sample: str, langs: tuple[str, ...]) -> tuple[str, float]:
-    ranked = langdetect(sample, lang=langs)
-    lang, score = ranked[0]
-    return str(lang), float(score)
-
-
 #: Function words that are frequent in one of the two main languages and rare in the other
 #: (and in Spanish, Italian, German): counting them settles most texts in microseconds.
 _EN_WORDS = frozenset(
@@ -109,6 +101,52 @@ def _quick_en_fr(sample: str) -> str | None:
     return None
 
 
+#: The same idea for the other common Latin-script languages of the feeds we read.
+_MARKERS: dict[str, frozenset[str]] = {
+    "de": frozenset(
+        {
+            "der", "die", "das", "und", "ist", "nicht", "mit", "von", "den", "zu", "sich",
+            "auf", "für", "dem", "ein", "eine", "auch", "werden", "wird", "sind"
+        }
+    ),
+    "es": frozenset(
+        {
+            "el", "los", "las", "y", "es", "del", "por", "para", "una", "se", "su", "al",
+            "lo", "como", "más", "pero", "está"
+        }
+    ),
+    "it": frozenset(
+        {
+            "il", "gli", "di", "della", "che", "è", "per", "con", "una", "non", "sono",
+            "anche", "più", "nel", "alla"
+        }
+    ),
+    "pt": frozenset(
+        {
+            "os", "as", "é", "do", "da", "dos", "das", "em", "para", "com", "um", "uma",
+            "não", "ao", "mais", "como", "está"
+        }
+    ),
+    "nl": frozenset(
+        {
+            "het", "een", "en", "van", "is", "dat", "op", "te", "voor", "met", "zijn", "niet",
+            "ook", "aan", "er", "om", "door"
+        }
+    ),
+}  # fmt: skip
+
+
+def _quick_other(sample: str) -> str | None:
+    words = _TOKENS.findall(sample[:600].casefold())
+    hits = sorted(
+        ((sum(w in m for w in words), code) for code, m in _MARKERS.items()), reverse=True
+    )
+    (best, lang), (second, _) = hits[0], hits[1]
+    if best >= 3 and best >= 0.15 * len(words) and best >= 2 * second:
+        return lang
+    return None
+
+
 #: Letters only Urdu uses (ٹ ڈ ڑ ں ہ ے), and letters Persian and Urdu add to Arabic (پ چ ژ گ).
 _URDU = re.compile(r"[\u0679\u0688\u0691\u06ba\u06c1\u06d2]")
 _PERSIAN = re.compile(r"[\u067e\u0686\u0698\u06af]")
@@ -137,7 +175,7 @@ def detect(text: str, declared: str | None = None) -> str:
         if script == "arabic":
             return _arabic_script_language(sample)
         return langs[0]
-    if len(sample.split()) < 4:
+    if sum(len(w) > 1 for w in _TOKENS.findall(sample)) < 4:
         return tag or UNDETERMINED  # too few words to contradict anyone
     quick = _quick_en_fr(sample)
     if quick is not None and (tag is None or tag in _PRIMARY):
@@ -157,8 +195,10 @@ def detect(text: str, declared: str | None = None) -> str:
             return tag
     if score >= 0.5:
         return lang
-    other, other_score = _best(sample, _SECONDARY)
-    if other_score >= 0.5 and other_score > score:
+    # Other languages by their function words only: simplemma would have to load five more
+    # dictionaries (seconds) and is slow on text it does not know.
+    other = _quick_other(sample)
+    if other is not None and (tag is None or tag == other):
         return other
     if tag is not None:
         return tag
