@@ -67,7 +67,9 @@ async def fetch_all(
     if not requests:
         return []
     gate = asyncio.Semaphore(max(1, concurrency))
-    limits = httpx.Limits(max_connections=max(1, concurrency), max_keepalive_connections=20)
+    limits = httpx.Limits(
+        max_connections=max(1, concurrency), max_keepalive_connections=max(1, concurrency)
+    )
     headers = {"User-Agent": user_agent, "Accept": ACCEPT}
     async with httpx.AsyncClient(
         headers=headers,

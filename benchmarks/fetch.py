@@ -1,0 +1,323 @@
+"""Benchmark: fetch and parse 200 generated feeds from a local server with 100 ms latency.
+
+Times ``digest --config <tmp> fetch`` twice (a first run, then one where every feed answers
+304), or with ``--layer`` the fetch and parse layer alone (``fetch_all`` + ``parse_many``).
+Run: ``.venv/bin/python benchmarks/fetch.py [--feeds 200] [--latency 0.1] [--layer]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+REPO = Path(__file__).resolve().parent.parent
+
+WORDS = [
+    "cloud",
+    "souverain",
+    "données",
+    "personnelles",
+    "hébergement",
+    "sécurité",
+    "réseau",
+    "règlement",
+    "sovereign",
+    "data",
+    "protection",
+    "hosting",
+    "regulator",
+    "privacy",
+    "breach",
+    "fine",
+    "court",
+    "ruling",
+    "infrastructure",
+    "provider",
+    "contract",
+    "public",
+    "sector",
+    "health",
+    "records",
+    "encryption",
+    "ministère",
+    "commission",
+    "autorité",
+    "contrôle",
+    "conformité",
+    "transfert",
+    "juridiction",
+    "startup",
+    "investment",
+    "quarter",
+    "growth",
+    "report",
+    "analysis",
+    "energy",
+    "weather",
+    "election",
+]
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+def make_feed(index: int, items: int = 20, size: int = 25_000) -> bytes:
+    """One RSS 2.0 document of about ``size`` bytes with ``items`` distinct items."""
+    rnd = random.Random(index)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    per_item = size // items
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>',
+        f"<title>Bench feed {index}</title><link>https://feed{index}.example/</link>",
+        "<language>fr</language>",
+    ]
+    for n in range(items):
+        title = " ".join(rnd.choice(WORDS) for _ in range(8)).capitalize()
+        paragraphs: list[str] = []
+        length = 0
+        while length < per_item - 400:
+            sentence = " ".join(rnd.choice(WORDS) for _ in range(18)).capitalize() + "."
+            paragraphs.append(f"<p>{sentence} <a href='/a/{index}/{n}'>lien</a></p>")
+            length += len(sentence) + 40
+        when = format_datetime(start + timedelta(hours=index + n * 7))
+        parts.append(
+            f"<item><title>{escape(title)}</title>"
+            f"<link>https://feed{index}.example/{n}/{rnd.getrandbits(32):x}</link>"
+            f"<guid>feed{index}-item{n}</guid><pubDate>{when}</pubDate>"
+            f"<description>{escape(''.join(paragraphs))}</description></item>"
+        )
+    parts.append("</channel></rss>")
+    return "".join(parts).encode()
+
+
+# --------------------------------------------------------------------------- server
+
+
+def serve(port: int, feeds: list[bytes], latency: float, ready: EventType) -> None:
+    """An asyncio HTTP/1.1 server (keep-alive, ETag/304) answering every request after a delay."""
+    etags = [f'"{hashlib.sha1(body).hexdigest()[:16]}"' for body in feeds]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
+                await asyncio.sleep(latency)
+                try:
+                    index = int(path.strip("/").split("/")[-1].removesuffix(".xml"))
+                    body, etag = feeds[index], etags[index]
+                except (ValueError, IndexError):
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                if headers.get("if-none-match") == etag:
+                    writer.write(f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n".encode())
+                else:
+                    writer.write(
+                        (
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8"
+                            f"\r\nETag: {etag}\r\nContent-Length: {len(body)}\r\n\r\n"
+                        ).encode()
+                        + body
+                    )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def write_config(folder: Path, urls: list[str]) -> Path:
+    lines = [
+        "[digest]",
+        'title = "Fetch benchmark"',
+        "",
+        "[storage]",
+        f'url = "sqlite:///{folder / "bench.db"}"',
+        "",
+        "[topics.sovereign_cloud]",
+        'title = "Sovereign cloud"',
+        'include = ["cloud souverain", "sovereign cloud", "SecNumCloud"]',
+        "",
+        "[topics.data_protection]",
+        'title = "Data protection"',
+        'include = ["données personnelles", "data protection", "RGPD", "GDPR"]',
+        "",
+    ]
+    for i, url in enumerate(urls):
+        lines += ["[[feeds]]", f'url = "{url}"', f'name = "Bench feed {i}"', ""]
+    path = folder / "bench.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def digest_command() -> list[str]:
+    exe = Path(sys.executable).with_name("digest")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "digest"]
+
+
+def cli_has_fetch() -> bool:
+    try:
+        done = subprocess.run(
+            [*digest_command(), "fetch", "--help"], capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def cpu_seconds() -> float:
+    """CPU used so far by this process and its finished children (the parse pool, the CLI):
+    unlike wall time, it does not depend on what else the machine is running."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def time_cli(config: Path, label: str) -> float:
+    started = time.perf_counter()
+    cpu = cpu_seconds()
+    done = subprocess.run(
+        [*digest_command(), "--config", str(config), "fetch"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=config.parent,
+    )
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    summary = (done.stdout.strip().splitlines() or [""])[-1]
+    print(f"{label:<24} {wall:6.2f} s wall {cpu:6.2f} s CPU   exit {done.returncode}   {summary}")
+    if done.returncode != 0:
+        print(done.stderr.strip()[-2000:], file=sys.stderr)
+    return wall
+
+
+def time_layer(urls: list[str], concurrency: int) -> tuple[float, float]:
+    from digest.fetch import fetch_all_sync
+    from digest.models import FetchRequest, FetchStatus
+    from digest.parse import ParseJob, parse_many
+
+    def run(requests: list[FetchRequest], label: str) -> tuple[float, list[str | None]]:
+        started = time.perf_counter()
+        cpu = cpu_seconds()
+        results = fetch_all_sync(requests, concurrency=concurrency)
+        fetched = time.perf_counter() - started
+        fetch_cpu = cpu_seconds() - cpu
+        now = datetime.now(UTC)
+        jobs = [
+            ParseJob(r.content, r.url, now, r.content_type)
+            for r in results
+            if r.status is FetchStatus.OK and r.content is not None
+        ]
+        parsed = parse_many(jobs)
+        wall = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu
+        items = sum(len(p.items) for p in parsed if not isinstance(p, Exception))
+        statuses = " ".join(f"{s.value}={sum(r.status is s for r in results)}" for s in FetchStatus)
+        print(
+            f"{label:<24} {wall:6.2f} s wall {cpu:6.2f} s CPU   (fetch {fetched:.2f} s wall"
+            f" {fetch_cpu:.2f} s CPU, parse {wall - fetched:.2f} s wall"
+            f" {cpu - fetch_cpu:.2f} s CPU)"
+            f"   {statuses}   items {items}"
+        )
+        return wall, [r.etag for r in results]
+
+    first, etags = run([FetchRequest(u) for u in urls], "layer: first run")
+    second, _ = run(
+        [FetchRequest(u, etag=e) for u, e in zip(urls, etags, strict=True)],
+        "layer: all 304",
+    )
+    return first, second
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--feeds", type=int, default=200)
+    ap.add_argument("--items", type=int, default=20)
+    ap.add_argument("--size", type=int, default=25_000, help="bytes per feed (about)")
+    ap.add_argument("--latency", type=float, default=0.1, help="seconds per response")
+    ap.add_argument("--concurrency", type=int, default=32, help="for --layer")
+    ap.add_argument(
+        "--layer", action="store_true", help="time fetch_all + parse_many instead of the CLI"
+    )
+    args = ap.parse_args()
+
+    feeds = [make_feed(i, args.items, args.size) for i in range(args.feeds)]
+    avg = sum(map(len, feeds)) / len(feeds)
+    print(
+        f"{args.feeds} feeds x {args.items} items, {avg / 1000:.1f} KB each, "
+        f"{args.latency * 1000:.0f} ms latency; {platform.platform()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    port = free_port()
+    # fork: the child gets the generated feeds without pickling 5 MB (the script is POSIX-only).
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    server = ctx.Process(target=serve, args=(port, feeds, args.latency, ready), daemon=True)
+    server.start()
+    if not ready.wait(10):
+        sys.exit("benchmark server did not start")
+    urls = [f"http://127.0.0.1:{port}/feeds/{i}.xml" for i in range(args.feeds)]
+    folder = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    try:
+        if args.layer or not cli_has_fetch():
+            if not args.layer:
+                print("`digest fetch` is not available: timing the layer instead")
+            first, second = time_layer(urls, args.concurrency)
+            mode = "layer"
+        else:
+            config = write_config(folder, urls)
+            first = time_cli(config, "digest fetch: first run")
+            second = time_cli(config, "digest fetch: all 304")
+            mode = "cli"
+        verdict = "ok" if first <= 4.0 and second <= 1.5 else "OVER TARGET"
+        print(
+            f"{mode}: first {first:.2f} s (target 4), second {second:.2f} s (target 1.5): {verdict}"
+        )
+    finally:
+        server.terminate()
+        server.join(5)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
