@@ -1,3 +1,172 @@
 """Subscribers and deliveries: import, list, remove, export, unsubscribe, deliveries."""
 
 from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from digest.cli.app import STATE, app, err, out
+from digest.errors import UsageError
+from digest.models import SubscriberStatus
+from digest.store import Store, open_store
+from digest.store import deliveries as dstore
+from digest.store import subscribers as subs
+from digest.store.issues import load_issue
+from digest.tokens import read_token, secret_from_env
+
+
+def _store() -> Store:
+    return open_store(STATE.settings().storage.url)
+
+
+@app.group(epilog="Example: digest subscribers import people.csv")
+def subscribers() -> None:
+    """Manage the people who get the digest (consent, access and erasure requests)."""
+
+
+@subscribers.command(
+    "import",
+    epilog="Example: digest subscribers import people.csv   "
+    "(header row: email,name,topics,language; topics separated by ';')",
+)
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path, dir_okay=False))
+def import_(csv_file: Path) -> None:
+    """Add the people of a CSV file; present and erased addresses are left alone."""
+    from digest.render import LANGUAGES
+
+    settings = STATE.settings()
+    secret = secret_from_env()
+    store = _store()
+    try:
+        with store.begin() as conn:
+            report = subs.import_csv(
+                conn,
+                csv_file,
+                secret=secret,
+                known_topics=set(settings.topics) or None,
+                languages=LANGUAGES,
+            )
+    finally:
+        store.close()
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    out.print(
+        f"{report.added} added, {report.already_present} already subscribed, "
+        f"{report.duplicates_in_file} duplicate(s) in the file, "
+        f"{report.erased_skipped} erased address(es) skipped",
+        markup=False,
+    )
+
+
+@subscribers.command("list", epilog="Example: digest subscribers list --status active")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in SubscriberStatus]),
+    default=None,
+    help="Only people with this status.",
+)
+def list_(status: str | None) -> None:
+    """Print one line per subscriber: address, status, topics, language, name."""
+    store = _store()
+    try:
+        with store.connect() as conn:
+            wanted = SubscriberStatus(status) if status else None
+            for rec in subs.list_subscribers(conn, status=wanted):
+                topics = ";".join(rec.topics) or "*"
+                # Tab-separated for scripts (rich would expand the tabs).
+                click.echo(
+                    f"{rec.email}\t{rec.status.value}\t{topics}\t{rec.language or '-'}"
+                    f"\t{rec.name or ''}"
+                )
+    finally:
+        store.close()
+
+
+@subscribers.command("remove", epilog="Example: digest subscribers remove ann@example.org")
+@click.argument("email")
+def remove(email: str) -> None:
+    """Erase a person: their data and delivery records go, a keyed hash stays so that a later
+    import does not silently subscribe them again."""
+    secret = secret_from_env()
+    store = _store()
+    try:
+        with store.begin() as conn:
+            if not subs.erase_subscriber(conn, secret, email, datetime.now(UTC)):
+                raise UsageError(f"{email}: no such subscriber")
+    finally:
+        store.close()
+    out.print(f"erased {email}", markup=False)
+
+
+@subscribers.command("export", epilog="Example: digest subscribers export ann@example.org")
+@click.argument("email")
+def export(email: str) -> None:
+    """Print everything stored about one person as JSON (for an access request)."""
+    store = _store()
+    try:
+        with store.connect() as conn:
+            data = subs.export_subscriber(conn, email)
+    finally:
+        store.close()
+    if data is None:
+        raise UsageError(f"{email}: no such subscriber")
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@app.command(
+    epilog="Example: digest unsubscribe ann@example.org   "
+    "(or the token from an unsubscribe link or mail subject)"
+)
+@click.argument("who", metavar="TOKEN|EMAIL")
+def unsubscribe(who: str) -> None:
+    """Unsubscribe someone by address or by the token of their unsubscribe link."""
+    store = _store()
+    try:
+        with store.begin() as conn:
+            if "@" in who:
+                rec = subs.get_by_email(conn, who)
+                if rec is None:
+                    raise UsageError(f"{who}: no such subscriber")
+            else:
+                token = who.removeprefix("unsubscribe").strip()
+                key = read_token(secret_from_env(), token, "unsubscribe", datetime.now(UTC))
+                rec = subs.get_by_token_key(conn, key)
+                if rec is None:
+                    raise UsageError("unsubscribe token: this subscriber no longer exists")
+            subs.unsubscribe(conn, rec.id, datetime.now(UTC))
+    finally:
+        store.close()
+    out.print(f"unsubscribed {rec.email}", markup=False)
+
+
+@app.command(
+    epilog="Example: digest deliveries --issue 3 --json",
+)
+@click.option("--issue", "number", type=int, default=None, help="Issue number (default: latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object of counts.")
+def deliveries(number: int | None, as_json: bool) -> None:
+    """Counts per delivery state for an issue, then each failure with its reason."""
+    store = _store()
+    try:
+        with store.connect() as conn:
+            if number is None:
+                number = dstore.latest_issue_number(conn)
+                if number is None:
+                    raise UsageError("no issue yet: nothing has been delivered")
+            issue = load_issue(conn, number)
+            counts = dstore.counts(conn, issue.id)
+            failures = [] if as_json else dstore.failures(conn, issue.id)
+    finally:
+        store.close()
+    if as_json:
+        states = {s: counts.get(s, 0) for s in dstore.REPORTED_STATES}
+        click.echo(json.dumps({"issue": number, "states": states}))
+        return
+    order = [*dstore.REPORTED_STATES, *(s for s in counts if s not in dstore.REPORTED_STATES)]
+    shown = ", ".join(f"{counts[s]} {s}" for s in order if counts[s] or s in dstore.REPORTED_STATES)
+    out.print(f"issue #{number}: {shown}", markup=False)
+    for address, reason in failures:
+        out.print(f"failed {address}: {reason}", markup=False)

@@ -1,0 +1,166 @@
+"""The people commands: import, list, export, remove, unsubscribe, deliveries (exit codes too)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from delivery_kit import SECRET, store_issue
+from digest.cli import main
+from digest.models import DeliveryState
+from digest.store import open_store, schema
+from digest.store import subscribers as subs
+from digest.tokens import make_token
+
+
+@pytest.fixture
+def cfg(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    path = workdir / "digest.toml"
+    path.write_text(
+        '[storage]\nurl = "sqlite:///var/d.db"\n'
+        '[topics.data_protection]\ntitle = "Data protection"\ninclude = ["GDPR"]\n',
+        encoding="utf-8",
+    )
+    (workdir / "people.csv").write_text(
+        "email,name,topics,language\n"
+        "ann@example.org,Ann,data_protection,fr\n"
+        "BOB@example.org,Bob,,\n"
+        "bob@example.org,Bob again,,\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(cfg: Path, *args: str) -> int:
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(cfg), *args])
+    return int(exc.value.code or 0)
+
+
+def test_import_then_list(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(cfg, "subscribers", "import", "people.csv") == 0
+    captured = capsys.readouterr()
+    assert "2 added" in captured.out
+    assert "1 duplicate(s)" in captured.out
+    assert "people.csv:4" in captured.err
+    assert run(cfg, "subscribers", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "ann@example.org\tactive\tdata_protection\tfr\tAnn",
+        "BOB@example.org\tactive\t*\t-\tBob",
+    ]
+
+
+def test_import_of_a_bad_address_exits_2_naming_the_line(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("bad.csv").write_text("email\nok@example.org\nnope@\n", encoding="utf-8")
+    assert run(cfg, "subscribers", "import", "bad.csv") == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:3: 'nope@' is not a valid email address" in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+
+
+def test_import_without_secret_exits_2_naming_the_variable(
+    cfg: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIGEST_SECRET")
+    assert run(cfg, "subscribers", "import", "people.csv") == 2
+    assert "DIGEST_SECRET" in capsys.readouterr().err
+
+
+def test_export_then_remove_then_reimport_skips_the_erased_person(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(cfg, "subscribers", "import", "people.csv")
+    capsys.readouterr()
+    assert run(cfg, "subscribers", "export", "ANN@example.org") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["email"] == "ann@example.org"
+    assert data["topics"] == ["data_protection"]
+    assert run(cfg, "subscribers", "remove", "ann@example.org") == 0
+    assert run(cfg, "subscribers", "export", "ann@example.org") == 2
+    capsys.readouterr()
+    run(cfg, "subscribers", "import", "people.csv")
+    captured = capsys.readouterr()
+    assert "1 erased address(es) skipped" in captured.out
+    assert "asked to be erased" in captured.err
+
+
+def test_unsubscribe_by_token_or_by_address(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(cfg, "subscribers", "import", "people.csv")
+    capsys.readouterr()
+    store = open_store("sqlite:///var/d.db")
+    with store.connect() as conn:
+        ann = subs.get_by_email(conn, "ann@example.org")
+    assert ann is not None
+    token = make_token(SECRET.encode(), "unsubscribe", ann.token_key)
+    assert run(cfg, "unsubscribe", token) == 0
+    assert run(cfg, "unsubscribe", "bob@example.org") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "unsubscribed ann@example.org",
+        "unsubscribed BOB@example.org",
+    ]
+    assert run(cfg, "subscribers", "list", "--status", "active") == 0
+    assert capsys.readouterr().out.strip() == ""
+    assert run(cfg, "unsubscribe", token[:-2] + "xx") == 2
+    assert "signature does not match" in capsys.readouterr().err
+
+
+def test_deliveries_json_is_exactly_one_object(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(cfg, "subscribers", "import", "people.csv")
+    store = open_store("sqlite:///var/d.db")
+    store_issue(store)
+    with store.begin() as conn:
+        for i, (email, state) in enumerate(
+            [("ann@example.org", "sent"), ("BOB@example.org", "failed")]
+        ):
+            who = subs.get_by_email(conn, email)
+            assert who is not None
+            conn.execute(
+                insert(schema.deliveries).values(
+                    issue_id=1,
+                    subscriber_id=who.id,
+                    state=DeliveryState(state).value,
+                    attempts=1,
+                    message_id=f"<m{i}@x>",
+                    last_error="RCPT 550 5.1.1 No such user here" if state == "failed" else None,
+                    updated=datetime.now(UTC),
+                )
+            )
+    capsys.readouterr()
+    assert run(cfg, "deliveries", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "issue": 1,
+        "states": {"sent": 1, "pending": 0, "retry": 0, "failed": 1, "unknown": 0},
+    }
+    assert run(cfg, "deliveries", "--issue", "1") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("issue #1: 1 sent")
+    assert "failed BOB@example.org: RCPT 550 5.1.1 No such user here" in text
+    assert run(cfg, "deliveries", "--issue", "7") == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["subscribers", "import"],
+        ["subscribers", "list"],
+        ["subscribers", "remove"],
+        ["subscribers", "export"],
+        ["unsubscribe"],
+        ["deliveries"],
+    ],
+)
+def test_every_people_command_has_help_with_an_example(
+    cfg: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    assert run(cfg, *command, "--help") == 0
+    assert "Example: digest " in capsys.readouterr().out
