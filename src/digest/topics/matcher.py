@@ -15,7 +15,7 @@ import ahocorasick
 
 from digest.errors import ConfigError
 from digest.models import TermHit, TopicDef, TopicMatch
-from digest.topics.text import expand_term, fold, inner_prefix_pattern
+from digest.topics.text import expand_term, fold, fold_spaced, inner_prefix_pattern
 
 INCLUDE, EXCLUDE, REQUIRE = 0, 1, 2
 #: Mentions of one term in the text beyond this many add nothing: a long article that repeats
@@ -33,26 +33,35 @@ class _Ref(NamedTuple):
 
 @dataclass(slots=True)
 class _Found:
-    """Mentions of one term in an item: counts and the first folded form seen, per field."""
+    """Mentions of one term in an item, per field, and where the first one was."""
 
     title: int = 0
     text: int = 0
-    title_key: str = ""
-    text_key: str = ""
+    #: (automaton key, end index in the spaced folded field) or (regex match, -1)
+    title_first: tuple[str, int] = ("", -1)
+    text_first: tuple[str, int] = ("", -1)
 
-    def add(self, in_title: bool, n: int, key: str) -> None:
+    def add(self, in_title: bool, n: int, first: tuple[str, int]) -> None:
         if in_title:
+            if not self.title:
+                self.title_first = first
             self.title += n
-            self.title_key = self.title_key or key
         else:
+            if not self.text:
+                self.text_first = first
             self.text += n
-            self.text_key = self.text_key or key
+
+
+_UNSET = TopicMatch("", 0.0, False)
 
 
 @dataclass(slots=True)
 class _Topic:
     tdef: TopicDef
-    regexes: list[tuple[_Ref, re.Pattern[str]]] = field(default_factory=list)
+    #: (ref, pattern, a literal every match contains: the regex only runs when it is present)
+    regexes: list[tuple[_Ref, re.Pattern[str], str]] = field(default_factory=list)
+    #: The decision for an item with no term of this topic (shared: most items).
+    empty: TopicMatch = _UNSET
 
 
 def _parse_term(raw: str) -> tuple[str, str]:
@@ -99,7 +108,7 @@ class TopicMatcher:
                         rx = re.compile(body)
                     except re.error as exc:
                         raise ConfigError(f"{where}: invalid regex {body!r}: {exc}") from None
-                    self._topics[ti].regexes.append((ref, rx))
+                    self._topics[ti].regexes.append((ref, rx, required_literal(rx)))
                     continue
                 forms = expand_term(body, inflect=kind == "words")
                 if not forms:
@@ -122,19 +131,11 @@ class TopicMatcher:
             automaton.make_automaton()
         self._has_regex = any(t.regexes for t in self._topics)
         # Most items match nothing: their (identical) answer is built once.
-        self._empty = tuple(
-            self._decide(t, 0.0, (), (), set(), forced=False, out_of_scope=False)
-            for t in self._topics
-        )
+        for t in self._topics:
+            t.empty = self._decide(t, 0.0, (), (), set(), forced=False, out_of_scope=False)
+        self._empty = tuple(t.empty for t in self._topics)
 
     # ------------------------------------------------------------------ matching
-
-    def _scan(self, folded: str) -> dict[int, int]:
-        counts: dict[int, int] = {}
-        if self._has_keys:
-            for _end, kid in self._automaton.iter(folded):
-                counts[kid] = counts.get(kid, 0) + 1
-        return counts
 
     def match(
         self,
@@ -149,41 +150,52 @@ class TopicMatcher:
         ``scope``: the feed may only feed these topics (empty: all); ``always``: topics the
         feed's items always belong to (kept whatever their score).
         """
-        ft = f" {fold(title)} "
-        fx = f" {fold(text)} "
-        in_title = self._scan(ft)
-        in_text = self._scan(fx)
-        if not in_title and not in_text and not self._has_regex and not scope and not always:
-            return self._empty
-
+        ft = f" {fold_spaced(title)} "
+        fx = f" {fold_spaced(text)} "
+        # One pass over both fields: no key contains "\0", so none spans the two.
+        split = len(ft)
+        first_seen: dict[int, int] = {}  # key id -> end of its first occurrence
+        counts: dict[int, int] = {}
+        if self._has_keys:
+            for end, kid in self._automaton.iter(f"{ft}\0{fx}"):
+                if end >= split:
+                    kid = -kid - 1  # text occurrences get negative ids
+                if kid in counts:
+                    counts[kid] += 1
+                else:
+                    counts[kid] = 1
+                    first_seen[kid] = end
         found: dict[_Ref, _Found] = {}
-        for counts, is_title in ((in_title, True), (in_text, False)):
-            for kid, n in counts.items():
-                key = self._keys[kid]
-                for ref in self._key_refs[kid]:
-                    entry = found.get(ref)
-                    if entry is None:
-                        entry = found[ref] = _Found()
-                    entry.add(is_title, n, key)
-        for t in self._topics:
-            for ref, rx in t.regexes:
-                for folded, is_title in ((ft, True), (fx, False)):
-                    ms = [m.group(0) for m in rx.finditer(folded)]
-                    if ms:
-                        found.setdefault(ref, _Found()).add(is_title, len(ms), ms[0])
+        for kid, n in counts.items():
+            in_title = kid >= 0
+            real = kid if in_title else -kid - 1
+            first = (self._keys[real], first_seen[kid] if in_title else first_seen[kid] - split - 1)
+            for ref in self._key_refs[real]:
+                entry = found.get(ref)
+                if entry is None:
+                    entry = found[ref] = _Found()
+                entry.add(in_title, n, first)
+        if self._has_regex:
+            self._scan_regexes(ft, fx, found)
+        if not found and not scope and not always:
+            return self._empty  # most items: nothing to explain, the answer is shared
 
+        by_topic: list[list[tuple[_Ref, _Found]]] = [[] for _ in self._topics]
+        for ref, f in found.items():
+            by_topic[ref.topic].append((ref, f))
         results: list[TopicMatch] = []
-        for ti, t in enumerate(self._topics):
+        for t, topic_found in zip(self._topics, by_topic, strict=True):
             tid = t.tdef.id
             forced = tid in always
             out_of_scope = bool(scope) and tid not in scope and not forced
+            if not topic_found and not forced and not out_of_scope:
+                results.append(t.empty)
+                continue
             score = 0.0
             hits: list[TermHit] = []
             vetoes: list[str] = []
             met: set[int] = set()
-            for ref, f in found.items():
-                if ref.topic != ti:
-                    continue
+            for ref, f in topic_found:
                 if ref.role == EXCLUDE:
                     vetoes.append(t.tdef.exclude[ref.idx])
                 elif ref.role == REQUIRE:
@@ -192,26 +204,32 @@ class TopicMatcher:
                     term = t.tdef.include[ref.idx]
                     if f.title:
                         score += term.weight * t.tdef.title_weight
-                        hits.append(
-                            TermHit(
-                                term.text,
-                                "title",
-                                term.weight,
-                                f.title,
-                                original(title, f.title_key),
-                            )
-                        )
+                        where = _original(title, ft, *f.title_first)
+                        hits.append(TermHit(term.text, "title", term.weight, f.title, where))
                     if f.text:
                         score += term.weight * min(f.text, TEXT_MENTION_CAP)
-                        hits.append(
-                            TermHit(
-                                term.text, "text", term.weight, f.text, original(text, f.text_key)
-                            )
-                        )
+                        where = _original(text, fx, *f.text_first)
+                        hits.append(TermHit(term.text, "text", term.weight, f.text, where))
             results.append(
                 self._decide(t, score, tuple(hits), tuple(vetoes), met, forced, out_of_scope)
             )
         return tuple(results)
+
+    def _scan_regexes(self, ft: str, fx: str, found: dict[_Ref, _Found]) -> None:
+        # Regexes see the documented folded text: single spaces, padded with one space.
+        single: dict[bool, str] = {}
+        for t in self._topics:
+            for ref, rx, literal in t.regexes:
+                for spaced, is_title in ((ft, True), (fx, False)):
+                    if literal and literal not in spaced:
+                        continue
+                    folded = single.get(is_title)
+                    if folded is None:
+                        folded = single[is_title] = " " + " ".join(spaced.split()) + " "
+                    ms = [m.group(0) for m in rx.finditer(folded)]
+                    if ms:
+                        first = (ms[0].strip(), -1)
+                        found.setdefault(ref, _Found()).add(is_title, len(ms), first)
 
     @staticmethod
     def _decide(
@@ -243,6 +261,35 @@ class TopicMatcher:
         return None if i is None else self.topics[i]
 
 
+# --------------------------------------------------------------------------- regex prefilter
+
+
+def required_literal(rx: re.Pattern[str]) -> str:
+    """The longest run of literal characters every match of ``rx`` contains ("" if unknown).
+
+    Most items contain none of a regex term's words, and ``in`` is far cheaper than a regex
+    scan. Only literals at the top level of the pattern count (not inside groups, branches or
+    repeats), so the answer is always safe. Spaces are left out: the text the regex runs on has
+    single spaces but the prefilter sees the spaced form.
+    """
+    if rx.flags & re.IGNORECASE:
+        return ""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(rx.pattern, rx.flags)
+        literal_op = _parser.LITERAL
+    except Exception:  # a private module: if it ever changes, run every regex
+        return ""
+    best, run = "", ""
+    for op, arg in parsed:
+        if op is literal_op and chr(arg) != " ":
+            run += chr(arg)
+        else:
+            best, run = max(best, run, key=len), ""
+    return max(best, run, key=len)
+
+
 # --------------------------------------------------------------------------- explain support
 
 
@@ -257,6 +304,29 @@ def _char_classes() -> dict[str, str]:
 
 
 _CLASSES = _char_classes()
+
+
+def _original(text: str, spaced: str, key: str, end: int) -> str:
+    """The words of ``text`` behind a hit, as they stand ("Données personnelles").
+
+    ``spaced`` is " " + fold_spaced(text) + " " and ``end`` the index where ``key`` ended in
+    it. Folding usually keeps every character in place, so the words are a slice of ``text``;
+    when it did not (merged spaces, "œ" -> "oe"), a pattern built from the key finds them.
+    """
+    if end < 0:  # a regex hit: the folded match is all we have
+        return key
+    word = key.strip()
+    if len(spaced) == len(text) + 2:
+        start = end - len(key) + 1  # the key's leading space, i.e. the word's index in text
+        stop = end - 1 if key.endswith(" ") else end
+        while not key.endswith(" ") and stop < len(text) and text[stop].isalnum():
+            stop += 1  # a prefix term ("héberg*"): show the whole word
+        candidate = text[start:stop]
+        if fold_spaced(candidate).startswith(word):
+            return candidate
+    return original(text, key)
+
+
 _ORIGINAL_RX: dict[str, re.Pattern[str] | None] = {}
 
 

@@ -14,52 +14,23 @@ from functools import lru_cache
 
 import simplemma
 
-# The accented letters of French and English text, replaced one by one with str.replace: for
-# Latin text this is several times faster than unicodedata.normalize + a regex (see
-# benchmarks/topics.py), and it leaves most items ASCII so the byte table below can finish.
-_COMMON = "éèêëàâäçùûüôöîïÿñáíóúãõåøÉÈÊËÀÂÄÇÙÛÜÔÖÎÏŸÑÁÍÓÚ"
+# Characters replaced before anything else, by both paths below: ligatures that fold to two
+# letters, and typographic apostrophes, quotes, dashes and spaces (all word separators).
 _PAIRS: tuple[tuple[str, str], ...] = (
-    *(
-        (c, "".join(x for x in unicodedata.normalize("NFKD", c) if not unicodedata.combining(x)))
-        for c in _COMMON
-    ),
     ("œ", "oe"),
     ("Œ", "oe"),
     ("æ", "ae"),
     ("Æ", "ae"),
     ("ß", "ss"),
-    # Typographic apostrophes, quotes, dashes and spaces: all word separators.
     *((c, " ") for c in "’‘‛“”«»‹›–—‒―‐‑…•·€£§°\u00a0\u202f\u2009\u200b\u2007"),
-)
-# bytes.translate table: letters lowercased, digits kept, every other byte a space.
-_BYTE_TABLE = bytes(
-    (c + 32 if 65 <= c <= 90 else c) if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122) else 32
-    for c in range(256)
 )
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
-def fold(text: str) -> str:
-    """Case- and accent-fold ``text``; apostrophes, hyphens and punctuation become single spaces.
-
-    ``fold("L’Hébergeur du Cloud-Act")`` is ``"l hebergeur du cloud act"``. Idempotent, and it
-    never raises: any string (lone surrogates included) folds to a string.
-    """
-    if not text.isascii():
-        for a, b in _PAIRS:
-            if a in text:
-                text = text.replace(a, b)
-        if not text.isascii():
-            return _fold_unicode(text)
-    raw = text.encode("ascii").translate(_BYTE_TABLE)
-    while b"  " in raw:
-        raw = raw.replace(b"  ", b" ")
-    return raw.strip().decode("ascii")
-
-
 def _fold_unicode(text: str) -> str:
-    # The slow path, for letters outside the common Latin set: keeps every script's letters.
+    # The general path: keeps every script's letters. Also the reference the fast path is
+    # built from (and tested against).
     text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
     for _ in range(4):  # NFKD, lower() and the pairs can each uncover work for the others
         new = text
@@ -72,6 +43,57 @@ def _fold_unicode(text: str) -> str:
             break
         text = new
     return text
+
+
+def _fast_tables() -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    # French and English text is Latin-1 once typographic punctuation is replaced; encoding is
+    # done in C, and a 256-byte table then folds each byte exactly as _fold_unicode folds that
+    # character. Characters whose fold is not one Latin-1 character are replaced beforehand.
+    table = bytearray(b" " * 256)
+    pre: list[tuple[str, str]] = []
+    for byte in range(256):
+        ch = chr(byte)
+        f = _fold_unicode(ch)
+        if len(f) == 1 and ord(f) < 256:
+            table[byte] = ord(f)
+        elif f:
+            pre.append((ch, f))
+    return bytes(table), tuple(pre)
+
+
+_TABLE, _MULTI = _fast_tables()
+#: Replaced before encoding: multi-letter folds, and separators outside Latin-1 (’ « — …).
+_PRE = (*_MULTI, *(p for p in _PAIRS if ord(p[0]) > 255))
+
+
+def fold_spaced(text: str) -> str:
+    """``fold`` without merging the spaces that punctuation leaves ("a, b" -> "a  b").
+
+    The matcher's fast path: word boundaries are spaces either way, and phrases never span
+    punctuation. Whitespace runs of the original are merged, so phrases survive line breaks.
+    """
+    if "  " in text or "\n" in text or "\t" in text or "\r" in text:
+        text = " ".join(text.split())
+    if text.isascii():
+        return text.encode("ascii").translate(_TABLE).decode("ascii")
+    s = text
+    for a, b in _PRE:
+        if a in s:
+            s = s.replace(a, b)
+    try:
+        raw = s.encode("latin-1")
+    except UnicodeEncodeError:
+        return _fold_unicode(text)
+    return raw.translate(_TABLE).decode("latin-1")
+
+
+def fold(text: str) -> str:
+    """Case- and accent-fold ``text``; apostrophes, hyphens and punctuation become single spaces.
+
+    ``fold("L’Hébergeur du Cloud-Act")`` is ``"l hebergeur du cloud act"``. Idempotent, and it
+    never raises: any string (lone surrogates included) folds to a string.
+    """
+    return " ".join(fold_spaced(text).split())
 
 
 # --------------------------------------------------------------------------- term expansion
