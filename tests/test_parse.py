@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from digest.errors import ParseError
 from digest.models import ParsedFeed
-from digest.parse import ParseJob, parse_feed, parse_many, sanitize_html
+from digest.parse import ParseJob, ParsePool, parse_feed, parse_many, sanitize_html
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 FEED_URL = "https://news.example.org/feed.xml"
@@ -338,3 +338,17 @@ def test_parse_many_keeps_order_and_returns_errors_as_values(corpus_dir: Path) -
     assert inline[0] == results[0]
     assert isinstance(inline[1], ParseError)
     assert str(inline[1]) == str(results[1])
+
+
+def test_parse_pool_returns_results_in_submission_order(corpus_dir: Path) -> None:
+    names = ["guardian-uk.rss.xml", "techcrunch.rss.xml", "aljazeera.rss.xml"]
+    jobs = [ParseJob((corpus_dir / "feeds-real" / n).read_bytes(), n, NOW) for n in names]
+    with ParsePool(workers=2) as pool:
+        for job in reversed(jobs):
+            pool.submit(job)
+        pooled = pool.results()
+    with ParsePool(workers=1) as inline:
+        for job in reversed(jobs):
+            inline.submit(job)
+        assert inline.results() == pooled
+    assert [r.url for r in pooled] == list(reversed(names))

@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,7 @@ from digest.errors import ParseError
 from digest.models import Item, ParsedFeed
 from digest.urls import canonical_url
 
-__all__ = ["ParseJob", "parse_feed", "parse_many", "sanitize_html"]
+__all__ = ["ParseJob", "ParsePool", "parse_feed", "parse_many", "sanitize_html"]
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def _one_line(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ParseJob:
-    """One document to parse in ``parse_many``."""
+    """One document to parse in ``parse_many`` or a ``ParsePool``."""
 
     content: bytes
     url: str
@@ -394,20 +394,77 @@ def _revive(outcome: ParsedFeed | tuple[str, str]) -> ParsedFeed | ParseError:
     return ParseError(*outcome) if isinstance(outcome, tuple) else outcome
 
 
+def _ready() -> bool:
+    return True
+
+
+class ParsePool:
+    """Parse documents as they arrive (e.g. from ``fetch_all``'s ``on_result``), in order.
+
+    Enter it *before* fetching: the worker processes are forked on entry, while the process has
+    no other threads yet (a fork copies locks held by other threads into the child). With one
+    worker, or when processes cannot start, ``submit`` parses inline.
+    """
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._jobs: list[ParseJob] = []
+        self._pending: list[Future[ParsedFeed | tuple[str, str]] | ParsedFeed | ParseError] = []
+
+    def __enter__(self) -> ParsePool:
+        if self.workers > 1:
+            try:
+                self._pool = ProcessPoolExecutor(max_workers=self.workers)
+                self._pool.submit(_ready).result()  # starts every worker now
+            except (BrokenProcessPool, OSError) as exc:
+                log.warning("parse pool cannot start (%s); parsing inline", exc)
+                self._close()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def submit(self, job: ParseJob) -> None:
+        """Queue one document; its result takes the next place in ``results()``."""
+        self._jobs.append(job)
+        if self._pool is None:
+            self._pending.append(_revive(_run_job(job)))
+            return
+        try:
+            self._pending.append(self._pool.submit(_run_job, job))
+        except (BrokenProcessPool, RuntimeError):
+            self._pending.append(_revive(_run_job(job)))
+
+    def results(self) -> list[ParsedFeed | ParseError]:
+        """Every submitted document's outcome, in submission order (waits for the pool)."""
+        out: list[ParsedFeed | ParseError] = []
+        for job, pending in zip(self._jobs, self._pending, strict=True):
+            if not isinstance(pending, Future):
+                out.append(pending)
+                continue
+            try:
+                out.append(_revive(pending.result()))
+            except BrokenProcessPool:
+                # A worker died (out of memory, killed): this document is parsed here instead.
+                out.append(_revive(_run_job(job)))
+        return out
+
+
 def parse_many(jobs: Sequence[ParseJob], workers: int = 0) -> list[ParsedFeed | ParseError]:
     """Parse every job, in order, on a process pool (``workers=0``: one per core).
 
     One or two jobs are parsed inline: starting processes would cost more than it saves.
     """
-    count = workers or os.cpu_count() or 1
+    count = min(workers or os.cpu_count() or 1, len(jobs))
     if len(jobs) < POOL_THRESHOLD or count <= 1:
         return [_revive(_run_job(job)) for job in jobs]
-    count = min(count, len(jobs))
-    chunk = max(1, len(jobs) // (count * 4))
-    try:
-        with ProcessPoolExecutor(max_workers=count) as pool:
-            return [_revive(o) for o in pool.map(_run_job, jobs, chunksize=chunk)]
-    except (BrokenProcessPool, OSError) as exc:
-        # A worker died (out of memory, killed) or processes cannot start: finish inline.
-        log.warning("parse pool failed (%s); parsing inline", exc)
-        return [_revive(_run_job(job)) for job in jobs]
+    with ParsePool(count) as pool:
+        for job in jobs:
+            pool.submit(job)
+        return pool.results()
