@@ -1,3 +1,238 @@
 """fetch, preview, send, run, check: the everyday commands."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from digest import pipeline
+from digest.cli.app import STATE, app, err, out
+from digest.config import Settings, parse_duration
+from digest.errors import UsageError
+from digest.models import RunCounts
+from digest.report import format_counts
+from digest.store import Store, open_store
+from digest.store.locks import exclusive
+
+_STAGES = {"fetch": "feeds", "summarize": "summaries", "send": "messages"}
+
+
+@contextmanager
+def _progress_bar() -> Iterator[pipeline.Progress | None]:
+    """A rich progress bar on stderr (nothing when stderr is not a terminal or with --quiet)."""
+    if STATE.quiet or not err.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _store(settings: Settings) -> Store:
+    return open_store(settings.storage.url)
+
+
+@contextmanager
+def _locked(settings: Settings, store: Store) -> Iterator[None]:
+    """One digest at a time on a database: a second one waits ``lock_wait`` then exits 2."""
+    lease = parse_duration(settings.daemon.lock_lease)
+    wait = parse_duration(settings.daemon.lock_wait).total_seconds()
+    with exclusive(store, lease=lease, wait=wait):
+        yield
+
+
+def _failed_feeds(counts: RunCounts) -> None:
+    for url, reason in counts.failures:
+        out.print(f"  failed: {url}: {reason}", markup=False)
+
+
+def _issue_path(settings: Settings, number: int) -> Path:
+    return Path(settings.delivery.outbox_dir) / str(number) / "index.html"
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@app.command(epilog="Example: digest fetch --force")
+@click.option("--force", is_flag=True, help="Fetch every feed now, ignoring backoff and caches.")
+def fetch(force: bool) -> None:
+    """Fetch the feeds, store new items, decide their topics and summarize the kept ones.
+
+    Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
+    failed feed with its error. A failing feed never stops the others.
+    """
+    settings = STATE.settings()
+    store = _store(settings)
+    with _progress_bar() as progress:
+        counts = pipeline.collect(settings, store, progress=progress, force=force)
+    kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
+    out.print(
+        f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
+        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new; "
+        f"kept: {kept}; summarized: {counts.summarized}",
+        markup=False,
+    )
+    _failed_feeds(counts)
+
+
+# --------------------------------------------------------------------------- preview
+
+
+@app.command(epilog="Example: digest preview --out /tmp/next.html")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
+@click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
+def preview(out_file: Path | None, text: bool) -> None:
+    """Render the next issue from what is stored now; records and sends nothing."""
+    from digest.pipeline.issue import generic_parts
+
+    settings = STATE.settings()
+    store = _store(settings)
+    content = pipeline.build_issue(settings, store, record=False)
+    if content is None:
+        err.print("no new items: nothing to preview")
+        return
+    html, plain, subject = generic_parts(settings, content)
+    body = plain if text else html
+    if out_file is None:
+        sys.stdout.write(body)
+        return
+    try:
+        out_file.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{out_file}: cannot write: {exc.strerror}") from exc
+    err.print(
+        f"issue #{content.number} preview ({content.item_count} items, subject {subject!r}) "
+        f"written to {out_file}",
+        markup=False,
+    )
+
+
+# --------------------------------------------------------------------------- send / run
+
+
+def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run: bool) -> None:
+    if counts.issue_number is None:
+        line = "no new items: nothing sent"
+        from digest.store.issues import list_issues
+
+        with store.connect() as conn:
+            last = list_issues(conn, limit=1)
+        if last and settings.delivery.mode == "outbox":
+            line += f" (last issue: {_issue_path(settings, last[0].number)})"
+        out.print(line, markup=False)
+        return
+    if dry_run:
+        out.print(
+            f"dry run: issue #{counts.issue_number} would be sent; nothing stored or sent",
+            markup=False,
+        )
+        return
+    where = ""
+    if settings.delivery.mode == "outbox":
+        where = f": {_issue_path(settings, counts.issue_number)}"
+    out.print(
+        f"issue #{counts.issue_number}{where} — messages {counts.sent} sent, "
+        f"{counts.retry} to retry, {counts.failed} failed",
+        markup=False,
+    )
+
+
+@app.command(epilog="Example: digest send --dry-run")
+@click.option(
+    "--dry-run", is_flag=True, help="Build the issue and say what would happen; send nothing."
+)
+def send(dry_run: bool) -> None:
+    """Finish any unfinished issue, then build and send the next one if there are new items."""
+    settings = STATE.settings()
+    store = _store(settings)
+    with _locked(settings, store), _progress_bar() as progress:
+        counts = pipeline.send(settings, store, dry_run=dry_run, progress=progress)
+    _report_send(settings, store, counts, dry_run=dry_run)
+
+
+@app.command(epilog="Example: digest --config config/demo.toml run --once")
+@click.option("--once", is_flag=True, help="Fetch then send once, and exit (no daemon).")
+@click.option("--dry-run", is_flag=True, help="With --once: send nothing, store no issue.")
+def run(once: bool, dry_run: bool) -> None:
+    """Run the daemon (fetch and send on the configured crontabs), or one round with --once."""
+    if not once:
+        if dry_run:
+            raise click.UsageError("--dry-run only goes with --once")
+        from digest.schedule import run_daemon
+
+        sys.exit(run_daemon(STATE.config_path))
+    settings = STATE.settings()
+    store = _store(settings)
+    with _locked(settings, store), _progress_bar() as progress:
+        counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress)
+    err.print(format_counts(counts), markup=False)
+    _failed_feeds(counts)
+    _report_send(settings, store, counts, dry_run=dry_run)
+
+
+# --------------------------------------------------------------------------- check
+
+
+@app.command(epilog="Example: digest --config config/digest.toml check")
+def check() -> None:
+    """Validate the configuration and the topics' regression examples; list feeds, topics and
+    subscribers. Exits 2 listing every example that no longer holds."""
+    from digest.topics import TopicMatcher, check_examples
+
+    settings = STATE.settings()
+    topics = settings.topic_defs()
+    failures = check_examples(TopicMatcher(topics), topics)
+    if failures:
+        for line in failures:
+            err.print(f"error: {settings.source}: {line}", markup=False)
+        sys.exit(2)
+    out.print(f"config: {settings.source} ok", markup=False)
+    out.print(f"feeds ({len(settings.feeds)}):", markup=False)
+    for f in settings.feeds:
+        scope = f" topics={','.join(f.topics)}" if f.topics else ""
+        always = f" always={','.join(f.always)}" if f.always else ""
+        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}", markup=False)
+    out.print(f"topics ({len(topics)}):", markup=False)
+    for t in topics:
+        examples = f", {len(t.examples)} examples hold" if t.examples else ""
+        out.print(
+            f"  {t.id}: {t.title} ({len(t.include)} include, {len(t.exclude)} exclude{examples})",
+            markup=False,
+        )
+    from digest.store.subscribers import count_by_status
+
+    store = _store(settings)
+    with store.connect() as conn:
+        by_status = count_by_status(conn)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
+    out.print(f"subscribers: {summary}", markup=False)
+    out.print(
+        f"delivery: {settings.delivery.mode}"
+        + (f" to {settings.delivery.outbox_dir}/" if settings.delivery.mode == "outbox" else "")
+        + f"; storage: {store.url}; checked at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        markup=False,
+    )

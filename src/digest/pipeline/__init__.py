@@ -6,23 +6,30 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
 
 from digest.models import RunCounts
 
-__all__ = ["Progress", "StopFlag", "merge_counts", "stopped"]
+__all__ = [
+    "Progress",
+    "StopFlag",
+    "build_issue",
+    "collect",
+    "merge_counts",
+    "run_once",
+    "send",
+    "stopped",
+]
 
 #: ``progress(stage, done, total)``: called as units finish ("fetch": feeds, "summarize": items).
 Progress = Callable[[str, int, int], None]
 
 
-class StopFlag(Protocol):
-    """Anything with ``is_set()`` (a ``threading.Event``): set it to stop after the current unit."""
-
-    def is_set(self) -> bool: ...
+#: Set it (SIGTERM, Ctrl-C) and the run stops after the current unit (one feed, one message).
+StopFlag = threading.Event
 
 
 def stopped(stop: StopFlag | None) -> bool:
@@ -48,3 +55,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         failures=a.failures + b.failures,
     )
 
+
+# After the helpers above: the stage wiring below imports them from this package.
+from digest.pipeline.collect import collect  # noqa: E402
+from digest.pipeline.issue import build_issue, run_once, send  # noqa: E402

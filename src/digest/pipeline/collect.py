@@ -1,0 +1,251 @@
+"""Collect: fetch due feeds concurrently, parse new bodies on every core, store new items,
+decide their topics, and summarize the kept ones once. A failing feed never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from digest.config import Settings
+from digest.errors import ParseError
+from digest.fetch import fetch_all_sync
+from digest.models import (
+    FeedSpec,
+    FetchResult,
+    FetchStatus,
+    ParsedFeed,
+    RunCounts,
+    StoredItem,
+    Summary,
+)
+from digest.parse import ParseJob, parse_many
+from digest.pipeline import Progress, StopFlag, stopped
+from digest.store import Store
+from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
+from digest.store.items import (
+    SQLCache,
+    insert_items,
+    save_summary,
+    save_topic_matches,
+    unsummarized_kept,
+)
+from digest.summarize import LLMOptions, Summarizer, make_summarizer
+from digest.summarize.clean import html_to_text
+from digest.topics import TopicMatcher
+
+log = logging.getLogger(__name__)
+
+__all__ = ["collect", "fetch_and_store", "summarize_items", "summarize_pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    state: FeedState
+    spec: FeedSpec
+    result: FetchResult
+    digest: str | None = None  # sha256 of the body, when there is one to parse
+
+
+def collect(
+    settings: Settings,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    force: bool = False,
+    now: datetime | None = None,
+) -> RunCounts:
+    """Fetch, store, match and summarize; returns the counts of the run."""
+    now = now or datetime.now(UTC)
+    counts = fetch_and_store(settings, store, progress=progress, stop=stop, force=force, now=now)
+    if stopped(stop):
+        return counts
+    window = now - timedelta(days=settings.digest.window_days)
+    summarized = summarize_pending(settings, store, not_before=window, progress=progress, stop=stop)
+    return replace(counts, summarized=summarized)
+
+
+def fetch_and_store(
+    settings: Settings,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    force: bool = False,
+    now: datetime,
+) -> RunCounts:
+    """Fetch due feeds, parse changed bodies, store new items with their topic decisions."""
+    specs = settings.feed_specs()
+    with store.begin() as conn:
+        states = sync_feeds(conn, specs, now=now)
+    spec_of = {s.url: s for s in specs}
+    due = [s for s in states if s.is_due(now, force=force)]
+    skipped = len(states) - len(due)
+    if skipped:
+        log.info("%d feed(s) not due yet (backoff, Retry-After or max-age)", skipped)
+    total = len(due)
+    done = 0
+
+    def on_result(_: FetchResult) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress("fetch", done, total)
+
+    if progress is not None:
+        progress("fetch", 0, total)
+    results = fetch_all_sync(
+        # A forced fetch also drops the validators, so a 304 cannot hide the body.
+        [s.request(conditional=not force) for s in due],
+        concurrency=settings.fetch.concurrency,
+        timeout=settings.fetch.timeout,
+        max_bytes=settings.fetch.max_bytes,
+        on_result=on_result,
+    )
+    jobs = [
+        _job(state, spec_of[state.url], result) for state, result in zip(due, results, strict=True)
+    ]
+
+    # Parse only the bodies that changed since last time, on a process pool (both cores).
+    to_parse = [j for j in jobs if j.digest is not None]
+    parsed = parse_many(
+        [
+            ParseJob(
+                content=j.result.content or b"",
+                url=j.result.final_url or j.state.fetch_url,
+                fetched_at=now,
+                content_type=j.result.content_type,
+            )
+            for j in to_parse
+        ],
+        workers=settings.fetch.parse_workers,
+    )
+    outcome: dict[int, ParsedFeed | ParseError] = {
+        j.state.id: p for j, p in zip(to_parse, parsed, strict=True)
+    }
+
+    matcher = TopicMatcher(settings.topic_defs())
+    ok = failed = not_modified = new_items = 0
+    kept: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = []
+    for job in jobs:
+        if stopped(stop):
+            break
+        got = outcome.get(job.state.id)
+        parse_error = str(got.reason) if isinstance(got, ParseError) else None
+        with store.begin() as conn:
+            for warning in record_fetch(
+                conn, job.state.id, job.result, now, parse_error=parse_error
+            ):
+                log.warning(warning, extra={"feed": job.state.url})
+            if isinstance(got, ParsedFeed):
+                assert job.digest is not None
+                set_content_hash(conn, job.state.id, job.digest, title=got.title)
+                new = insert_items(conn, job.state.id, got.items, now=now)
+                for item_id, item in new:
+                    text = html_to_text(item.content_html or item.summary_html)
+                    matches = matcher.match(
+                        item.title, text, scope=job.spec.topics, always=job.spec.always
+                    )
+                    save_topic_matches(conn, item_id, matches)
+                    kept.update(m.topic_id for m in matches if m.kept)
+                new_items += len(new)
+        if job.result.status is FetchStatus.FAILED or parse_error:
+            failed += 1
+            reason = parse_error or job.result.error or "failed"
+            failures.append((job.state.url, reason))
+            log.warning("feed failed: %s", reason, extra={"feed": job.state.url})
+        elif job.result.status is FetchStatus.NOT_MODIFIED or got is None:
+            not_modified += 1
+        else:
+            ok += 1
+    log.info(
+        "fetched feeds",
+        extra={"ok": ok, "failed": failed, "not_modified": not_modified, "new": new_items},
+    )
+    return RunCounts(
+        feeds_ok=ok,
+        feeds_failed=failed,
+        feeds_not_modified=not_modified,
+        items_new=new_items,
+        kept_per_topic=tuple(sorted(kept.items())),
+        failures=tuple(failures),
+    )
+
+
+def _job(state: FeedState, spec: FeedSpec, result: FetchResult) -> _Job:
+    if result.status is not FetchStatus.OK or result.content is None:
+        return _Job(state, spec, result)
+    digest = hashlib.sha256(result.content).hexdigest()
+    # The same bytes as last time (a server without validators): nothing new to parse.
+    if digest == state.content_hash:
+        return _Job(state, spec, result)
+    return _Job(state, spec, result, digest)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def make_item_summarizer(settings: Settings, store: Store) -> Summarizer:
+    """The configured summarizer; the LLM engine gets its answers cached in the database."""
+    sm = settings.summary
+    if sm.engine != "llm":
+        return make_summarizer(sm.engine, max_words=sm.max_words)
+    llm = LLMOptions(
+        base_url=sm.llm.base_url,
+        model=sm.llm.model,
+        # The config names the variable; the key itself only ever lives in the environment.
+        api_key=os.environ.get(sm.llm.api_key_env) if sm.llm.api_key_env else None,
+        timeout=sm.llm.timeout,
+        max_words=sm.llm.max_words,
+    )
+    return make_summarizer("llm", max_words=sm.max_words, llm=llm, cache=SQLCache(store))
+
+
+def summarize_items(
+    settings: Settings,
+    store: Store,
+    items: Sequence[StoredItem],
+    *,
+    record: bool = True,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+) -> dict[int, Summary]:
+    """Summarize ``items`` once each."""
+    if not items:
+        return {}
+    summarizer = make_item_summarizer(settings, store)
+    out: dict[int, Summary] = {}
+    for n, stored in enumerate(items, 1):
+        if stopped(stop):
+            break
+        item = stored.item
+        html = item.content_html or item.summary_html
+        summary = summarizer.summarize(item.title, html, language=item.language)
+        out[stored.id] = summary
+        if record:
+            with store.begin() as conn:
+                save_summary(conn, stored.id, summary, now=datetime.now(UTC))
+        if progress is not None:
+            progress("summarize", n, len(items))
+    return out
+
+
+def summarize_pending(
+    settings: Settings,
+    store: Store,
+    *,
+    not_before: datetime,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+) -> int:
+    """Summarize the kept items that have no summary yet; returns how many were done."""
+    with store.connect() as conn:
+        pending = unsummarized_kept(conn, not_before=not_before)
+    return len(summarize_items(settings, store, pending, progress=progress, stop=stop))

@@ -1,0 +1,261 @@
+"""Issues: build the next one (new kept items -> one story each -> best per topic -> summaries),
+store and render it, then deliver it; ``send`` first finishes any unfinished issue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+from digest.config import Settings
+from digest.models import (
+    AlsoCovered,
+    IssueContent,
+    IssueEntry,
+    IssueSection,
+    RunCounts,
+    Summary,
+    TopicDef,
+)
+from digest.pipeline import Progress, StopFlag, merge_counts, stopped
+from digest.pipeline.collect import collect, summarize_items
+from digest.pipeline.deliver import deliver_issue, unfinished_issues
+from digest.render import personalize, render_issue, render_page
+from digest.store import Store
+from digest.store.issues import last_period_end, next_issue_number, save_issue
+from digest.store.items import KeptItem, kept_items, load_summaries
+from digest.tokens import secret_from_env
+from digest.topics import Candidate, select
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_issue", "generic_parts", "run_once", "send"]
+
+
+def _section_title(topic: TopicDef, language: str) -> str:
+    return dict(topic.titles).get(language, topic.title)
+
+
+def build_issue(
+    settings: Settings, store: Store, *, now: datetime | None = None, record: bool
+) -> IssueContent | None:
+    """The next issue from items kept since the previous one; None when there is nothing new.
+
+    ``record``: store it (numbered, rendered, ``sending``) and write the outbox page; otherwise
+    nothing is written anywhere (``preview``, ``send --dry-run``).
+    """
+    now = now or datetime.now(UTC)
+    d = settings.digest
+    not_before = now - timedelta(days=d.window_days)
+    with store.connect() as conn:
+        since = last_period_end(conn)
+        kept = kept_items(conn, since=since, until=now, not_before=not_before)
+        number = next_issue_number(conn)
+    if not kept:
+        return None
+
+    topics = settings.topic_defs()
+    order = [t.id for t in topics]
+    # A topic removed from the config since the item was stored no longer gets a section.
+    kept = [k for k in kept if any(m.topic_id in order for m in k.matches)]
+    if not kept:
+        return None
+    stories = _stories(kept)
+    leaders = [k for k, _ in stories]
+    chosen = select(
+        [
+            Candidate(
+                key=k.stored.id,
+                published=k.stored.item.published,
+                matches=tuple(m for m in k.matches if m.topic_id in order),
+            )
+            for k in leaders
+        ],
+        max_per_topic=d.max_items_per_topic,
+        one_topic_per_item=d.one_topic_per_item,
+        thresholds={t.id: t.threshold for t in topics},
+    )
+    used = [c.key for cands in chosen.values() for c in cands]
+    summaries = _summaries(settings, store, [k for k in leaders if k.stored.id in used], record)
+    by_id = {k.stored.id: (k, also) for k, also in stories}
+
+    sections: list[IssueSection] = []
+    for topic in topics:
+        entries: list[IssueEntry] = []
+        for cand in chosen.get(topic.id, []):
+            k, also = by_id[cand.key]
+            summary = summaries.get(cand.key)
+            match = next(m for m in k.matches if m.topic_id == topic.id)
+            item = k.stored.item
+            entries.append(
+                IssueEntry(
+                    item_id=k.stored.id,
+                    url=item.url,
+                    title=item.title,
+                    source=k.stored.source,
+                    published=item.published,
+                    summary=summary.text if summary else "",
+                    topic_id=topic.id,
+                    score=match.score,
+                    summary_engine=summary.engine if summary else "none",
+                    also=also,
+                )
+            )
+        if entries:
+            sections.append(
+                IssueSection(
+                    topic_id=topic.id,
+                    title=_section_title(topic, d.language),
+                    entries=tuple(entries),
+                    titles=topic.titles,
+                )
+            )
+    if not sections:
+        return None
+    content = IssueContent(
+        number=number,
+        title=d.title,
+        language=d.language,
+        timezone=d.timezone,
+        created=now,
+        period_start=since or not_before,
+        period_end=now,
+        sections=tuple(sections),
+        base_url=d.base_url,
+    )
+    if record:
+        _record(settings, store, content)
+    return content
+
+
+def _stories(kept: Sequence[KeptItem]) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
+    """One entry per stored item (an article met twice is already stored once)."""
+    return [(k, ()) for k in kept]
+
+
+def _summaries(
+    settings: Settings, store: Store, kept: Sequence[KeptItem], record: bool
+) -> dict[int, Summary]:
+    with store.connect() as conn:
+        have = load_summaries(conn, [k.stored.id for k in kept])
+    # Normally made by ``collect``; an item stored by an older run or a crash is done now.
+    missing = [k.stored for k in kept if k.stored.id not in have]
+    if missing:
+        have.update(summarize_items(settings, store, missing, record=record))
+    return have
+
+
+def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, str]:
+    """(email HTML, text, subject) of the issue for no one in particular (preview, archive text).
+
+    The personal bits get neutral values: no name, and the archive (or a mailto to the sender)
+    where a reader's own unsubscribe link would be.
+    """
+    rendered = render_issue(
+        content,
+        subject_format=settings.delivery.subject,
+        mark_machine_written=settings.summary.mark_machine_written,
+    )
+    if content.base_url:
+        leave = f"{content.base_url}/"
+    else:
+        sender = parseaddr(settings.delivery.from_)[1] or "digest@localhost"
+        leave = f"mailto:{sender}?subject=unsubscribe"
+    html, text = personalize(rendered, name=None, unsubscribe_url=leave, preferences_url=None)
+    return html, text, rendered.subject
+
+
+def _record(settings: Settings, store: Store, content: IssueContent) -> None:
+    _, text, subject = generic_parts(settings, content)
+    page = render_page(content)
+    with store.begin() as conn:
+        save_issue(conn, content, subject=subject, html=page, text=text)
+    # The delivery writes outbox/<number>/index.html from this stored page (outbox mode).
+    log.info(
+        "built issue",
+        extra={"issue": content.number, "items": content.item_count},
+    )
+
+
+# --------------------------------------------------------------------------- send
+
+
+def send(
+    settings: Settings,
+    store: Store,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    now: datetime | None = None,
+) -> RunCounts:
+    """Finish unfinished issues, then build, store and deliver a new one if there are new items.
+
+    ``dry_run``: say what would be sent; nothing is stored, written or sent.
+    """
+    if not dry_run:
+        # A missing secret is found before an issue is built, not after it is stored.
+        secret_from_env()
+    counts = RunCounts()
+    for number in unfinished_issues(store):
+        if stopped(stop):
+            return counts
+        log.info("resuming delivery of an unfinished issue", extra={"issue": number})
+        counts = merge_counts(counts, _deliver(settings, store, number, dry_run, progress, stop))
+    if stopped(stop):
+        return counts
+    content = build_issue(settings, store, now=now, record=not dry_run)
+    if content is None:
+        log.info("no new items: nothing sent")
+        return counts
+    if dry_run:
+        log.info(
+            "dry run: issue neither stored nor sent",
+            extra={"issue": content.number, "items": content.item_count},
+        )
+        return merge_counts(counts, RunCounts(issue_number=content.number))
+    return merge_counts(counts, _deliver(settings, store, content.number, False, progress, stop))
+
+
+def _deliver(
+    settings: Settings,
+    store: Store,
+    number: int,
+    dry_run: bool,
+    progress: Progress | None,
+    stop: StopFlag | None,
+) -> RunCounts:
+    def on_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("send", done, total)
+
+    report = deliver_issue(
+        settings, store, number, dry_run=dry_run, progress=on_progress, stop=stop
+    )
+    return RunCounts(
+        sent=report.sent,
+        retry=report.retried,
+        failed=report.failed,
+        issue_number=number,
+        failures=tuple(report.failures),
+    )
+
+
+def run_once(
+    settings: Settings,
+    store: Store,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    force: bool = False,
+) -> RunCounts:
+    """``collect`` then ``send``: what ``digest run --once`` does (the daemon runs them apart)."""
+    collected = collect(settings, store, progress=progress, stop=stop, force=force)
+    if stopped(stop):
+        return collected
+    return merge_counts(
+        collected, send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+    )

@@ -1,0 +1,266 @@
+"""The pipeline end to end against real local HTTP feeds: collect, build an issue, send it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from digest.config import Settings, parse_settings
+from digest.pipeline import build_issue, collect, send
+from digest.store import Store, open_store
+from digest.store.feeds import list_feeds
+from digest.store.issues import list_issues
+from digest.store.items import iter_items, load_summaries
+from digest.store.subscribers import add_subscriber
+
+NOW = datetime.now(UTC)
+
+TOPICS: dict[str, Any] = {
+    "sovereign_cloud": {
+        "title": "Sovereign cloud",
+        "include": ["sovereign cloud", "SecNumCloud", "cloud souverain"],
+        "exclude": ["cloud gaming"],
+    },
+    "data_protection": {
+        "title": "Data protection",
+        "include": ["GDPR", "RGPD", "personal data", "CNIL"],
+    },
+}
+
+
+def rss(title: str, items: list[tuple[str, str, str]]) -> str:
+    """An RSS 2.0 document; items are (guid, title, description)."""
+    body = "".join(
+        f"<item><title>{t}</title><link>https://news.example/{g}</link>"
+        f"<guid isPermaLink='false'>{g}</guid>"
+        f"<pubDate>{format_datetime(NOW - timedelta(hours=2))}</pubDate>"
+        f"<description><![CDATA[<p>{d}</p>]]></description></item>"
+        for g, t, d in items
+    )
+    return (
+        "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+        f"<title>{title}</title><link>https://news.example/</link>"
+        f"<description>x</description>{body}</channel></rss>"
+    )
+
+
+CLOUD = rss(
+    "Cloud news",
+    [
+        (
+            "c1",
+            "SecNumCloud: a ministry picks a qualified host",
+            "The ministry moves its sensitive workloads to a SecNumCloud qualified provider, "
+            "away from a US hyperscaler. The contract runs for four years.",
+        ),
+        (
+            "c2",
+            "Cloud gaming arrives on smart TVs",
+            "A sovereign cloud of games? No: a cloud gaming service for televisions.",
+        ),
+        ("c3", "Weather: a cloudy weekend", "Clouds and rain all weekend in the north."),
+    ],
+)
+PRIVACY = rss(
+    "Privacy news",
+    [
+        (
+            "p1",
+            "CNIL fines a retailer for GDPR breaches",
+            "The CNIL fined a retailer 2 million euros for keeping personal data too long. "
+            "Customers were never told how long their data was kept.",
+        ),
+    ],
+)
+
+
+def settings_for(tmp_path: Path, feeds: list[dict[str, Any]], **extra: Any) -> Settings:
+    data: dict[str, Any] = {
+        "digest": {"title": "Test digest", "window_days": 7},
+        "storage": {"url": f"sqlite:///{tmp_path}/var/test.db"},
+        "delivery": {"mode": "outbox", "outbox_dir": str(tmp_path / "outbox")},
+        "fetch": {"timeout": 2.0, "parse_workers": 1},
+        "feeds": feeds,
+        "topics": TOPICS,
+    }
+    for key, value in extra.items():
+        data[key] = {**data.get(key, {}), **value}
+    return parse_settings(data, "test.toml")
+
+
+def etag_handler(body: str, etag: str) -> Callable[[Request], Response]:
+    """Serve ``body`` with an ETag, and 304 to a request that already holds it."""
+
+    def handle(request: Request) -> Response:
+        if request.headers.get("If-None-Match") == etag:
+            return Response(status=304, headers={"ETag": etag})
+        return Response(body, content_type="application/rss+xml", headers={"ETag": etag})
+
+    return handle
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[HTTPServer]:
+    """A server that answers requests in parallel, so one slow feed cannot hold up the rest."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def two_feeds(httpserver: HTTPServer, tmp_path: Path) -> tuple[Settings, Store]:
+    httpserver.expect_request("/cloud.xml").respond_with_handler(etag_handler(CLOUD, '"c"'))
+    httpserver.expect_request("/privacy.xml").respond_with_handler(etag_handler(PRIVACY, '"p"'))
+    httpserver.expect_request("/broken.xml").respond_with_data("oops", status=500)
+    settings = settings_for(
+        tmp_path,
+        [
+            {"url": httpserver.url_for("/cloud.xml"), "name": "Cloud news"},
+            {"url": httpserver.url_for("/privacy.xml"), "name": "Privacy news"},
+            {"url": httpserver.url_for("/broken.xml"), "name": "Broken"},
+        ],
+    )
+    return settings, open_store(settings.storage.url)
+
+
+def test_collect_stores_items_decides_topics_and_records_a_failing_feed(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    counts = collect(settings, store)
+    assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (2, 1, 4)
+    assert dict(counts.kept_per_topic) == {"sovereign_cloud": 1, "data_protection": 1}
+    assert counts.summarized == 2
+    [(url, reason)] = counts.failures
+    assert url.endswith("/broken.xml")
+    assert "500" in reason
+    with store.connect() as conn:
+        broken = next(f for f in list_feeds(conn) if f.url.endswith("/broken.xml"))
+        assert broken.failures == 1
+        assert broken.next_try is not None
+        kept_ids = [s.id for s in iter_items(conn) if s.item.guid in {"c1", "p1"}]
+        summaries = load_summaries(conn, kept_ids)
+    assert len(summaries) == 2
+    assert all(s.text for s in summaries.values())
+
+
+def test_a_second_collect_gets_304s_and_stores_nothing_new(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    collect(settings, store)
+    again = collect(settings, store)
+    assert (again.feeds_ok, again.feeds_not_modified, again.items_new) == (0, 2, 0)
+    # The broken feed is backing off: not even tried.
+    assert again.feeds_failed == 0
+
+
+def test_an_identical_body_without_validators_is_not_parsed_again(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/plain.xml").respond_with_data(
+        CLOUD, content_type="application/rss+xml"
+    )
+    settings = settings_for(tmp_path, [{"url": httpserver.url_for("/plain.xml")}])
+    store = open_store(settings.storage.url)
+    assert collect(settings, store).items_new == 3
+    again = collect(settings, store)
+    assert (again.feeds_ok, again.feeds_not_modified, again.items_new) == (0, 1, 0)
+
+
+def test_a_feed_that_times_out_is_reported_and_the_others_go_on(
+    threaded_server: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver = threaded_server
+
+    def slow(_: Request) -> Response:
+        time.sleep(1.5)
+        return Response(CLOUD, content_type="application/rss+xml")
+
+    httpserver.expect_request("/slow.xml").respond_with_handler(slow)
+    httpserver.expect_request("/privacy.xml").respond_with_data(
+        PRIVACY, content_type="application/rss+xml"
+    )
+    settings = settings_for(
+        tmp_path,
+        [{"url": httpserver.url_for("/slow.xml")}, {"url": httpserver.url_for("/privacy.xml")}],
+        fetch={"timeout": 0.3},
+    )
+    counts = collect(settings, open_store(settings.storage.url))
+    assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (1, 1, 1)
+    assert "slow.xml" in counts.failures[0][0]
+
+
+def test_an_issue_has_one_section_per_topic_and_leaves_off_topic_items_out(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    collect(settings, store)
+    content = build_issue(settings, store, record=False)
+    assert content is not None
+    assert content.number == 1
+    titles = {s.topic_id: [e.title for e in s.entries] for s in content.sections}
+    assert titles == {
+        "sovereign_cloud": ["SecNumCloud: a ministry picks a qualified host"],
+        "data_protection": ["CNIL fines a retailer for GDPR breaches"],
+    }
+    assert all(e.summary for s in content.sections for e in s.entries)
+    with store.connect() as conn:
+        assert list_issues(conn) == []  # a preview records nothing
+
+
+def test_a_recorded_issue_is_stored_and_the_next_one_waits_for_new_items(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    collect(settings, store)
+    first = build_issue(settings, store, record=True)
+    assert first is not None
+    with store.connect() as conn:
+        [stored] = list_issues(conn)
+    assert stored.content == first
+    assert "SecNumCloud: a ministry picks a qualified host" in stored.html
+    assert "SecNumCloud: a ministry picks a qualified host" in stored.text
+    assert "{{{" not in stored.text  # no personal placeholder left in the stored text
+    assert build_issue(settings, store, record=True) is None
+
+
+def test_send_delivers_once_to_each_active_subscriber_and_never_twice(
+    two_feeds: tuple[Settings, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-" + "x" * 20)
+    settings, store = two_feeds
+    with store.begin() as conn:
+        add_subscriber(conn, "ann@example.org", name="Ann")
+        add_subscriber(conn, "ben@example.org")
+    collect(settings, store)
+    counts = send(settings, store)
+    assert (counts.issue_number, counts.sent, counts.failed) == (1, 2, 0)
+    folder = Path(settings.delivery.outbox_dir) / "1"
+    assert (folder / "index.html").is_file()
+    assert len(list(folder.glob("*.eml"))) == 2
+    again = send(settings, store)
+    assert (again.issue_number, again.sent) == (None, 0)
+    assert len(list(folder.glob("*.eml"))) == 2
+
+
+def test_send_dry_run_stores_nothing_and_writes_nothing(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    collect(settings, store)
+    counts = send(settings, store, dry_run=True)
+    assert (counts.issue_number, counts.sent) == (1, 0)
+    with store.connect() as conn:
+        assert list_issues(conn) == []
+    assert not Path(settings.delivery.outbox_dir).exists()
