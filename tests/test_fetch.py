@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import time
@@ -12,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from digest.fetch import USER_AGENT, fetch_all_sync
-from digest.models import FetchRequest, FetchStatus
+from digest.models import FetchRequest, FetchResult, FetchStatus
 
 FEED = "feeds-real/guardian-uk.rss.xml"
 
@@ -258,3 +259,43 @@ def test_missing_or_oversized_file_fails(tmp_path: Path) -> None:
     assert "nope.xml" in missing.error
     assert too_big.error is not None
     assert "cap" in too_big.error
+
+
+def test_a_failing_progress_callback_does_not_abort_the_batch(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/a").respond_with_data(feed_bytes)
+    httpserver.expect_request("/b").respond_with_data(feed_bytes)
+
+    def broken(result: object) -> None:
+        raise ValueError("progress bar bug")
+
+    results = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/a")), FetchRequest(httpserver.url_for("/b"))],
+        on_result=broken,
+    )
+    assert [r.status for r in results] == [FetchStatus.OK, FetchStatus.OK]
+
+
+def test_sync_wrapper_works_inside_a_running_event_loop(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+
+    async def handler() -> list[FetchResult]:
+        return fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))])
+
+    [result] = asyncio.run(handler())
+    assert result.status is FetchStatus.OK
+
+
+def test_concurrency_bound_still_fetches_everything_in_order(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    for i in range(6):
+        httpserver.expect_request(f"/f{i}").respond_with_data(feed_bytes + str(i).encode())
+    urls = [httpserver.url_for(f"/f{i}") for i in range(6)]
+    results = fetch_all_sync([FetchRequest(u) for u in urls], concurrency=2)
+    assert [r.content[-1:] if r.content else b"" for r in results] == [
+        str(i).encode() for i in range(6)
+    ]

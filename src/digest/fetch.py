@@ -7,6 +7,7 @@ and plain paths are read from disk so the offline demo needs no network.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import itertools
 import logging
@@ -83,7 +84,10 @@ async def fetch_all(
             async with gate:
                 result = await fetch_one(client, request, timeout=timeout, max_bytes=max_bytes)
             if on_result is not None:
-                on_result(result)
+                try:
+                    on_result(result)
+                except Exception:  # a progress display's bug must not abort the batch
+                    log.exception("on_result callback failed for %s", request.url)
             return result
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
@@ -98,17 +102,24 @@ def fetch_all_sync(
     user_agent: str = USER_AGENT,
     on_result: Callable[[FetchResult], None] | None = None,
 ) -> list[FetchResult]:
-    """``fetch_all`` for callers without an event loop (CLI, scheduler jobs)."""
-    return asyncio.run(
-        fetch_all(
-            requests,
-            concurrency=concurrency,
-            timeout=timeout,
-            max_bytes=max_bytes,
-            user_agent=user_agent,
-            on_result=on_result,
-        )
+    """``fetch_all`` for synchronous callers (CLI, scheduler jobs).
+
+    Called from inside a running event loop (a web handler), it runs in a helper thread.
+    """
+    coro = fetch_all(
+        requests,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        user_agent=user_agent,
+        on_result=on_result,
     )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as helper:
+        return helper.submit(asyncio.run, coro).result()
 
 
 async def fetch_one(
