@@ -30,6 +30,7 @@ _UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9._@+-]")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+@lru_cache(maxsize=64)
 def split_from(from_addr: str) -> tuple[str, str]:
     """``"Digest <d@example.org>"`` -> ("Digest", "d@example.org"); DeliveryError if unusable."""
     name, addr = parseaddr(from_addr)
@@ -155,7 +156,7 @@ def _b64_body(text: str) -> bytes:
     # RFC 2045: text is encoded in canonical form, CRLF line ends (as the stdlib does).
     canonical = text.replace("\r\n", "\n").replace("\n", "\r\n")
     raw = binascii.b2a_base64(canonical.encode("utf-8"), newline=False)
-    return b"\r\n".join(raw[i : i + 76] for i in range(0, len(raw), 76))
+    return b"\r\n".join([raw[i : i + 76] for i in range(0, len(raw), 76)])
 
 
 def _new_boundary() -> str:
@@ -205,7 +206,10 @@ def wire_message(
     to_value = formataddr((" ".join((to_name or "").split()), to_addr), charset="utf-8")
     parts = [
         _fold("From", formataddr((from_name, from_email), charset="utf-8")),
-        _fold_once("To", to_value),
+        # Short To values are already ASCII and need no folding: skip the header registry.
+        f"To: {to_value}\r\n".encode("ascii")
+        if len(to_value) <= 72 and "\n" not in to_value and "\r" not in to_value
+        else _fold_once("To", to_value),
         _fold("Reply-To", reply_to) if reply_to else b"",
         _fold("Subject", subject),
         f"Date: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
