@@ -217,6 +217,9 @@ _LINE_RULES: tuple[tuple[re.Pattern[str], int], ...] = tuple(
     )
 )  # fmt: skip
 
+#: Longest-allowed first, so a long line stops at the first rule it is too long for.
+_RULES_BY_LIMIT = sorted(((n, rule) for rule, n in _LINE_RULES), key=lambda r: -r[0])
+
 #: Inline tails: "... the end of a paragraph. Read more »", "[…]", "Continue reading Title →".
 _TAIL = re.compile(
     r"(\s*(\[(…|\.\.\.)\]|\((…|\.\.\.)\))"
@@ -245,7 +248,12 @@ def is_boilerplate_line(line: str) -> bool:
     if not stripped:
         return True
     n = _words(stripped)
-    return any(n <= limit and rule.fullmatch(stripped) for rule, limit in _LINE_RULES)
+    for limit, rule in _RULES_BY_LIMIT:
+        if n > limit:
+            return False  # every remaining rule is for shorter lines
+        if rule.fullmatch(stripped):
+            return True
+    return False
 
 
 def is_heading(paragraph: str) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from digest.models import Summary
 from digest.summarize import clean
-from digest.summarize.language import detect
+from digest.summarize.language import detect, quick_en_fr
 from digest.summarize.sentences import split_paragraphs
 
 ENGINE = "extractive"
@@ -44,6 +44,12 @@ _DEPENDENT = _wordset(
     alors puis aussi néanmoins enfin
     """
 )
+#: "Read more about this on our blog.": a pointer elsewhere, not something the article says.
+_CALL_TO_ACTION = re.compile(
+    r"^(read|learn|find out|click|tap|lire|cliquez|en savoir|découvrez|retrouvez|voir)"
+    r" (more|here|plus|la suite|ici|l['’]article|tout)\b",
+    re.IGNORECASE,
+)
 _TOKEN = re.compile(r"[^\W\d_]{3,}")
 _CLAUSE = re.compile(r"[,;:](?=\s)|\s[—–-](?=\s)|\s(?=\()")
 _TERMINAL = re.compile(r"[.!?…。！？۔؟।][\"'»”’)\]]*$")
@@ -58,9 +64,9 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 def count_words(text: str) -> int:
     """Words for the budget; Chinese and Japanese have no spaces: two characters per word."""
-    cjk = len(_CJK.findall(text))
-    if not cjk:
+    if not _CJK.search(text):
         return len(text.split())
+    cjk = len(_CJK.findall(text))
     return len(_CJK.sub("", text).split()) + (cjk + 1) // 2
 
 
@@ -109,14 +115,32 @@ def join_sentences(sentences: list[str]) -> str:
     return " ".join(out)
 
 
-def _candidates(text: str, title: str) -> list[_Candidate]:
+def _other_language(text: str, language: str | None) -> bool:
+    # A French post quoting English (or the reverse) must not be summarized by the quote.
+    if language not in {"en", "fr"}:
+        return False
+    seen = quick_en_fr(text, min_hits=2)
+    return seen is not None and seen != language
+
+
+def _usable(sentence: str, language: str | None) -> bool:
+    if _CALL_TO_ACTION.match(sentence) or clean.is_boilerplate_line(sentence):
+        return False
+    return not _other_language(sentence, language)
+
+
+def _candidates(text: str, title: str, language: str | None = None) -> list[_Candidate]:
     body: list[tuple[str, bool, bool]] = []
     headings: list[tuple[str, bool, bool]] = []
     for para in split_paragraphs(text):
+        if len(para) > 1 and _other_language(" ".join(para), language):
+            continue
         heading = len(para) == 1 and clean.is_heading(para[0])
         for i, sentence in enumerate(para):
             if not body and not headings and clean.same_as_title(sentence, title):
                 continue  # never open with the title again
+            if not _usable(sentence, language):
+                continue
             cut = i > 0 and i == len(para) - 1 and not _TERMINAL.search(sentence)
             (headings if heading else body).append((sentence, i == 0, cut))
     # Headings (subtitles, taglines) are not summary material, unless they are all there is.
@@ -159,9 +183,10 @@ def _scores(candidates: list[_Candidate], title: str) -> list[float]:
     return scores
 
 
-def summarize_text(text: str, title: str, max_words: int) -> str:
-    """Clean text -> summary: whole sentences in order within ``max_words`` (see module doc)."""
-    candidates = _candidates(text, title)
+def summarize_text(text: str, title: str, max_words: int, language: str | None = None) -> str:
+    """Clean text -> summary: whole sentences in order within ``max_words`` (see module doc),
+    only sentences in ``language`` when it is French or English."""
+    candidates = _candidates(text, title, language) or _candidates(text, title)
     if not candidates:
         return ""
     if sum(c.words for c in candidates) <= max_words:
@@ -195,5 +220,5 @@ class ExtractiveSummarizer:
     def summarize(self, title: str, html: str, *, language: str | None = None) -> Summary:
         text = clean.to_text(html, title=title)
         lang = detect(text or title, language)
-        summary = summarize_text(text, title, self.max_words)
+        summary = summarize_text(text, title, self.max_words, lang)
         return Summary(text=summary, language=lang, engine=ENGINE, source_text=text)

@@ -89,14 +89,15 @@ _FR_WORDS = frozenset(
 _TOKENS = re.compile(r"[^\W\d_]+")
 
 
-def _quick_en_fr(sample: str) -> str | None:
-    """ "en" or "fr" when the function words leave no doubt, else None (ask simplemma)."""
+def quick_en_fr(sample: str, min_hits: int = 6) -> str | None:
+    """ "en" or "fr" when the function words leave no doubt, else None (ask simplemma).
+    A lower ``min_hits`` judges a single sentence or paragraph."""
     words = _TOKENS.findall(sample[:600].casefold())
     en = sum(w in _EN_WORDS for w in words)
     fr = sum(w in _FR_WORDS for w in words)
-    if en >= 6 and en >= 4 * fr and en >= 0.15 * len(words):
+    if en >= min_hits and en >= 4 * fr and en >= 0.15 * len(words):
         return "en"
-    if fr >= 6 and fr >= 4 * en and fr >= 0.15 * len(words):
+    if fr >= min_hits and fr >= 4 * en and fr >= 0.15 * len(words):
         return "fr"
     return None
 
@@ -177,7 +178,7 @@ def detect(text: str, declared: str | None = None) -> str:
         return langs[0]
     if sum(len(w) > 1 for w in _TOKENS.findall(sample)) < 4:
         return tag or UNDETERMINED  # too few words to contradict anyone
-    quick = _quick_en_fr(sample)
+    quick = quick_en_fr(sample)
     if quick is not None and (tag is None or tag in _PRIMARY):
         return quick  # a declared "en" on a clearly French text is a feed's mistake
     primary = {str(k): float(v) for k, v in langdetect(sample, lang=_PRIMARY)}
