@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 
 from digest.errors import ConfigError
 from digest.models import TermHit, TopicDef, TopicMatch
-from digest.topics.text import expand_term, fold, fold_spaced, inner_prefix_pattern
+from digest.topics.text import expand_term, fold, fold_bytes, inner_prefix_pattern
 
 INCLUDE, EXCLUDE, REQUIRE = 0, 1, 2
 #: Mentions of one term in the text beyond this many add nothing: a long article that repeats
@@ -37,7 +37,7 @@ class _Found:
 
     title: int = 0
     text: int = 0
-    #: (automaton key, end index in the spaced folded field) or (regex match, -1)
+    #: (automaton key, where it starts in " " + folded field) or (regex match, -1)
     title_first: tuple[str, int] = ("", -1)
     text_first: tuple[str, int] = ("", -1)
 
@@ -58,8 +58,6 @@ _UNSET = TopicMatch("", 0.0, False)
 @dataclass(slots=True)
 class _Topic:
     tdef: TopicDef
-    #: (ref, pattern, a literal every match contains: the regex only runs when it is present)
-    regexes: list[tuple[_Ref, re.Pattern[str], str]] = field(default_factory=list)
     #: The decision for an item with no term of this topic (shared: most items).
     empty: TopicMatch = _UNSET
 
@@ -83,7 +81,10 @@ class TopicMatcher:
         self._keys: list[str] = []
         self._key_refs: list[list[_Ref]] = []
         key_ids: dict[str, int] = {}
-        automaton = ahocorasick.Automaton()
+        self._regexes: list[tuple[_Ref, re.Pattern[str]]] = []
+        #: key id of a regex's required literal -> the regexes to run when it is found
+        self._triggers: dict[int, list[int]] = {}
+        self._untriggered: list[int] = []
         for ti, topic in enumerate(self.topics):
             terms: list[tuple[_Ref, str, str]] = [
                 (_Ref(ti, INCLUDE, i), t.text, f"topics.{topic.id}.include[{i}]")
@@ -108,7 +109,15 @@ class TopicMatcher:
                         rx = re.compile(body)
                     except re.error as exc:
                         raise ConfigError(f"{where}: invalid regex {body!r}: {exc}") from None
-                    self._topics[ti].regexes.append((ref, rx, required_literal(rx)))
+                    literal = required_literal(rx)
+                    self._regexes.append((ref, rx))
+                    if literal:  # the automaton finds the literal; only then the regex runs
+                        self._key_id(literal, key_ids)
+                        self._triggers.setdefault(key_ids[literal], []).append(
+                            len(self._regexes) - 1
+                        )
+                    else:
+                        self._untriggered.append(len(self._regexes) - 1)
                     continue
                 forms = expand_term(body, inflect=kind == "words")
                 if not forms:
@@ -117,23 +126,30 @@ class TopicMatcher:
                     # Keys are padded with spaces (the folded text is too), so a match always
                     # starts and ends on a word boundary: "cloud" never matches "cloudy".
                     key = f" {folded}" if prefix else f" {folded} "
-                    kid = key_ids.get(key)
-                    if kid is None:
-                        kid = key_ids[key] = len(self._keys)
-                        self._keys.append(key)
-                        self._key_refs.append([])
-                        automaton.add_word(key, kid)
+                    kid = self._key_id(key, key_ids)
                     if ref not in self._key_refs[kid]:
                         self._key_refs[kid].append(ref)
-        self._automaton = automaton
         self._has_keys = bool(self._keys)
-        if self._has_keys:
-            automaton.make_automaton()
-        self._has_regex = any(t.regexes for t in self._topics)
+        # One DFA over the folded bytes of every topic's keys: a single scan per item.
+        self._automaton = ahocorasick_rs.BytesAhoCorasick(
+            [k.encode("utf-8") for k in self._keys] or [b"\0\0"],
+            matchkind=ahocorasick_rs.MatchKind.Standard,
+            implementation=ahocorasick_rs.Implementation.DFA,
+        )
+        self._key_refs = [tuple(refs) for refs in self._key_refs]  # type: ignore[misc]
+        self._has_regex = bool(self._regexes)
         # Most items match nothing: their (identical) answer is built once.
         for t in self._topics:
             t.empty = self._decide(t, 0.0, (), (), set(), forced=False, out_of_scope=False)
         self._empty = tuple(t.empty for t in self._topics)
+
+    def _key_id(self, key: str, key_ids: dict[str, int]) -> int:
+        kid = key_ids.get(key)
+        if kid is None:
+            kid = key_ids[key] = len(self._keys)
+            self._keys.append(key)
+            self._key_refs.append([])
+        return kid
 
     # ------------------------------------------------------------------ matching
 
@@ -150,33 +166,38 @@ class TopicMatcher:
         ``scope``: the feed may only feed these topics (empty: all); ``always``: topics the
         feed's items always belong to (kept whatever their score).
         """
-        ft = f" {fold_spaced(title)} "
-        fx = f" {fold_spaced(text)} "
-        # One pass over both fields: no key contains "\0", so none spans the two.
-        split = len(ft)
-        first_seen: dict[int, int] = {}  # key id -> end of its first occurrence
-        counts: dict[int, int] = {}
-        if self._has_keys:
-            for end, kid in self._automaton.iter(f"{ft}\0{fx}"):
-                if end >= split:
-                    kid = -kid - 1  # text occurrences get negative ids
-                if kid in counts:
-                    counts[kid] += 1
-                else:
-                    counts[kid] = 1
-                    first_seen[kid] = end
+        bt, title_aligned = fold_bytes(title)
+        bx, text_aligned = fold_bytes(text)
+        # One pass over both fields (" title \0 text "): no key contains NUL.
+        split = len(bt) + 3
         found: dict[_Ref, _Found] = {}
-        for kid, n in counts.items():
-            in_title = kid >= 0
-            real = kid if in_title else -kid - 1
-            first = (self._keys[real], first_seen[kid] if in_title else first_seen[kid] - split - 1)
-            for ref in self._key_refs[real]:
-                entry = found.get(ref)
-                if entry is None:
-                    entry = found[ref] = _Found()
-                entry.add(in_title, n, first)
-        if self._has_regex:
-            self._scan_regexes(ft, fx, found)
+        run: set[tuple[int, bool]] = {(i, f) for i in self._untriggered for f in (True, False)}
+        if self._has_keys:
+            # key id (negated for the text field) -> [mentions, start of the first one]
+            seen: dict[int, list[int]] = {}
+            for kid, start, _end in self._automaton.find_matches_as_indexes(
+                b" %b \0 %b " % (bt, bx), overlapping=True
+            ):
+                if start >= split:
+                    kid = -kid - 1
+                    start -= split
+                if kid in seen:
+                    seen[kid][0] += 1
+                else:
+                    seen[kid] = [1, start]
+            for kid, (n, start) in seen.items():
+                in_title = kid >= 0
+                real = kid if in_title else -kid - 1
+                first = (self._keys[real], start)
+                for ref in self._key_refs[real]:
+                    entry = found.get(ref)
+                    if entry is None:
+                        entry = found[ref] = _Found()
+                    entry.add(in_title, n, first)
+                for i in self._triggers.get(real, ()):
+                    run.add((i, in_title))
+        if run:
+            self._run_regexes(run, bt, bx, found)
         if not found and not scope and not always:
             return self._empty  # most items: nothing to explain, the answer is shared
 
@@ -204,32 +225,30 @@ class TopicMatcher:
                     term = t.tdef.include[ref.idx]
                     if f.title:
                         score += term.weight * t.tdef.title_weight
-                        where = _original(title, ft, *f.title_first)
+                        where = _original(title, title_aligned, *f.title_first)
                         hits.append(TermHit(term.text, "title", term.weight, f.title, where))
                     if f.text:
                         score += term.weight * min(f.text, TEXT_MENTION_CAP)
-                        where = _original(text, fx, *f.text_first)
+                        where = _original(text, text_aligned, *f.text_first)
                         hits.append(TermHit(term.text, "text", term.weight, f.text, where))
             results.append(
                 self._decide(t, score, tuple(hits), tuple(vetoes), met, forced, out_of_scope)
             )
         return tuple(results)
 
-    def _scan_regexes(self, ft: str, fx: str, found: dict[_Ref, _Found]) -> None:
+    def _run_regexes(
+        self, run: set[tuple[int, bool]], bt: bytes, bx: bytes, found: dict[_Ref, _Found]
+    ) -> None:
         # Regexes see the documented folded text: single spaces, padded with one space.
-        single: dict[bool, str] = {}
-        for t in self._topics:
-            for ref, rx, literal in t.regexes:
-                for spaced, is_title in ((ft, True), (fx, False)):
-                    if literal and literal not in spaced:
-                        continue
-                    folded = single.get(is_title)
-                    if folded is None:
-                        folded = single[is_title] = " " + " ".join(spaced.split()) + " "
-                    ms = [m.group(0) for m in rx.finditer(folded)]
-                    if ms:
-                        first = (ms[0].strip(), -1)
-                        found.setdefault(ref, _Found()).add(is_title, len(ms), first)
+        folded = {
+            True: " " + " ".join(bt.decode("utf-8").split()) + " ",
+            False: " " + " ".join(bx.decode("utf-8").split()) + " ",
+        }
+        for i, in_title in sorted(run):
+            ref, rx = self._regexes[i]
+            ms = [m.group(0) for m in rx.finditer(folded[in_title])]
+            if ms:
+                found.setdefault(ref, _Found()).add(in_title, len(ms), (ms[0].strip(), -1))
 
     @staticmethod
     def _decide(
@@ -306,24 +325,21 @@ def _char_classes() -> dict[str, str]:
 _CLASSES = _char_classes()
 
 
-def _original(text: str, spaced: str, key: str, end: int) -> str:
+def _original(text: str, aligned: bool, key: str, start: int) -> str:
     """The words of ``text`` behind a hit, as they stand ("Données personnelles").
 
-    ``spaced`` is " " + fold_spaced(text) + " " and ``end`` the index where ``key`` ended in
-    it. Folding usually keeps every character in place, so the words are a slice of ``text``;
-    when it did not (merged spaces, "œ" -> "oe"), a pattern built from the key finds them.
+    ``start`` is where ``key`` (with its leading space) began in " " + folded text: when
+    folding kept every character in place, that is where the words begin in ``text``;
+    otherwise (merged spaces, "œ" -> "oe") a pattern built from the key finds them.
     """
-    if end < 0:  # a regex hit: the folded match is all we have
+    if start < 0:  # a regex hit: the folded match is all we have
         return key
-    word = key.strip()
-    if len(spaced) == len(text) + 2:
-        start = end - len(key) + 1  # the key's leading space, i.e. the word's index in text
-        stop = end - 1 if key.endswith(" ") else end
-        while not key.endswith(" ") and stop < len(text) and text[stop].isalnum():
-            stop += 1  # a prefix term ("héberg*"): show the whole word
-        candidate = text[start:stop]
-        if fold_spaced(candidate).startswith(word):
-            return candidate
+    if aligned:
+        stop = start + len(key.rstrip()) - 1
+        if not key.endswith(" "):  # a prefix term ("héberg*"): show the whole word
+            while stop < len(text) and text[stop].isalnum():
+                stop += 1
+        return text[start:stop]
     return original(text, key)
 
 

@@ -66,25 +66,37 @@ _TABLE, _MULTI = _fast_tables()
 _PRE = (*_MULTI, *(p for p in _PAIRS if ord(p[0]) > 255))
 
 
-def fold_spaced(text: str) -> str:
-    """``fold`` without merging the spaces that punctuation leaves ("a, b" -> "a  b").
+def fold_bytes(text: str) -> tuple[bytes, bool]:
+    """``fold`` without merging the spaces punctuation leaves ("a, b" -> "a  b"), as UTF-8.
 
     The matcher's fast path: word boundaries are spaces either way, and phrases never span
     punctuation. Whitespace runs of the original are merged, so phrases survive line breaks.
+    The flag tells whether byte ``i`` of the result still stands for character ``i`` of
+    ``text`` (true for most text), so a match can be shown as the original words.
     """
+    aligned = True
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
         text = " ".join(text.split())
+        aligned = False
     if text.isascii():
-        return text.encode("ascii").translate(_TABLE).decode("ascii")
+        return text.encode("ascii").translate(_TABLE), aligned
     s = text
     for a, b in _PRE:
         if a in s:
             s = s.replace(a, b)
+            aligned = aligned and len(b) == 1
     try:
-        raw = s.encode("latin-1")
+        raw = s.encode("latin-1").translate(_TABLE)
     except UnicodeEncodeError:
-        return _fold_unicode(text)
-    return raw.translate(_TABLE).decode("latin-1")
+        return _fold_unicode(text).encode("utf-8"), False
+    if not raw.isascii():  # letters such as "ø" or "ð" stay: re-encode them as UTF-8
+        return raw.decode("latin-1").encode("utf-8"), False
+    return raw, aligned
+
+
+def fold_spaced(text: str) -> str:
+    """``fold_bytes`` as a string."""
+    return fold_bytes(text)[0].decode("utf-8")
 
 
 def fold(text: str) -> str:
