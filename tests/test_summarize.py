@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import ConfigError
@@ -205,6 +205,7 @@ def test_sentence_splitter_on_punctuation_soup(text: str) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@example("AA0AA0AA0AA", None)  # simplemma gave no score for English: a KeyError once
 @given(st.text(max_size=400), st.sampled_from([None, "en", "fr", "zz-ZZ", ""]))
 def test_summarizer_never_raises_and_stays_within_budget(text: str, lang: str | None) -> None:
     summary = ExtractiveSummarizer(max_words=20).summarize("t", text, language=lang)

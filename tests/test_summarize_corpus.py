@@ -17,6 +17,9 @@ from digest.summarize.sentences import split_sentences
 
 MAX_WORDS = 60
 
+# Parsing 74 feeds with feedparser and summarizing ~1,900 items takes ~10 s on this machine.
+pytestmark = pytest.mark.slow
+
 #: Real HTML elements only: "AddIdentity<TUser, TRole>" in a .NET post is text, not a tag.
 HTML_TAG = re.compile(
     r"</?(?:a|abbr|b|blockquote|br|code|div|em|figure|h[1-6]|hr|i|iframe|img|li|ol|p|pre|"

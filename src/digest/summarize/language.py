@@ -182,11 +182,11 @@ def detect(text: str, declared: str | None = None) -> str:
     if quick is not None and (tag is None or tag in _PRIMARY):
         return quick  # a declared "en" on a clearly French text is a feed's mistake
     primary = {str(k): float(v) for k, v in langdetect(sample, lang=_PRIMARY)}
-    lang = max(_PRIMARY, key=lambda code: primary[code])
-    score = primary[lang]
+    lang = max(_PRIMARY, key=lambda code: primary.get(code, 0.0))
+    score = primary.get(lang, 0.0)
     if tag is not None:
-        if tag in primary:
-            fit = primary[tag]
+        if tag in _PRIMARY:
+            fit = primary.get(tag, 0.0)
         elif _known_to_simplemma(tag):
             fit = in_target_language(sample, lang=tag)
         else:
