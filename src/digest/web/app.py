@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -207,6 +207,14 @@ def _refusal_page(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _favicon(_request: Request) -> Response:
+    return FileResponse(
+        HERE / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 def _routes() -> list[BaseRoute]:
     from digest.web import account, archive, signup
 
@@ -222,6 +230,8 @@ def _routes() -> list[BaseRoute]:
         Route("/unsubscribe/{token}", account.unsubscribe, methods=["POST"]),
         Route("/preferences/{token}", account.preferences_page, methods=["GET"]),
         Route("/preferences/{token}", account.preferences, methods=["POST"]),
+        # Browsers ask for /favicon.ico on every page, the archived issue's included.
+        Route("/favicon.ico", _favicon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

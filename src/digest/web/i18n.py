@@ -24,8 +24,8 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "feed": "Atom feed",
         "subscribe": "Subscribe",
         "subscribe_intro": (
-            "One email a week. We send a confirmation link first: nothing is sent to you "
-            "until you click it. Every email has a one-click unsubscribe link."
+            "One email a week. We send a confirmation link first: nothing else is sent to you "
+            "until you confirm. Every email has a one-click unsubscribe link."
         ),
         "email": "Email address",
         "topics": "Topics",
@@ -106,9 +106,9 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "feed": "Flux Atom",
         "subscribe": "S'abonner",
         "subscribe_intro": (
-            "Un courriel par semaine. Nous envoyons d'abord un lien de confirmation : rien ne "
-            "vous est envoyé tant que vous ne l'avez pas ouvert. Chaque courriel contient un "
-            "lien de désabonnement en un clic."
+            "Un courriel par semaine. Nous envoyons d'abord un lien de confirmation : rien "
+            "d'autre ne vous est envoyé tant que vous n'avez pas confirmé. Chaque courriel "
+            "contient un lien de désabonnement en un clic."
         ),
         "email": "Adresse électronique",
         "topics": "Thèmes",
