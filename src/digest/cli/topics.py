@@ -1,3 +1,271 @@
-"""Editors' topic tools: topics eval, topics test, explain."""
+"""Editors' topic tools: ``topics eval`` (precision/recall on labeled items), ``topics test`` (what
+the topics keep from stored items, or what a config change would change) and ``explain``.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from digest import config
+from digest.cli.app import STATE, app, err, out
+from digest.config import Settings, parse_duration
+from digest.errors import UsageError
+from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
+from digest.store import open_store
+from digest.store.items import get_item, iter_items
+from digest.summarize.clean import html_to_text
+from digest.topics import EvalReport, TopicMatcher, evaluate, parse_eval_lines
+
+
+def _matcher(settings: Settings) -> TopicMatcher:
+    defs = settings.topic_defs()
+    if not defs:
+        raise UsageError(f"{settings.source}: no [topics.<id>] configured")
+    return TopicMatcher(defs)
+
+
+def item_text(stored: StoredItem) -> str:
+    """What the pipeline matches an item's topics on (besides its title)."""
+    return html_to_text(stored.item.content_html or stored.item.summary_html)
+
+
+def _feed_specs(settings: Settings) -> dict[str, FeedSpec]:
+    return {f.url: f for f in settings.feed_specs()}
+
+
+def _match_stored(
+    matcher: TopicMatcher, specs: dict[str, FeedSpec], stored: StoredItem
+) -> tuple[TopicMatch, ...]:
+    spec = specs.get(stored.item.feed_url)
+    return matcher.match(
+        stored.item.title,
+        item_text(stored),
+        scope=spec.topics if spec else (),
+        always=spec.always if spec else (),
+    )
+
+
+@app.group("topics", epilog="Example: digest topics eval tests/data/topics_dev.jsonl --json")
+def topics_group() -> None:
+    """Measure, preview and explain the editors' topic filters ([topics.<id>] in the config)."""
+
+
+# --------------------------------------------------------------------------- topics eval
+
+
+@topics_group.command(
+    "eval",
+    epilog="Example: digest --config config/digest.toml topics eval tests/data/topics_dev.jsonl",
+)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object with the figures per topic."
+)
+def eval_cmd(file: Path, as_json: bool) -> None:
+    """Precision, recall and F1 of each topic on labeled items, and the items it got wrong.
+
+    FILE is JSON Lines: {"title", "summary", "lang", "labels": [topic ids]} per line.
+    """
+    settings = STATE.settings()
+    matcher = _matcher(settings)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"{file}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{file}: cannot read: {exc}") from None
+    rows = parse_eval_lines(lines, str(file))
+    known = {t.id for t in matcher.topics}
+    for row in rows:
+        for label in sorted(row.labels - known):
+            err.print(f"warning: {file}: line {row.line}: unknown topic {label!r}", markup=False)
+    report = evaluate(matcher, rows)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json()) + "\n")
+        return
+    _print_report(report, file)
+
+
+def _print_report(report: EvalReport, file: Path) -> None:
+    table = Table(title=f"{file}: {report.rows} items", title_justify="left")
+    for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
+        table.add_column(col, justify="left" if col == "topic" else "right")
+    for tid, s in report.topics.items():
+        table.add_row(
+            tid,
+            f"{s.precision:.3f}",
+            f"{s.recall:.3f}",
+            f"{s.f1:.3f}",
+            str(s.tp),
+            str(s.fp),
+            str(s.fn),
+        )
+    out.print(table)
+    if not report.misclassified:
+        out.print("No misclassified item.")
+        return
+    out.print(f"Misclassified ({len(report.misclassified)}):")
+    for w in report.misclassified:
+        kind = "missed" if w.expected else "wrongly kept"
+        m = w.match
+        why = f"score {m.score:g}"
+        if m.vetoes:
+            why += ", vetoed"
+        if m.unmet_groups:
+            why += f", {len(m.unmet_groups)} require group(s) unmet"
+        out.print(
+            f"  line {w.row.line}: {w.topic_id} {kind} ({why}): {escape(w.row.title)}",
+        )
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@app.command(
+    epilog="Example: digest explain 42  |  digest explain --title 'La CNIL sanctionne' --text '...'"
+)
+@click.argument("item", required=False, metavar="[ITEM_ID|URL]")
+@click.option("--title", help="Explain this title (with --text) instead of a stored item.")
+@click.option("--text", default="", help="The text going with --title.")
+def explain(item: str | None, title: str | None, text: str) -> None:
+    """Why an item is kept or dropped by each topic: score, matched terms, vetoes, unmet groups.
+
+    Give a stored item's id or URL, or any text with --title/--text.
+    """
+    settings = STATE.settings()
+    matcher = _matcher(settings)
+    if item and title is not None:
+        raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title, not both")
+    if not item and title is None:
+        raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title/--text")
+    if item:
+        store = open_store(settings.storage.url)
+        try:
+            with store.connect() as conn:
+                stored = get_item(conn, item)
+        finally:
+            store.close()
+        if stored is None:
+            raise UsageError(f"explain: no stored item with id or URL {item!r}")
+        out.print(f"[bold]{escape(stored.item.title)}[/bold]")
+        out.print(f"item {stored.id} · {escape(stored.source)} · {escape(stored.item.url)}")
+        matches = _match_stored(matcher, _feed_specs(settings), stored)
+    else:
+        assert title is not None
+        out.print(f"[bold]{escape(title)}[/bold]")
+        matches = matcher.match(title, text)
+    for tdef, m in zip(matcher.topics, matches, strict=True):
+        for line in explain_lines(tdef, m):
+            out.print(line, markup=False, highlight=False)
+
+
+def explain_lines(tdef: TopicDef, m: TopicMatch) -> list[str]:
+    """The explanation of one topic decision, as plain lines."""
+    decision = "KEPT" if m.kept else "dropped"
+    lines = [
+        f"{tdef.id} ({tdef.title}): {decision}, score {m.score:g} / threshold {tdef.threshold:g}"
+    ]
+    for h in m.hits:
+        factor = tdef.title_weight if h.where == "title" else min(h.count, 3)
+        lines.append(
+            f"  + {h.term!r} in {h.where} x{h.count} (matched {h.matched!r}): "
+            f"weight {h.weight:g} x {factor:g} = {h.weight * factor:+g}"
+        )
+    if not m.hits:
+        lines.append("  no include term found")
+    lines.extend(f"  veto: exclude term {v!r} found" for v in m.vetoes)
+    for g in m.unmet_groups:
+        shown = ", ".join(repr(t) for t in g[:6]) + (", ..." if len(g) > 6 else "")
+        lines.append(f"  unmet require group: none of {shown}")
+    if m.forced:
+        lines.append("  forced: the feed is marked always on this topic")
+    if m.out_of_scope:
+        lines.append("  out of scope: the feed is limited to other topics")
+    return lines
+
+
+# --------------------------------------------------------------------------- topics test
+
+
+def _kept_by_topic(
+    matcher: TopicMatcher, specs: dict[str, FeedSpec], items: Iterable[StoredItem]
+) -> dict[str, dict[int, tuple[float, str]]]:
+    kept: dict[str, dict[int, tuple[float, str]]] = {t.id: {} for t in matcher.topics}
+    for stored in items:
+        for m in _match_stored(matcher, specs, stored):
+            if m.kept:
+                kept[m.topic_id][stored.id] = (m.score, stored.item.title)
+    return kept
+
+
+@topics_group.command(
+    "test",
+    epilog="Example: digest -c draft.toml topics test --since 30d --against config/digest.toml",
+)
+@click.option(
+    "--since", default="30d", show_default=True, help="Stored items first seen within this period."
+)
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Another config: list the items that enter or leave each topic compared with it.",
+)
+@click.option("--show", default=20, show_default=True, help="Items listed per topic and change.")
+def test_cmd(since: str, against: Path | None, show: int) -> None:
+    """What each topic keeps from the stored items; with --against, what a change would change.
+
+    With --against OTHER.toml, "+" items are kept by this config and not by OTHER (they enter),
+    "-" items are kept by OTHER and dropped by this config (they leave).
+    """
+    settings = STATE.settings()
+    matcher = _matcher(settings)
+    try:
+        period = parse_duration(since)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    other: Settings | None = config.load(against) if against is not None else None
+    other_matcher = _matcher(other) if other is not None else None
+    start = datetime.now(UTC) - period
+
+    store = open_store(settings.storage.url)
+    try:
+        with store.connect() as conn:
+            items = list(iter_items(conn, since=start))
+    finally:
+        store.close()
+    kept = _kept_by_topic(matcher, _feed_specs(settings), items)
+    out.print(f"{len(items)} stored items since {start:%Y-%m-%d %H:%M} UTC")
+    if other is None or other_matcher is None:
+        for tid, got in kept.items():
+            out.print(f"[bold]{tid}[/bold]: keeps {len(got)}")
+            _list(got, show, "  ")
+        return
+    before = _kept_by_topic(other_matcher, _feed_specs(other), items)
+    for tid in dict.fromkeys([*kept, *before]):
+        now_kept, was_kept = kept.get(tid, {}), before.get(tid, {})
+        enter = {k: v for k, v in now_kept.items() if k not in was_kept}
+        leave = {k: v for k, v in was_kept.items() if k not in now_kept}
+        out.print(
+            f"[bold]{tid}[/bold]: keeps {len(now_kept)} (was {len(was_kept)} with {against}): "
+            f"{len(enter)} enter, {len(leave)} leave"
+        )
+        _list(enter, show, "  + ")
+        _list(leave, show, "  - ")
+
+
+def _list(items: dict[int, tuple[float, str]], show: int, prefix: str) -> None:
+    ranked: Sequence[tuple[int, tuple[float, str]]] = sorted(
+        items.items(), key=lambda kv: (-kv[1][0], kv[0])
+    )
+    for item_id, (score, title) in ranked[:show]:
+        out.print(f"{prefix}{item_id}  {score:5.1f}  {title}", markup=False, highlight=False)
+    if len(ranked) > show:
+        out.print(f"{prefix}... and {len(ranked) - show} more", markup=False)
