@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 RETRY_BASE = 5.0
 #: Rows created per transaction when an issue's delivery starts.
 CREATE_BATCH = 1000
+#: Due rows read per query; they are marked in flight in smaller chunks (see ``_Run``).
+FETCH_BATCH = 200
 
 Progress = Callable[[int, int], None]
 
@@ -206,63 +208,74 @@ class _Run:
         self.results_seen = 0
 
     def jobs(self) -> Iterator[Job]:
-        """Due rows in id order; each batch is committed as ``unknown`` before it is yielded."""
-        after = 0
+        """Due rows, in-flight ones from a crash first; each small chunk is committed as
+        ``unknown`` before its messages are yielded."""
+        # Resends of the ambiguous window first, then due retries, then the rest.
+        for state in (DeliveryState.UNKNOWN, DeliveryState.RETRY, DeliveryState.PENDING):
+            after = 0
+            while not (self.stop is not None and self.stop.is_set()):
+                with self.store.connect() as conn:
+                    rows = dstore.due(
+                        conn, self.issue_id, state, after=after, limit=FETCH_BATCH, now=_now()
+                    )
+                if not rows:
+                    break
+                after = rows[-1].id
+                for start in range(0, len(rows), self.batch):
+                    if self.stop is not None and self.stop.is_set():
+                        return
+                    yield from self._chunk(rows[start : start + self.batch])
+
+    def _chunk(self, rows: list[dstore.DueDelivery]) -> Iterator[Job]:
         f = self.factory
-        while not (self.stop is not None and self.stop.is_set()):
-            now = _now()
-            with self.store.connect() as conn:
-                rows = dstore.due(conn, self.issue_id, after=after, limit=self.batch, now=now)
-            if not rows:
-                return
-            after = rows[-1].id
-            changes: list[dict[str, Any]] = []
-            jobs: list[Job] = []
-            for r in rows:
-                # Checked now, at send time: an unsubscribed person never gets another message.
-                if r.status is not SubscriberStatus.ACTIVE:
-                    reason = f"subscriber is {r.status.value}"
-                elif f.wants_nothing(r.topics):
-                    reason = f"no section for topics {';'.join(r.topics)}"
-                else:
-                    data = f.build(
-                        email=r.email,
-                        name=r.name,
-                        topics=r.topics,
-                        language=r.language,
-                        token_key=r.token_key,
+        now = _now()
+        changes: list[dict[str, Any]] = []
+        jobs: list[Job] = []
+        for r in rows:
+            # Checked now, at send time: an unsubscribed person never gets another message.
+            if r.status is not SubscriberStatus.ACTIVE:
+                reason = f"subscriber is {r.status.value}"
+            elif f.wants_nothing(r.topics):
+                reason = f"no section for topics {';'.join(r.topics)}"
+            else:
+                data = f.build(
+                    email=r.email,
+                    name=r.name,
+                    topics=r.topics,
+                    language=r.language,
+                    token_key=r.token_key,
+                    message_id=r.message_id,
+                    now=now,
+                )
+                jobs.append(
+                    Job(
+                        delivery_id=r.id,
+                        issue_number=f.content.number,
+                        envelope_from=f.envelope_from,
+                        recipient=r.email,
+                        data=data,
                         message_id=r.message_id,
-                        now=now,
+                        attempts=r.attempts,
+                        prior_state=r.state.value,
                     )
-                    jobs.append(
-                        Job(
-                            delivery_id=r.id,
-                            issue_number=f.content.number,
-                            envelope_from=f.envelope_from,
-                            recipient=r.email,
-                            data=data,
-                            message_id=r.message_id,
-                            attempts=r.attempts,
-                            prior_state=r.state.value,
-                        )
-                    )
-                    changes.append({"id": r.id, "state": DeliveryState.UNKNOWN})
-                    continue
-                changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
-                self.report.skipped += 1
-                self.done += 1
-            with self.store.begin() as conn:
-                dstore.apply(conn, changes, now)
-            taken = 0
-            try:
-                for job in jobs:
-                    taken += 1
-                    yield job
-            finally:
-                if taken < len(jobs):  # the run is stopping: hand back what was never taken
-                    back = [{"id": j.delivery_id, "state": j.prior_state} for j in jobs[taken:]]
-                    with self.store.begin() as conn:
-                        dstore.apply(conn, back, _now())
+                )
+                changes.append({"id": r.id, "state": DeliveryState.UNKNOWN})
+                continue
+            changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
+            self.report.skipped += 1
+            self.done += 1
+        with self.store.begin() as conn:
+            dstore.apply(conn, changes, now)
+        taken = 0
+        try:
+            for job in jobs:
+                taken += 1
+                yield job
+        finally:
+            if taken < len(jobs):  # the run is stopping: hand back what was never taken
+                back = [{"id": j.delivery_id, "state": j.prior_state} for j in jobs[taken:]]
+                with self.store.begin() as conn:
+                    dstore.apply(conn, back, _now())
 
     def record(self, results: list[Result]) -> None:
         """Write a batch of outcomes in one transaction (sent is recorded as soon as known)."""

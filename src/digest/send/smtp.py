@@ -287,41 +287,43 @@ class SMTPSender:
         exhausted = False
         try:
             while True:
-                batch: list[Result] = []
-                while True:
+                # Fill the free slots; building the next messages overlaps with the sending.
+                while not exhausted and not todo.full():
+                    if stop is not None and stop.is_set():
+                        # Finish the messages on the wire; queued ones go back untouched.
+                        abort.set()
+                    if abort.is_set():
+                        exhausted = True
+                        _close_iter(it)
+                        break
                     try:
-                        item = done.get_nowait()
+                        job = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    todo.put(job)
+                    outstanding += 1
+                if exhausted and outstanding == 0:
+                    break
+                try:
+                    items = [done.get(timeout=0.2)]
+                except queue.Empty:
+                    continue
+                while True:  # whatever else has arrived goes into the same transaction
+                    try:
+                        items.append(done.get_nowait())
                     except queue.Empty:
                         break
+                batch: list[Result] = []
+                for item in items:
                     if isinstance(item, DeliveryError):
                         error = error or item
                     else:
                         batch.append(item)
                 if batch:
                     outstanding -= len(batch)
+                    # Recorded at once: "sent" must reach the database before anything else.
                     on_results(batch)
-                if stop is not None and stop.is_set():
-                    # Finish the messages on the wire; queued ones go back untouched.
-                    abort.set()
-                if not exhausted and abort.is_set():
-                    exhausted = True
-                    _close_iter(it)
-                if not exhausted and not todo.full():
-                    try:
-                        job = next(it)
-                    except StopIteration:
-                        exhausted = True
-                    else:
-                        todo.put(job)
-                        outstanding += 1
-                        continue
-                if exhausted and outstanding == 0:
-                    break
-                try:
-                    item = done.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                done.put(item)  # handled with the others at the top of the loop
         finally:
             _close_iter(it)
             for _ in workers:

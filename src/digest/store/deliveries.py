@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import DeliveryState, SubscriberStatus
@@ -94,9 +94,22 @@ def insert_pending(
 
 
 def due(
-    conn: Connection, issue_id: int, *, after: int, limit: int, now: datetime
+    conn: Connection,
+    issue_id: int,
+    state: DeliveryState,
+    *,
+    after: int,
+    limit: int,
+    now: datetime,
 ) -> list[DueDelivery]:
-    """Open rows (id > ``after``) whose turn has come: pending, unknown, or retry due by ``now``."""
+    """Rows of one open ``state`` (id > ``after``) whose turn has come (retry: due by ``now``).
+
+    One state per query: SQLite then walks ix_deliveries_issue_state in id order (the rowid
+    ends every index) instead of sorting all open rows on every call.
+    """
+    conditions = [D.c.issue_id == issue_id, D.c.state == state.value, D.c.id > after]
+    if state is DeliveryState.RETRY:
+        conditions.append(or_(D.c.next_attempt.is_(None), D.c.next_attempt <= to_db(now)))
     query = (
         select(
             D.c.id,
@@ -112,17 +125,7 @@ def due(
             S.c.token_key,
         )
         .join(S, S.c.id == D.c.subscriber_id)
-        .where(
-            D.c.issue_id == issue_id,
-            D.c.id > after,
-            or_(
-                D.c.state.in_([DeliveryState.PENDING.value, DeliveryState.UNKNOWN.value]),
-                and_(
-                    D.c.state == DeliveryState.RETRY.value,
-                    or_(D.c.next_attempt.is_(None), D.c.next_attempt <= to_db(now)),
-                ),
-            ),
-        )
+        .where(*conditions)
         .order_by(D.c.id)
         .limit(limit)
     )
