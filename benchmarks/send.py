@@ -62,7 +62,6 @@ def sample_message() -> bytes:
     from datetime import UTC, datetime
 
     from delivery_kit import issue_content, settings
-
     from digest.pipeline.deliver import MessageFactory
 
     f = MessageFactory(
@@ -92,7 +91,7 @@ def pipelined_client(port: int, count: int, data: bytes, first: int) -> None:
                 line = f.readline()
                 while line[3:4] == b"-":
                     line = f.readline()
-                if not line[:1] in (b"2", b"3"):
+                if line[:1] not in (b"2", b"3"):
                     raise SystemExit(f"sink refused: {line!r}")
 
         replies(1)
@@ -134,7 +133,6 @@ def ceiling(count: int, connections: int, data: bytes) -> float:
 def child_deliver(db: str, port: int, connections: int) -> None:
     """In a child process: deliver issue 1 and print elapsed seconds and peak RSS as JSON."""
     from delivery_kit import settings
-
     from digest.pipeline.deliver import deliver_issue
     from digest.store import open_store
 
@@ -153,7 +151,6 @@ def child_deliver(db: str, port: int, connections: int) -> None:
 
 def prepare_db(path: Path, subscribers: int) -> None:
     from delivery_kit import add_people, store_issue
-
     from digest.store import open_store
 
     store = open_store(f"sqlite:///{path}")
@@ -178,7 +175,7 @@ def digest_rate(subscribers: int, connections: int) -> dict[str, float]:
             ).stdout
         finally:
             stop_sink(proc)
-        got = sum(1 for _ in open(Path(tmp) / "received.tsv", encoding="utf-8"))
+        got = len((Path(tmp) / "received.tsv").read_text(encoding="utf-8").splitlines())
     result = json.loads(out.strip().splitlines()[-1])
     if got != subscribers or result["sent"] != subscribers:
         raise SystemExit(f"expected {subscribers} messages, sink got {got}")
@@ -192,9 +189,9 @@ def child_build(count: int) -> None:
     """In a child process: stream ``count`` subscribers and build each one's message."""
     from datetime import UTC, datetime
 
-    from delivery_kit import issue_content, settings
     from sqlalchemy import insert
 
+    from delivery_kit import issue_content, settings
     from digest.pipeline.deliver import MessageFactory
     from digest.store import open_store, schema
     from digest.store.subscribers import list_subscribers
