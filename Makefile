@@ -23,8 +23,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.synced ## create .venv from uv.lock
 
+# The demo signs its unsubscribe links with a random secret kept in var/ (never committed),
+# unless DIGEST_SECRET is already set.
+DEMO := DIGEST_SECRET="$${DIGEST_SECRET:-$$(cat var/demo.secret)}" $(BIN)/digest --config config/demo.toml
+
 demo: install ## build a digest from the example feeds into outbox/
-	$(BIN)/digest --config config/demo.toml run --once
+	@mkdir -p var
+	@test -s var/demo.secret || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(32))" > var/demo.secret
+	@$(DEMO) subscribers import examples/subscribers.csv
+	@$(DEMO) run --once
 
 lint: install ## ruff check + ruff format --check
 	$(BIN)/ruff check src tests benchmarks

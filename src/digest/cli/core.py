@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from digest import pipeline
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings, parse_duration
 from digest.errors import UsageError
@@ -20,11 +20,17 @@ from digest.report import format_counts
 from digest.store import Store, open_store
 from digest.store.locks import exclusive
 
+if TYPE_CHECKING:
+    from digest.pipeline import Progress as ProgressFn
+
+# The pipeline (and every stage under it) is imported inside the commands that run it, so that
+# `digest --help` and the other commands start quickly.
+
 _STAGES = {"fetch": "feeds", "summarize": "summaries", "send": "messages"}
 
 
 @contextmanager
-def _progress_bar() -> Iterator[pipeline.Progress | None]:
+def _progress_bar() -> Iterator[ProgressFn | None]:
     """A rich progress bar on stderr (nothing when stderr is not a terminal or with --quiet)."""
     if STATE.quiet or not err.is_terminal:
         yield None
@@ -80,6 +86,8 @@ def fetch(force: bool) -> None:
     Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
     failed feed with its error. A failing feed never stops the others.
     """
+    from digest import pipeline
+
     settings = STATE.settings()
     store = _store(settings)
     with _progress_bar() as progress:
@@ -107,6 +115,7 @@ def fetch(force: bool) -> None:
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
     """Render the next issue from what is stored now; records and sends nothing."""
+    from digest import pipeline
     from digest.pipeline.issue import generic_parts
 
     settings = STATE.settings()
@@ -167,6 +176,8 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
 )
 def send(dry_run: bool) -> None:
     """Finish any unfinished issue, then build and send the next one if there are new items."""
+    from digest import pipeline
+
     settings = STATE.settings()
     store = _store(settings)
     with _locked(settings, store), _progress_bar() as progress:
@@ -185,6 +196,8 @@ def run(once: bool, dry_run: bool) -> None:
         from digest.schedule import run_daemon
 
         sys.exit(run_daemon(STATE.config_path))
+    from digest import pipeline
+
     settings = STATE.settings()
     store = _store(settings)
     with _locked(settings, store), _progress_bar() as progress:
