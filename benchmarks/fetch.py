@@ -166,13 +166,16 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- runs
 
 
-def write_config(folder: Path, urls: list[str]) -> Path:
+def write_config(folder: Path, urls: list[str], concurrency: int = 32) -> Path:
     lines = [
         "[digest]",
         'title = "Fetch benchmark"',
         "",
         "[storage]",
         f'url = "sqlite:///{folder / "bench.db"}"',
+        "",
+        "[fetch]",
+        f"concurrency = {concurrency}",
         "",
         "[topics.sovereign_cloud]",
         'title = "Sovereign cloud"',
@@ -304,7 +307,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=20)
     ap.add_argument("--size", type=int, default=25_000, help="bytes per feed (about)")
     ap.add_argument("--latency", type=float, default=0.1, help="seconds per response")
-    ap.add_argument("--concurrency", type=int, default=32, help="for --layer")
+    ap.add_argument(
+        "--concurrency", type=int, default=32, help="connections at once (default: as shipped)"
+    )
     ap.add_argument(
         "--layer", action="store_true", help="time fetch_all + parsing instead of the CLI"
     )
@@ -350,7 +355,7 @@ def main() -> None:
                 warm = folder / "warmup"
                 warm.mkdir()
                 time_cli(write_config(warm, urls[:3]), "warm-up (3 feeds, untimed)", env)
-            config = write_config(folder, urls)
+            config = write_config(folder, urls, args.concurrency)
             first = time_cli(config, "digest fetch: first run", env)
             second = time_cli(config, "digest fetch: all 304", env)
             mode = "cli"
