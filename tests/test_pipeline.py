@@ -264,3 +264,37 @@ def test_send_dry_run_stores_nothing_and_writes_nothing(
     with store.connect() as conn:
         assert list_issues(conn) == []
     assert not Path(settings.delivery.outbox_dir).exists()
+
+
+def test_a_teaser_of_a_full_text_feed_is_summarized_from_the_article_page(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    article = (
+        "<html><head><title>SecNumCloud</title></head><body><article>"
+        "<h1>A ministry moves to a SecNumCloud provider</h1>"
+        "<p>The ministry of health will move its most sensitive workloads to a provider "
+        "qualified SecNumCloud by ANSSI, the national cybersecurity agency, by next summer.</p>"
+        "<p>The migration covers patient records, payroll and the ministry's internal "
+        "messaging, which are hosted today by an American cloud provider under a contract "
+        "that ends in June.</p>"
+        "<p>Officials said the qualification shields the data from extraterritorial laws "
+        "such as the Cloud Act, a requirement of the state's cloud doctrine since 2021.</p>"
+        "</article></body></html>"
+    )
+    httpserver.expect_request("/article").respond_with_data(article, content_type="text/html")
+    teaser = rss("Teasers", [("t1", "SecNumCloud: the ministry moves", "Read more…")]).replace(
+        "https://news.example/t1", httpserver.url_for("/article")
+    )
+    httpserver.expect_request("/teasers.xml").respond_with_data(
+        teaser, content_type="application/rss+xml"
+    )
+    settings = settings_for(
+        tmp_path,
+        [{"url": httpserver.url_for("/teasers.xml"), "full_text": True, "allow_private": True}],
+    )
+    store = open_store(settings.storage.url)
+    assert collect(settings, store).summarized == 1
+    content = build_issue(settings, store, record=False)
+    assert content is not None
+    [entry] = content.sections[0].entries
+    assert "ANSSI" in entry.summary

@@ -4,6 +4,7 @@ decide their topics, and summarize the kept ones once. A failing feed never stop
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -217,23 +218,62 @@ def summarize_items(
     progress: Progress | None = None,
     stop: StopFlag | None = None,
 ) -> dict[int, Summary]:
-    """Summarize ``items`` once each."""
+    """Summarize ``items`` once each (the article page first, for teasers of full-text feeds)."""
     if not items:
         return {}
     summarizer = make_item_summarizer(settings, store)
+    full = _full_texts(settings, items)
     out: dict[int, Summary] = {}
     for n, stored in enumerate(items, 1):
         if stopped(stop):
             break
         item = stored.item
-        html = item.content_html or item.summary_html
+        # The summarizer takes HTML or plain text alike (extracted page text is plain).
+        html = full.get(stored.id) or item.content_html or item.summary_html
         summary = summarizer.summarize(item.title, html, language=item.language)
         out[stored.id] = summary
         if record:
             with store.begin() as conn:
-                save_summary(conn, stored.id, summary, now=datetime.now(UTC))
+                save_summary(
+                    conn, stored.id, summary, now=datetime.now(UTC), full_text=full.get(stored.id)
+                )
         if progress is not None:
             progress("summarize", n, len(items))
+    return out
+
+
+def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, str]:
+    """Article page text for teaser items (under ``[summary] min_words``) of ``full_text`` feeds.
+
+    A page that cannot be fetched is logged; its item is summarized from the feed's own text.
+    """
+    specs = {s.url: s for s in settings.feed_specs()}
+    wanted: list[tuple[StoredItem, FeedSpec]] = []
+    for stored in items:
+        spec = specs.get(stored.item.feed_url)
+        if spec is None or not spec.full_text:
+            continue
+        text = html_to_text(stored.item.content_html or stored.item.summary_html)
+        if len(text.split()) < settings.summary.min_words:
+            wanted.append((stored, spec))
+    if not wanted:
+        return {}
+    # Imported only when a feed asks for full text: trafilatura is slow to import.
+    from digest.summarize.fulltext import FullTextRequest, fetch_full_texts
+
+    requests = [FullTextRequest(s.item.url, allow_private=spec.allow_private) for s, spec in wanted]
+    got = asyncio.run(fetch_full_texts(requests, timeout=settings.fetch.timeout))
+    out: dict[int, str] = {}
+    for stored, _ in wanted:
+        value = got.get(stored.item.url)
+        if isinstance(value, str) and value.strip():
+            out[stored.id] = value
+        elif value is not None:
+            log.warning(
+                "full text not fetched, summarizing the feed's text: %s",
+                value or "empty page",
+                extra={"item": stored.id},
+            )
     return out
 
 
