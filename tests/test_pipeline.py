@@ -298,3 +298,31 @@ def test_a_teaser_of_a_full_text_feed_is_summarized_from_the_article_page(
     assert content is not None
     [entry] = content.sections[0].entries
     assert "ANSSI" in entry.summary
+
+
+def test_one_story_in_two_feeds_is_one_entry_with_also_covered(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    text = (
+        "The CNIL fined a retailer 2 million euros for keeping personal data too long, "
+        "the regulator said on Tuesday."
+    )
+    a = rss("A", [("a1", "CNIL fines retailer 2 million euros over GDPR breaches", text)])
+    b = rss("B", [("b1", "CNIL fines retailer €2 million over GDPR breaches", text)])
+    httpserver.expect_request("/a.xml").respond_with_data(a, content_type="application/rss+xml")
+    httpserver.expect_request("/b.xml").respond_with_data(b, content_type="application/rss+xml")
+    settings = settings_for(
+        tmp_path,
+        [
+            {"url": httpserver.url_for("/a.xml"), "name": "Source A"},
+            {"url": httpserver.url_for("/b.xml"), "name": "Source B"},
+        ],
+    )
+    store = open_store(settings.storage.url)
+    collect(settings, store)
+    content = build_issue(settings, store, record=False)
+    assert content is not None
+    [section] = content.sections
+    [entry] = section.entries
+    assert len(entry.also) == 1
+    assert {entry.source, entry.also[0].source} == {"Source A", "Source B"}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from digest.config import Settings
+from digest.dedup import StoryCandidate, group_stories
 from digest.models import (
     AlsoCovered,
     IssueContent,
@@ -26,6 +27,7 @@ from digest.render import personalize, render_issue, render_page
 from digest.store import Store
 from digest.store.issues import last_period_end, next_issue_number, save_issue
 from digest.store.items import KeptItem, kept_items, load_summaries
+from digest.summarize.clean import html_to_text
 from digest.tokens import secret_from_env
 from digest.topics import Candidate, select
 
@@ -62,7 +64,7 @@ def build_issue(
     kept = [k for k in kept if any(m.topic_id in order for m in k.matches)]
     if not kept:
         return None
-    stories = _stories(kept)
+    stories = _stories(kept, window=timedelta(days=d.window_days))
     leaders = [k for k, _ in stories]
     chosen = select(
         [
@@ -130,9 +132,33 @@ def build_issue(
     return content
 
 
-def _stories(kept: Sequence[KeptItem]) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
-    """One entry per stored item (an article met twice is already stored once)."""
-    return [(k, ()) for k in kept]
+def _stories(
+    kept: Sequence[KeptItem], *, window: timedelta
+) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
+    """One entry per story: near-duplicates across feeds fold into the best one's "also"."""
+    best_first = sorted(
+        kept, key=lambda k: (-k.matches[0].score, -k.stored.item.published.timestamp())
+    )
+    cands = [
+        StoryCandidate(
+            key=k.stored.id,
+            title=k.stored.item.title,
+            text=html_to_text(k.stored.item.summary_html or k.stored.item.content_html)[:1000],
+            url=k.stored.item.url,
+            source=k.stored.source,
+            published=k.stored.item.published,
+        )
+        for k in best_first
+    ]
+    by_id = {k.stored.id: k for k in best_first}
+    out: list[tuple[KeptItem, tuple[AlsoCovered, ...]]] = []
+    for group in group_stories(cands, window=window):
+        lead = by_id[group[0]]
+        also = tuple(
+            AlsoCovered(by_id[i].stored.source, by_id[i].stored.item.url) for i in group[1:]
+        )
+        out.append((lead, also))
+    return out
 
 
 def _summaries(
