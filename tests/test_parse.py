@@ -352,3 +352,9 @@ def test_parse_pool_returns_results_in_submission_order(corpus_dir: Path) -> Non
             inline.submit(job)
         assert inline.results() == pooled
     assert [r.url for r in pooled] == list(reversed(names))
+
+
+def test_rss_ttl_is_reported_in_seconds() -> None:
+    assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>60</ttl>")).ttl == 3600.0
+    assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>soon</ttl>")).ttl is None
+    assert parse(rss("<item><guid>1</guid></item>")).ttl is None

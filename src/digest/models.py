@@ -100,6 +100,8 @@ class ParsedFeed:
     items: tuple[Item, ...]
     #: feedparser's bozo exception, when the document was ill-formed but still usable.
     warning: str | None = None
+    #: Seconds the publisher says the feed may be cached (RSS ``<ttl>``), if it says so.
+    ttl: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,7 +217,16 @@ def _parse(
         language=feed_language,
         items=tuple(items),
         warning=warning,
+        ttl=_ttl(meta.get("ttl")),
     )
+
+
+def _ttl(value: Any) -> float | None:
+    """RSS ``<ttl>`` (minutes) in seconds; absent, junk or absurd values give None."""
+    text = _text(value).strip()
+    if not text.isdigit() or not 0 < int(text) <= 60 * 24 * 30:
+        return None
+    return int(text) * 60.0
 
 
 def _item(
