@@ -253,7 +253,7 @@ def test_topics_test_against_another_config_lists_items_entering_and_leaving(
         (
             "https://press.example/rss",
             "Des cookies partout",
-            "<p>cookies cookies</p>",
+            "<p>Un article.</p>",
             "https://p/2",
         ),
     )
