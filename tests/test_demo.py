@@ -41,7 +41,8 @@ def demo(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the demo (config, feeds, subscribers) in an empty folder."""
     monkeypatch.setenv("DIGEST_SECRET", "demo-test-secret-" + "x" * 20)
     (workdir / "config").mkdir()
-    shutil.copy(REPO / "config" / "demo.toml", workdir / "config" / "demo.toml")
+    for name in ("demo.toml", "topics.toml"):
+        shutil.copy(REPO / "config" / name, workdir / "config" / name)
     shutil.copytree(REPO / "examples", workdir / "examples")
     return workdir
 
