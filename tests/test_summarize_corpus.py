@@ -10,6 +10,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from digest.models import Summary
 from digest.summarize import ExtractiveSummarizer, clean
 from digest.summarize.extractive import count_words
 from digest.summarize.language import detect
@@ -68,7 +69,7 @@ def made_of_whole_sentences(summary: str, source: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def summaries(corpus_dir: Path) -> list[tuple[CorpusItem, object]]:
+def summaries(corpus_dir: Path) -> list[tuple[CorpusItem, Summary]]:
     summarizer = ExtractiveSummarizer(max_words=MAX_WORDS)
     out = []
     for item in corpus_items(corpus_dir):
@@ -78,16 +79,15 @@ def summaries(corpus_dir: Path) -> list[tuple[CorpusItem, object]]:
     return out
 
 
-def test_the_corpus_has_many_items_with_text(summaries: list[tuple[CorpusItem, object]]) -> None:
+def test_the_corpus_has_many_items_with_text(summaries: list[tuple[CorpusItem, Summary]]) -> None:
     assert len(summaries) > 1500
-    assert {getattr(s, "language", None) for _, s in summaries} >= {"en", "fr", "de", "ru"}
+    assert {s.language for _, s in summaries} >= {"en", "fr", "de", "ru"}
 
 
-def test_every_summary_is_trustworthy(summaries: list[tuple[CorpusItem, object]]) -> None:
+def test_every_summary_is_trustworthy(summaries: list[tuple[CorpusItem, Summary]]) -> None:
     problems = []
     for item, summary in summaries:
-        text = getattr(summary, "text", "")
-        source = getattr(summary, "source_text", "")
+        text, source = summary.text, summary.source_text
         where = f"{item.feed}: {item.title[:50]!r}: {text[:80]!r}"
         if not text:
             problems.append(f"{where}: empty")
@@ -105,14 +105,16 @@ def test_every_summary_is_trustworthy(summaries: list[tuple[CorpusItem, object]]
     assert not problems, "\n".join(problems[:20])
 
 
-def test_every_summary_is_in_the_items_language(summaries: list[tuple[CorpusItem, object]]) -> None:
+def test_every_summary_is_in_the_items_language(
+    summaries: list[tuple[CorpusItem, Summary]],
+) -> None:
     problems = []
     for item, summary in summaries:
-        language = getattr(summary, "language", "")
-        expected = detect(getattr(summary, "source_text", ""), item.language)
+        language = summary.language
+        expected = detect(summary.source_text, item.language)
         if language != expected:
             problems.append(f"{item.feed}: {item.title[:50]!r}: {language} != {expected}")
-        text = getattr(summary, "text", "")
+        text = summary.text
         # A summary long enough to judge on its own reads as that language too.
         if language in {"en", "fr"} and count_words(text) >= 25:
             alone = detect(text, None)
