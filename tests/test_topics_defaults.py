@@ -116,3 +116,41 @@ def test_blank_lines_are_skipped_and_line_numbers_kept() -> None:
     rows = parse_eval_lines(["", '{"title": "a", "labels": []}'], "f")
     assert rows[0].line == 2
     assert rows[0].text == ""
+
+
+# --------------------------------------------------------------------------- documented examples
+
+
+def _doc_topics() -> config.Settings:
+    import re
+    import tomllib
+
+    doc = (REPO / "docs" / "configuration.md").read_text("utf-8")
+    merged: dict[str, object] = {"topics": {}}
+    for block in re.findall(r"```toml\n(.*?)```", doc, flags=re.S):
+        merged["topics"].update(tomllib.loads(block)["topics"])  # type: ignore[attr-defined]
+    return config.parse_settings(merged, "docs/configuration.md")
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "topic", "kept"),
+    [
+        ("L'État impose SecNumCloud pour les données sensibles", "", "sovereign_cloud", True),
+        ("Dépendance aux hyperscalers américains : le Sénat alerte", "", "sovereign_cloud", True),
+        ("Souveraineté alimentaire : la loi agricole adoptée", "", "sovereign_cloud", False),
+        ("AWS launches new Graviton instances in its cloud", "", "sovereign_cloud", False),
+        ("Norway's sovereign wealth fund buys data centres", "", "sovereign_cloud", False),
+        ("La CNIL inflige une amende à Free", "", "data_protection", True),
+        ("New privacy rules", "", "data_protection", True),
+        ("Weekly notes", "consent, cookies and a fine", "data_protection", True),
+        ("Cookies de Noël", "", "data_protection", False),
+    ],
+)
+def test_the_worked_examples_of_the_documentation_hold(
+    title: str, text: str, topic: str, kept: bool
+) -> None:
+    settings = _doc_topics()
+    defs = settings.topic_defs()
+    matches = {m.topic_id: m for m in TopicMatcher(defs).match(title, text)}
+    assert matches[topic].kept is kept
+    assert check_examples(TopicMatcher(defs), defs) == []
