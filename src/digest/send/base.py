@@ -49,7 +49,10 @@ ResultsCallback = Callable[[list[Result]], None]
 
 
 class Sender(Protocol):
-    """Sends jobs and reports results in batches, from the calling thread.
+    """Sends jobs and reports their results through ``on_results``.
+
+    ``on_results`` may be called from the sender's own threads (never two at once), as soon as
+    each result is known: recording it at once is what keeps the duplicate window small.
 
     ``send_all`` returns when every job taken from ``jobs`` has a result (or raises a
     DeliveryError after reporting them all, e.g. FatalDeliveryError on an auth failure).

@@ -214,46 +214,59 @@ class SMTPSender:
     def _worker(
         self,
         jobs: queue.Queue[Job | None],
-        results: queue.Queue[Result | DeliveryError],
+        events: queue.Queue[Exception | None],
         abort: threading.Event,
         limiter: _RateLimiter,
+        report: ResultsCallback,
     ) -> None:
+        """One connection: send jobs until told to stop; each result is recorded right here."""
         client: smtplib.SMTP | None = None
+
+        def finish(result: Result) -> None:
+            try:
+                report([result])
+            except Exception as exc:  # e.g. the database: stop, the caller re-raises it
+                abort.set()
+                events.put(exc)
+            events.put(None)
+
         try:
             while True:
                 job = jobs.get()
                 if job is None:
                     return
                 if abort.is_set():
-                    results.put(Result(job, Outcome.NOT_SENT, "run stopped"))
+                    finish(Result(job, Outcome.NOT_SENT, "run stopped"))
                     continue
                 if client is None:
                     try:
                         client = self._connect_retrying(abort)
                     except DeliveryError as exc:
                         abort.set()
-                        results.put(exc)
-                        results.put(Result(job, Outcome.NOT_SENT, str(exc)))
+                        events.put(exc)
+                        finish(Result(job, Outcome.NOT_SENT, str(exc)))
                         continue
                     if client is None:
-                        results.put(Result(job, Outcome.NOT_SENT, "run stopped"))
+                        finish(Result(job, Outcome.NOT_SENT, "run stopped"))
                         continue
                 limiter.wait(abort)
                 try:
                     result, keep = self._send_one(client, job)
                 except FatalDeliveryError as exc:
                     abort.set()
-                    results.put(exc)
+                    events.put(exc)
                     result, keep = Result(job, Outcome.NOT_SENT, str(exc)), False
                 except Exception as exc:  # a bug must not leave the caller waiting forever
                     log.exception("SMTP worker failed")
                     abort.set()
-                    results.put(DeliveryError(f"{self.options.where()}: internal error: {exc}"))
+                    events.put(DeliveryError(f"{self.options.where()}: internal error: {exc}"))
                     result, keep = Result(job, Outcome.TRANSIENT, f"internal error: {exc}"), False
+                # Recorded before anything else: the window in which a kill could make this
+                # message go twice is just this commit.
+                finish(result)
                 if not keep:
                     _close(client, quit=False)
                     client = None
-                results.put(result)
         finally:
             _close(client)
 
@@ -264,16 +277,23 @@ class SMTPSender:
         *,
         stop: threading.Event | None = None,
     ) -> None:
+        """Send every job; ``on_results`` is called by the connection threads, one at a time."""
         n = self.options.connections
         # A short queue: few messages are "in flight" (marked unknown) at any moment.
         todo: queue.Queue[Job | None] = queue.Queue(maxsize=2 * n)
-        done: queue.Queue[Result | DeliveryError] = queue.Queue()
+        events: queue.Queue[Exception | None] = queue.Queue()
         abort = threading.Event()
         limiter = _RateLimiter(self.options.rate_per_second)
+        lock = threading.Lock()
+
+        def report(results: list[Result]) -> None:
+            with lock:
+                on_results(results)
+
         workers = [
             threading.Thread(
                 target=self._worker,
-                args=(todo, done, abort, limiter),
+                args=(todo, events, abort, limiter, report),
                 name=f"smtp-{i}",
                 daemon=True,
             )
@@ -281,7 +301,7 @@ class SMTPSender:
         ]
         for w in workers:
             w.start()
-        error: DeliveryError | None = None
+        error: Exception | None = None
         outstanding = 0
         it: Iterator[Job] = iter(jobs)
         exhausted = False
@@ -306,24 +326,13 @@ class SMTPSender:
                 if exhausted and outstanding == 0:
                     break
                 try:
-                    items = [done.get(timeout=0.2)]
+                    event = events.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                while True:  # whatever else has arrived goes into the same transaction
-                    try:
-                        items.append(done.get_nowait())
-                    except queue.Empty:
-                        break
-                batch: list[Result] = []
-                for item in items:
-                    if isinstance(item, DeliveryError):
-                        error = error or item
-                    else:
-                        batch.append(item)
-                if batch:
-                    outstanding -= len(batch)
-                    # Recorded at once: "sent" must reach the database before anything else.
-                    on_results(batch)
+                if event is None:
+                    outstanding -= 1
+                else:
+                    error = error or event
         finally:
             _close_iter(it)
             for _ in workers:
