@@ -53,7 +53,7 @@ def run_failure(job: str, counts: RunCounts) -> str | None:
         and not (counts.feeds_ok or counts.feeds_not_modified)
     ):
         return f"all {counts.feeds_failed} feeds failed"
-    if job == "send" and counts.failed and not counts.sent:
+    if job in ("send", "resume") and counts.failed and not counts.sent:
         return f"all {counts.failed} messages failed"
     return None
 

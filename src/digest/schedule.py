@@ -26,6 +26,7 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
@@ -72,6 +73,12 @@ def send_job() -> None:
         _DAEMON.run_job("send")
 
 
+def resume_job() -> None:
+    """Once at startup: finish delivering issues a stop or a crash left unfinished."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("resume")
+
+
 _JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job}
 
 
@@ -88,9 +95,38 @@ def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     return send(settings, store, stop=stop)
 
 
+def _unfinished(store: Store) -> list[int]:
+    from digest.pipeline.deliver import unfinished_issues
+
+    return unfinished_issues(store)
+
+
+def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    # Only the interrupted deliveries: `send` would also build a new issue from the items
+    # fetched since, and subscribers would get two issues in a row.
+    from digest.pipeline import merge_counts
+    from digest.pipeline.deliver import deliver_issue
+
+    counts = RunCounts()
+    for number in _unfinished(store):
+        if stop.is_set():
+            break
+        report = deliver_issue(settings, store, number, stop=stop)
+        done = RunCounts(
+            sent=report.sent,
+            retry=report.retried,
+            failed=report.failed,
+            issue_number=number,
+            failures=tuple(report.failures),
+        )
+        counts = merge_counts(counts, done)
+    return counts
+
+
 _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = {
     "fetch": _collect,
     "send": _send,
+    "resume": _resume,
 }
 
 
@@ -107,8 +143,12 @@ class Daemon:
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self._settings_lock = threading.Lock()
+        #: Scheduled time of each submitted run, and of runs a stop kept from starting.
+        self._due: dict[str, datetime] = {}
+        self._not_run: dict[str, datetime] = {}
+        self.jobstore = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)},
+            jobstores={"default": self.jobstore, "memory": MemoryJobStore()},
             # One worker: fetch and send never run at the same time against the same database.
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults=self._job_defaults(settings),
@@ -179,7 +219,12 @@ class Daemon:
 
     def run_job(self, job: str) -> None:
         """One scheduled run: reload config, run the pipeline, log one line of counts."""
+        with self._settings_lock:
+            due = self._due.pop(job, None)
         if self.stop.is_set():
+            # Queued behind another job when the stop came: it runs when the daemon is back.
+            if due is not None and job in _JOBS:
+                self._not_run[job] = due
             return
         settings = self.reload("job")
         started = time.monotonic()
@@ -230,6 +275,8 @@ class Daemon:
             )
         elif isinstance(event, JobSubmissionEvent) and event.scheduled_run_times:
             due = event.scheduled_run_times[-1]
+            with self._settings_lock:
+                self._due[event.job_id] = due
             late = (datetime.now(UTC) - due).total_seconds()
             if late > _CATCH_UP_NOTICE:
                 log.info(
@@ -239,8 +286,49 @@ class Daemon:
                     extra={"job": event.job_id, "late_seconds": round(late, 1)},
                 )
 
+    def _put_back(self) -> None:
+        """Give runs a stop kept from starting their scheduled time back (scheduler stopped).
+
+        APScheduler moved their next run time on when it queued them; without this, a send
+        queued behind a fetch at 08:00 and stopped at 08:01 would wait for next week.
+        """
+        for job_id, due in self._not_run.items():
+            try:
+                self._put_back_one(job_id, due)
+            except Exception:  # shutting down: report, never hang or crash on the way out
+                log.exception("could not keep the %s run due at %s", job_id, due.isoformat())
+
+    def _put_back_one(self, job_id: str, due: datetime) -> None:
+        job = self.jobstore.lookup_job(job_id)
+        if job is None or (job.next_run_time is not None and job.next_run_time <= due):
+            return
+        job._modify(next_run_time=due)  # the public modify_job needs a running scheduler
+        self.jobstore.update_job(job)
+        log.info(
+            "%s run due at %s did not start: it runs when the daemon is back",
+            job_id,
+            due.isoformat(timespec="seconds"),
+            extra={"job": job_id},
+        )
+
+    def _resume_unfinished(self) -> None:
+        try:
+            numbers = _unfinished(self.store)
+        except DigestError as exc:
+            log.error("cannot look for unfinished deliveries: %s", exc)
+            return
+        if numbers:
+            log.info(
+                "delivery of issue %s was interrupted: resuming it now",
+                ", ".join(f"#{n}" for n in numbers),
+                extra={"issues": numbers},
+            )
+            self.scheduler.add_job(
+                resume_job, id="resume", name="resume", jobstore="memory", misfire_grace_time=None
+            )
+
     def next_runs(self) -> dict[str, datetime | None]:
-        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs(jobstore="default")}
 
     def running(self) -> bool:
         return bool(self.scheduler.state == STATE_RUNNING)
@@ -256,6 +344,7 @@ class Daemon:
         try:
             self.scheduler.start(paused=True)
             self.sync_jobs()
+            self._resume_unfinished()
             if self.settings.daemon.http:
                 health = Health(
                     metrics=self.metrics,
@@ -288,6 +377,7 @@ class Daemon:
             self.stop.set()
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=True)
+                self._put_back()
             if server is not None:
                 server.close()
             _DAEMON = None
