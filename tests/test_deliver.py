@@ -209,3 +209,38 @@ def test_unsubscribed_people_get_no_row_at_all(store: Store, tmp_path: Path) -> 
     cfg = settings(delivery={"outbox_dir": str(tmp_path / "outbox")})
     deliver_issue(cfg, store, 1)
     assert states(store) == {"ann@example.org": "sent"}
+
+
+def test_dkim_signed_messages_verify_on_arrival(store: Store, tmp_path: Path) -> None:
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "dkim.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    txt = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    store_issue(store)
+    add_people(store, ["ann@example.org", "bob@example.org"])
+    with fault_server() as server:
+        cfg = settings(
+            digest={"base_url": "https://news.example.org"},
+            delivery={"mode": "smtp"},
+            smtp={"host": server.host, "port": server.port, "security": "none"},
+            dkim={"selector": "s1", "domain": "news.example.org", "key_file": str(pem)},
+        )
+        deliver_issue(cfg, store, 1)
+    assert len(server.handler.delivered) == 2
+    for d in server.handler.delivered:
+        assert dkim.verify(d.data, dnsfunc=lambda name, timeout=5: txt)

@@ -96,6 +96,13 @@ def test_fast_and_reference_builders_agree() -> None:
     assert parts_a == [norm(p.get_content()) for p in b.iter_parts()]
 
 
+@pytest.mark.parametrize("subject", ["Résumé #1", "Veille numérique #1 — 23 novembre 2026"])
+def test_short_and_long_accented_subjects_are_encoded_and_read_back(subject: str) -> None:
+    data = wire_message(**args(subject=subject))
+    assert data.isascii()
+    assert parse(data)["Subject"] == subject
+
+
 @pytest.mark.parametrize("fast", [False, True])
 def test_list_unsubscribe_is_rfc8058_one_click(fast: bool) -> None:
     data = wire_message(**args()) if fast else message_bytes(build_message(**args()))
