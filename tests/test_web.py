@@ -12,6 +12,7 @@ from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from conftest import free_port
@@ -146,6 +147,20 @@ def test_feed_is_atom_with_one_entry_per_issue(client: TestClient, store: Store)
     ]
     assert "CNIL fines a data broker" in (entries[0].findtext("a:summary", namespaces=ns) or "")
     assert root.findtext("a:updated", namespaces=ns) == "2026-03-02T08:00:00Z"
+
+
+def test_a_database_failure_is_a_clear_503_page_not_a_traceback(
+    client: TestClient, store: Store
+) -> None:
+    with store.begin() as conn:
+        conn.execute(text("DROP TABLE issue_items"))
+        conn.execute(text("DROP TABLE issues"))
+    response = client.get("/")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "120"
+    assert "Something went wrong on our side" in response.text
+    assert "Traceback" not in response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 # --------------------------------------------------------------------------- unsubscribe

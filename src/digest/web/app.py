@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest import config
-from digest.errors import ConfigError, ExpiredToken, InvalidToken
+from digest.errors import ConfigError, DigestError, ExpiredToken, InvalidToken
 from digest.store import Store
 from digest.store import subscribers as subs
 from digest.tokens import make_token, read_token, secret_from_env
@@ -189,11 +189,16 @@ def _refusal_page(request: Request, exc: Exception) -> Response:
         status, key, language = exc.status, exc.key, exc.language
     elif isinstance(exc, HTTPException):
         status, key, language = exc.status_code, "not_found", None
-    else:  # pragma: no cover - only the two kinds above are registered
+    elif isinstance(exc, DigestError):
+        # Database busy or unreachable, mail relay misconfigured...: the operator's problem,
+        # told in the log; the visitor gets a page instead of a bare 500.
+        log.error("request failed: %s", exc, extra={"path": request.url.path})
+        status, key, language = 503, "unavailable", None
+    else:  # pragma: no cover - only the kinds above are registered
         raise exc
     lang = language or web.language(request)[0]
     t = Translator(lang)
-    headers = {"Retry-After": "3600"} if status == 429 else None
+    headers = {"429": {"Retry-After": "3600"}, "503": {"Retry-After": "120"}}.get(str(status))
     if isinstance(exc, HTTPException) and exc.status_code != 404:
         return Response(status_code=exc.status_code, headers=exc.headers)
     return web.message(
@@ -280,7 +285,11 @@ def create_app(
             Middleware(SecurityHeaders, https=https),
             Middleware(CSRFCookie, secure=https),
         ],
-        exception_handlers={Refusal: _refusal_page, HTTPException: _refusal_page},
+        exception_handlers={
+            Refusal: _refusal_page,
+            HTTPException: _refusal_page,
+            DigestError: _refusal_page,
+        },
     )
     app.state.web = web
     return app

@@ -79,6 +79,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Too many sign-up attempts from your network. Please try again in an hour."
         ),
         "not_found": "There is no page at this address.",
+        "unavailable": "Something went wrong on our side. Please try again in a few minutes.",
         "send_failed": "The confirmation email could not be sent. Please try again later.",
         "back_home": "Back to the archive",
         "items_count_one": "{count} article",
@@ -163,6 +164,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Trop de tentatives d'inscription depuis votre réseau. Réessayez dans une heure."
         ),
         "not_found": "Il n'y a pas de page à cette adresse.",
+        "unavailable": "Un problème est survenu de notre côté. Réessayez dans quelques minutes.",
         "send_failed": "Le courriel de confirmation n'a pas pu être envoyé. Réessayez plus tard.",
         "back_home": "Retour aux archives",
         "items_count_one": "{count} article",
