@@ -132,14 +132,18 @@ def _usable(sentence: str, language: str | None) -> bool:
 def _candidates(text: str, title: str, language: str | None = None) -> list[_Candidate]:
     body: list[tuple[str, bool, bool]] = []
     headings: list[tuple[str, bool, bool]] = []
+    main = language in {"en", "fr"}
     for para in split_paragraphs(text):
-        if len(para) > 1 and _other_language(" ".join(para), language):
-            continue
+        seen = quick_en_fr(" ".join(para), min_hits=2) if main else None
+        if len(para) > 1 and seen is not None and seen != language:
+            continue  # a quoted passage in the other language
+        # Sentences of a paragraph plainly in the item's language need no check of their own.
+        check = None if seen == language else language
         heading = len(para) == 1 and clean.is_heading(para[0])
         for i, sentence in enumerate(para):
             if not body and not headings and clean.same_as_title(sentence, title):
                 continue  # never open with the title again
-            if not _usable(sentence, language):
+            if not _usable(sentence, check):
                 continue
             cut = i > 0 and i == len(para) - 1 and not _TERMINAL.search(sentence)
             (headings if heading else body).append((sentence, i == 0, cut))
