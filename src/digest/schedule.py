@@ -29,7 +29,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 
 from digest import config
@@ -130,6 +130,17 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
 }
 
 
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # (untyped library)
+    def _process_jobs(self) -> float | None:
+        # APScheduler 3 wakes its thread once more after shutdown(); that last pass cannot
+        # submit a due job any more but still moves its next run time on, so a send missed while
+        # stopping (or a catch-up found at startup) would be dropped (agronholm/apscheduler#285).
+        if self.state == STATE_STOPPED:
+            return None
+        result: float | None = super()._process_jobs()
+        return result
+
+
 class Daemon:
     """A scheduler plus the last good settings, the metrics and the stop/reload flags."""
 
@@ -147,7 +158,7 @@ class Daemon:
         self._due: dict[str, datetime] = {}
         self._not_run: dict[str, datetime] = {}
         self.jobstore = SQLAlchemyJobStore(engine=store.engine, tablename=JOBS_TABLE)
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = _Scheduler(
             jobstores={"default": self.jobstore, "memory": MemoryJobStore()},
             # One worker: fetch and send never run at the same time against the same database.
             executors={"default": ThreadPoolExecutor(max_workers=1)},
