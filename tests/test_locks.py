@@ -87,6 +87,18 @@ def test_a_waiting_process_gets_the_lock_when_the_holder_releases_it(db_url: str
     thread.join()
 
 
+def test_a_wait_ends_early_when_cancelled(db_url: str) -> None:
+    first, second = open_store(db_url), open_store(db_url)
+    cancel = threading.Event()
+    with exclusive(first):
+        threading.Timer(0.2, cancel.set).start()
+        with (
+            pytest.raises(LockedError, match="is in use by"),
+            exclusive(second, wait=600, cancel=cancel),
+        ):
+            pass
+
+
 def test_an_expired_lease_is_taken_over(db_url: str) -> None:
     store = open_store(db_url)
     with store.begin() as conn:

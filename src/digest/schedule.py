@@ -34,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest import config
 from digest.config import CRON_FIELDS_WITH_SECONDS, Settings, parse_duration, redact_url
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, LockedError
 from digest.healthd import Health, HealthServer
 from digest.metrics import Metrics, run_failure
 from digest.models import RunCounts
@@ -445,11 +445,14 @@ def run_daemon(config_path: Path | None) -> int:
         with _signals(stop, reload):
             lease = parse_duration(settings.daemon.lock_lease)
             wait = parse_duration(settings.daemon.lock_wait).total_seconds()
-            with exclusive(store, lease=lease, wait=wait) as held:
-                if stop.is_set():  # asked to stop while waiting for the lock
+            try:
+                with exclusive(store, lease=lease, wait=wait, cancel=stop) as held:
+                    daemon = Daemon(config_path, settings, store)
+                    daemon.stop, daemon.reload_requested = stop, reload
+                    return daemon.serve(held)
+            except LockedError:
+                if stop.is_set():  # asked to stop while waiting for the lock: nothing to undo
                     return 0
-                daemon = Daemon(config_path, settings, store)
-                daemon.stop, daemon.reload_requested = stop, reload
-                return daemon.serve(held)
+                raise
     finally:
         store.close()

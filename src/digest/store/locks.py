@@ -164,8 +164,11 @@ def exclusive(
     *,
     lease: timedelta = timedelta(seconds=60),
     wait: float = 0,
+    cancel: threading.Event | None = None,
 ) -> Iterator[Lease]:
     """Hold the lock ``name`` for the block; busy -> wait up to ``wait`` s, then LockedError.
+
+    Setting ``cancel`` (e.g. on SIGTERM) ends the wait early with the same LockedError.
 
     A background thread renews the lease every ``lease / 3``; a holder killed with SIGKILL stops
     renewing, so after ``lease`` another process may take over.
@@ -184,14 +187,18 @@ def exclusive(
     )
     deadline = time.monotonic() + max(wait, 0)
     while not _try_take(store, held):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
             info = holder_of(store, name)
             who = info.describe() if info else "another process"
             raise LockedError(
                 f"database {store.url} is in use by {who}; stop that digest first, or wait "
                 f"{int(lease.total_seconds())}s for its lease to expire if it died"
             )
-        time.sleep(min(_POLL, max(deadline - time.monotonic(), 0.01)))
+        pause = min(_POLL, max(deadline - time.monotonic(), 0.01))
+        if cancel is not None:
+            cancel.wait(pause)
+        else:
+            time.sleep(pause)
     log.debug("took the database lock", extra={"lock": name, "holder": held.holder})
     done = threading.Event()
     thread = threading.Thread(
