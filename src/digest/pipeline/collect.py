@@ -10,7 +10,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from digest.config import Settings
@@ -25,15 +25,15 @@ from digest.models import (
     StoredItem,
     Summary,
 )
-from digest.parse import ParseJob, parse_many
+from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool, plain_text
 from digest.pipeline import Progress, StopFlag, stopped
 from digest.store import Store
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
 from digest.store.items import (
     SQLCache,
+    add_topic_matches,
     insert_items,
     save_summary,
-    save_topic_matches,
     unsummarized_kept,
 )
 from digest.summarize import LLMOptions, Summarizer, make_summarizer
@@ -43,14 +43,6 @@ from digest.topics import TopicMatcher
 log = logging.getLogger(__name__)
 
 __all__ = ["collect", "fetch_and_store", "summarize_items", "summarize_pending"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    state: FeedState
-    spec: FeedSpec
-    result: FetchResult
-    digest: str | None = None  # sha256 of the body, when there is one to parse
 
 
 def collect(
@@ -90,79 +82,47 @@ def fetch_and_store(
     skipped = len(states) - len(due)
     if skipped:
         log.info("%d feed(s) not due yet (backoff, Retry-After or max-age)", skipped)
-    total = len(due)
-    done = 0
-
-    def on_result(_: FetchResult) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress("fetch", done, total)
-
-    if progress is not None:
-        progress("fetch", 0, total)
-    results = fetch_all_sync(
-        # A forced fetch also drops the validators, so a 304 cannot hide the body.
-        [s.request(conditional=not force) for s in due],
-        concurrency=settings.fetch.concurrency,
-        timeout=settings.fetch.timeout,
-        max_bytes=settings.fetch.max_bytes,
-        on_result=on_result,
-    )
-    jobs = [
-        _job(state, spec_of[state.url], result) for state, result in zip(due, results, strict=True)
-    ]
-
-    # Parse only the bodies that changed since last time, on a process pool (both cores).
-    to_parse = [j for j in jobs if j.digest is not None]
-    parsed = parse_many(
-        [
-            ParseJob(
-                content=j.result.content or b"",
-                url=j.result.final_url or j.state.fetch_url,
-                fetched_at=now,
-                content_type=j.result.content_type,
-            )
-            for j in to_parse
-        ],
-        workers=settings.fetch.parse_workers,
-    )
-    outcome: dict[int, ParsedFeed | ParseError] = {
-        j.state.id: p for j, p in zip(to_parse, parsed, strict=True)
-    }
+    results, outcome, digests = _fetch_and_parse(settings, due, force=force, progress=progress)
 
     matcher = TopicMatcher(settings.topic_defs())
     ok = failed = not_modified = new_items = 0
     kept: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
-    for job in jobs:
+    for state, result in zip(due, results, strict=True):
         if stopped(stop):
             break
-        got = outcome.get(job.state.id)
+        spec = spec_of[state.url]
+        got = outcome.get(state.id)
         parse_error = str(got.reason) if isinstance(got, ParseError) else None
+        # One transaction per feed: its fetch state, its new items and their topic decisions
+        # land together or not at all.
         with store.begin() as conn:
-            for warning in record_fetch(
-                conn, job.state.id, job.result, now, parse_error=parse_error
-            ):
-                log.warning(warning, extra={"feed": job.state.url})
+            for warning in record_fetch(conn, state.id, result, now, parse_error=parse_error):
+                log.warning(warning, extra={"feed": state.url})
             if isinstance(got, ParsedFeed):
-                assert job.digest is not None
-                set_content_hash(conn, job.state.id, job.digest, title=got.title)
-                new = insert_items(conn, job.state.id, got.items, now=now)
-                for item_id, item in new:
-                    text = html_to_text(item.content_html or item.summary_html)
-                    matches = matcher.match(
-                        item.title, text, scope=job.spec.topics, always=job.spec.always
+                set_content_hash(conn, state.id, digests[state.id], title=got.title)
+                new = insert_items(conn, state.id, got.items, now=now)
+                decisions = [
+                    (
+                        item_id,
+                        matcher.match(
+                            item.title,
+                            plain_text(item.content_html or item.summary_html),
+                            scope=spec.topics,
+                            always=spec.always,
+                        ),
                     )
-                    save_topic_matches(conn, item_id, matches)
-                    kept.update(m.topic_id for m in matches if m.kept)
+                    for item_id, item in new
+                ]
+                add_topic_matches(conn, decisions)
+                kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
                 new_items += len(new)
-        if job.result.status is FetchStatus.FAILED or parse_error:
+        if result.status is FetchStatus.FAILED or parse_error:
             failed += 1
-            reason = parse_error or job.result.error or "failed"
-            failures.append((job.state.url, reason))
-            log.warning("feed failed: %s", reason, extra={"feed": job.state.url})
-        elif job.result.status is FetchStatus.NOT_MODIFIED or got is None:
+            reason = parse_error or result.error or "failed"
+            failures.append((state.url, reason))
+            log.warning("feed failed: %s", reason, extra={"feed": state.url})
+        elif result.status is FetchStatus.NOT_MODIFIED or got is None:
             not_modified += 1
         else:
             ok += 1
@@ -180,14 +140,72 @@ def fetch_and_store(
     )
 
 
-def _job(state: FeedState, spec: FeedSpec, result: FetchResult) -> _Job:
-    if result.status is not FetchStatus.OK or result.content is None:
-        return _Job(state, spec, result)
-    digest = hashlib.sha256(result.content).hexdigest()
-    # The same bytes as last time (a server without validators): nothing new to parse.
-    if digest == state.content_hash:
-        return _Job(state, spec, result)
-    return _Job(state, spec, result, digest)
+def _fetch_and_parse(
+    settings: Settings,
+    due: Sequence[FeedState],
+    *,
+    force: bool,
+    progress: Progress | None,
+) -> tuple[list[FetchResult], dict[int, ParsedFeed | ParseError], dict[int, str]]:
+    """Fetch ``due`` concurrently, parsing each changed body on the pool as soon as it arrives.
+
+    Returns the fetch results (in ``due`` order), the parse outcome and body hash per feed id.
+    Bodies identical to the last one parsed (sha256 against ``content_hash``) are not parsed.
+    """
+    workers = settings.fetch.parse_workers or os.cpu_count() or 1
+    if len(due) < POOL_THRESHOLD:
+        workers = 1  # starting processes would cost more than parsing inline
+    by_url: dict[str, FeedState] = {}
+    for state in due:
+        by_url.setdefault(state.fetch_url, state)
+    digests: dict[int, str] = {}
+    submitted: list[int] = []
+    done = 0
+
+    def submit(pool: ParsePool, state: FeedState, result: FetchResult) -> None:
+        if state.id in digests or result.status is not FetchStatus.OK or result.content is None:
+            return
+        digest = hashlib.sha256(result.content).hexdigest()
+        if digest == state.content_hash:
+            return  # the same bytes as last time (a server without validators)
+        digests[state.id] = digest
+        submitted.append(state.id)
+        pool.submit(
+            ParseJob(
+                content=result.content,
+                url=result.final_url or state.fetch_url,
+                fetched_at=datetime.now(UTC),
+                content_type=result.content_type,
+            )
+        )
+
+    # The pool is started before fetching: its processes fork while there are no fetch threads.
+    with ParsePool(workers) as pool:
+
+        def on_result(result: FetchResult) -> None:
+            nonlocal done
+            done += 1
+            state = by_url.get(result.url)
+            if state is not None:
+                submit(pool, state, result)
+            if progress is not None:
+                progress("fetch", done, len(due))
+
+        if progress is not None:
+            progress("fetch", 0, len(due))
+        results = fetch_all_sync(
+            # A forced fetch also drops the validators, so a 304 cannot hide the body.
+            [s.request(conditional=not force) for s in due],
+            concurrency=settings.fetch.concurrency,
+            timeout=settings.fetch.timeout,
+            max_bytes=settings.fetch.max_bytes,
+            on_result=on_result,
+        )
+        # A result the callback could not place (two feeds at one address) is parsed now.
+        for state, result in zip(due, results, strict=True):
+            submit(pool, state, result)
+        parsed = pool.results()
+    return results, dict(zip(submitted, parsed, strict=True)), digests
 
 
 # --------------------------------------------------------------------------- summaries

@@ -21,6 +21,7 @@ from digest.store import schema
 __all__ = [
     "KeptItem",
     "SQLCache",
+    "add_topic_matches",
     "as_utc",
     "count_items",
     "get_item",
@@ -89,34 +90,43 @@ def _row_to_stored(row: Row[Any]) -> StoredItem:
 def insert_items(
     conn: Connection, feed_id: int, items: Iterable[Item], *, now: datetime
 ) -> list[tuple[int, Item]]:
-    """Store the items not seen before; returns ``(id, item)`` for the new ones only."""
-    ins = _upsert_insert(conn)
+    """Store the items not seen before; returns ``(id, item)`` for the new ones only.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per call: the rows that come back
+    are exactly the new ones (a guid is unique within its feed, so it maps them back).
+    """
     first_seen = to_db(now)
-    new: list[tuple[int, Item]] = []
+    by_guid: dict[str, Item] = {}
+    rows: list[dict[str, Any]] = []
     for item in items:
-        # One statement per item: RETURNING then tells exactly which ones were new.
-        stmt = (
-            ins(schema.items)
-            .values(
-                feed_id=feed_id,
-                guid=item.guid,
-                url=item.url,
-                canonical_url=item.canonical_url,
-                title=item.title,
-                published=to_db(item.published),
-                dated=item.dated,
-                author=item.author,
-                content_html=item.content_html,
-                summary_html=item.summary_html,
-                language=item.language,
-                first_seen=first_seen,
-            )
-            .on_conflict_do_nothing()
-            .returning(schema.items.c.id)
+        if item.guid in by_guid:  # the same guid twice in one document: the first one wins
+            continue
+        by_guid[item.guid] = item
+        rows.append(
+            {
+                "feed_id": feed_id,
+                "guid": item.guid,
+                "url": item.url,
+                "canonical_url": item.canonical_url,
+                "title": item.title,
+                "published": to_db(item.published),
+                "dated": item.dated,
+                "author": item.author,
+                "content_html": item.content_html,
+                "summary_html": item.summary_html,
+                "language": item.language,
+                "first_seen": first_seen,
+            }
         )
-        item_id = conn.execute(stmt).scalar()
-        if item_id is not None:
-            new.append((int(item_id), item))
+    if not rows:
+        return []
+    stmt = (
+        _upsert_insert(conn)(schema.items)
+        .on_conflict_do_nothing()
+        .returning(schema.items.c.id, schema.items.c.guid, sort_by_parameter_order=True)
+    )
+    new = [(int(r.id), by_guid[r.guid]) for r in conn.execute(stmt, rows)]
+    new.sort(key=lambda pair: pair[0])
     return new
 
 
@@ -188,6 +198,25 @@ def save_topic_matches(conn: Connection, item_id: int, matches: Sequence[TopicMa
                 for m in matches
             ],
         )
+
+
+def add_topic_matches(
+    conn: Connection, decisions: Iterable[tuple[int, Sequence[TopicMatch]]]
+) -> None:
+    """Record the decisions of new items (no previous decisions to replace), in one statement."""
+    rows = [
+        {
+            "item_id": item_id,
+            "topic_id": m.topic_id,
+            "score": m.score,
+            "kept": m.kept,
+            "detail": _match_detail(m),
+        }
+        for item_id, matches in decisions
+        for m in matches
+    ]
+    if rows:
+        conn.execute(schema.item_topics.insert(), rows)
 
 
 def load_topic_matches(conn: Connection, item_id: int) -> tuple[TopicMatch, ...]:
