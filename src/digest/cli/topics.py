@@ -19,9 +19,9 @@ from digest.cli.app import STATE, app, err, out
 from digest.config import Settings, parse_duration
 from digest.errors import UsageError
 from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
+from digest.parse import plain_text
 from digest.store import open_store
 from digest.store.items import get_item, iter_items
-from digest.summarize.clean import html_to_text
 from digest.topics import EvalReport, TopicMatcher, evaluate, parse_eval_lines
 
 
@@ -33,8 +33,8 @@ def _matcher(settings: Settings) -> TopicMatcher:
 
 
 def item_text(stored: StoredItem) -> str:
-    """What the pipeline matches an item's topics on (besides its title)."""
-    return html_to_text(stored.item.content_html or stored.item.summary_html)
+    """What the pipeline matches an item's topics on (besides its title): the same function."""
+    return plain_text(stored.item.content_html or stored.item.summary_html)
 
 
 def _feed_specs(settings: Settings) -> dict[str, FeedSpec]:
