@@ -216,6 +216,23 @@ def test_explain_a_stored_item_by_id_or_url_uses_its_feed_settings(run: Run) -> 
     assert "(matched 'cloud')" in stdout  # from the HTML content, tags stripped
 
 
+def test_explain_says_when_the_decision_taken_at_fetch_time_differs(run: Run) -> None:
+    from digest.models import TopicMatch
+    from digest.store.items import save_topic_matches
+
+    (item_id,) = store_items(("https://press.example/rss", "La CNIL sanctionne", "", "https://p/1"))
+    store = open_store("sqlite:///var/digest.db")
+    with store.begin() as conn:
+        save_topic_matches(
+            conn, item_id, [TopicMatch("dp", 0.0, False), TopicMatch("sc", 0, False)]
+        )
+    store.close()
+    _, stdout, _ = run("explain", str(item_id))
+    assert "dp (Data protection): KEPT, score 6" in stdout
+    assert "at fetch time: dropped (score 0); the topic changed since" in stdout
+    assert stdout.count("at fetch time") == 1
+
+
 def test_explain_an_unknown_item_exits_2(run: Run) -> None:
     code, _, stderr = run("explain", "999")
     assert code == 2

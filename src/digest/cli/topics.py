@@ -21,7 +21,7 @@ from digest.errors import UsageError
 from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 from digest.parse import plain_text
 from digest.store import open_store
-from digest.store.items import get_item, iter_items
+from digest.store.items import get_item, iter_items, load_topic_matches
 from digest.topics import EvalReport, TopicMatcher, evaluate, parse_eval_lines
 
 
@@ -146,11 +146,14 @@ def explain(item: str | None, title: str | None, text: str) -> None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title, not both")
     if not item and title is None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title/--text")
+    recorded: dict[str, TopicMatch] = {}
     if item:
         store = open_store(settings.storage.url)
         try:
             with store.connect() as conn:
                 stored = get_item(conn, item)
+                if stored is not None:
+                    recorded = {m.topic_id: m for m in load_topic_matches(conn, stored.id)}
         finally:
             store.close()
         if stored is None:
@@ -163,7 +166,15 @@ def explain(item: str | None, title: str | None, text: str) -> None:
         out.print(f"[bold]{escape(title)}[/bold]")
         matches = matcher.match(title, text)
     for tdef, m in zip(matcher.topics, matches, strict=True):
-        for line in explain_lines(tdef, m):
+        lines = explain_lines(tdef, m)
+        before = recorded.get(tdef.id)
+        if before is not None and before.kept != m.kept:
+            # The decision the issue builder uses was taken at fetch time, with the config then.
+            was = "kept" if before.kept else "dropped"
+            lines.append(
+                f"  at fetch time: {was} (score {before.score:g}); the topic changed since"
+            )
+        for line in lines:
             out.print(line, markup=False, highlight=False)
 
 
