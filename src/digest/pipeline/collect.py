@@ -84,7 +84,7 @@ def fetch_and_store(
         log.info("%d feed(s) not due yet (backoff, Retry-After or max-age)", skipped)
     results, outcome, digests = _fetch_and_parse(settings, due, force=force, progress=progress)
 
-    matcher = TopicMatcher(settings.topic_defs())
+    matchers: list[TopicMatcher] = []  # compiled on the first new item (costly: lemmas)
     ok = failed = not_modified = new_items = 0
     kept: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
@@ -102,10 +102,12 @@ def fetch_and_store(
             if isinstance(got, ParsedFeed):
                 set_content_hash(conn, state.id, digests[state.id], title=got.title)
                 new = insert_items(conn, state.id, got.items, now=now)
+                if new and not matchers:
+                    matchers.append(TopicMatcher(settings.topic_defs()))
                 decisions = [
                     (
                         item_id,
-                        matcher.match(
+                        matchers[0].match(
                             item.title,
                             plain_text(item.content_html or item.summary_html),
                             scope=spec.topics,
