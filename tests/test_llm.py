@@ -166,6 +166,19 @@ def test_an_over_long_answer_falls_back(
     assert "too long" in caplog.text
 
 
+def test_an_answer_in_the_wrong_language_falls_back(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpserver.expect_request("/v1/chat/completions").respond_with_json(
+        completion("The French regulator published a recommendation on the hosting of health data.")
+    )
+    with caplog.at_level(logging.WARNING):
+        summary = summarizer(httpserver).summarize("La CNIL et le cloud", FRENCH)
+    assert summary.engine == "extractive"
+    assert summary.language == "fr"
+    assert "answer in 'en'" in caplog.text
+
+
 @pytest.mark.parametrize(
     "payload",
     [{"choices": []}, {"error": {"message": "bad key"}}, completion("   "), [1, 2]],

@@ -101,6 +101,18 @@ def test_summary_keeps_whole_sentences_in_original_order_within_budget() -> None
     assert summary.text.endswith(".")
 
 
+def test_a_sentence_that_leans_on_the_one_before_comes_only_with_it() -> None:
+    text = (
+        "The ministry announced a sovereign cloud plan for hospitals on Monday. "
+        "Officials said the budget would reach two billion euros over five years in total. "
+        "However, none of the bidders met the security requirements. "
+        "The plan will be reviewed by parliament in the spring session."
+    )
+    summary = ExtractiveSummarizer(max_words=30).summarize("Plan", text)
+    assert "However" not in summary.text
+    assert summary.text.startswith("The ministry announced")
+
+
 def test_the_title_is_never_repeated_as_the_first_sentence() -> None:
     html = "<p>Big news today</p><p>Big news today. The minister resigned on Friday.</p>"
     summary = ExtractiveSummarizer().summarize("Big news today", html)

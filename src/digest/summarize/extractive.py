@@ -44,6 +44,21 @@ _DEPENDENT = _wordset(
     alors puis aussi néanmoins enfin
     """
 )
+_LEANS_BACK = re.compile(
+    r"^[«\"'“(]*(?:"
+    + "|".join(sorted(_DEPENDENT))
+    + r"|on the (?:one|other) hand|in addition|for (?:example|instance)|as a result|"
+    r"by contrast|in contrast|at the same time|d['’]une part|d['’]autre part|par ailleurs|"
+    r"en outre|de plus|en revanche|par contre|au contraire|pour autant)\b",
+    re.IGNORECASE,
+)
+
+
+def leans_back(sentence: str) -> bool:
+    """The sentence points at the one before it ("However, ...", "D'autre part, ...")."""
+    return _LEANS_BACK.match(sentence) is not None
+
+
 #: "Read more about this on our blog.": a pointer elsewhere, not something the article says.
 _CALL_TO_ACTION = re.compile(
     r"^(read|learn|find out|click|tap|lire|cliquez|en savoir|découvrez|retrouvez|voir)"
@@ -178,8 +193,7 @@ def _scores(candidates: list[_Candidate], title: str) -> list[float]:
     for rank, (c, term_weight) in enumerate(zip(candidates, raw, strict=True)):
         lead = 1.0 / (1.0 + 0.35 * rank) + (0.15 if c.paragraph_start else 0.0)
         score = 0.6 * lead + 0.4 * term_weight / top
-        first = c.text.split(maxsplit=1)[0].casefold().strip(",;:«\"'“") if c.text else ""
-        if rank and first in _DEPENDENT:
+        if rank and leans_back(c.text):
             score *= 0.6  # out of context it would point at nothing
         if c.words < MIN_WORDS:
             score *= 0.3
@@ -205,7 +219,10 @@ def summarize_text(text: str, title: str, max_words: int, language: str | None =
         if len(chosen) >= MAX_SENTENCES:
             break
         fits = used + c.words <= max_words
-        if fits and c.words >= MIN_WORDS and _TERMINAL.search(c.text) and not c.truncated:
+        # "However, ..." only right after the sentence it answers.
+        in_context = not leans_back(c.text) or c.index - 1 in chosen
+        whole = _TERMINAL.search(c.text) and not c.truncated
+        if fits and in_context and whole and c.words >= MIN_WORDS:
             chosen.add(c.index)
             used += c.words
     return join_sentences([c.text for c in candidates if c.index in chosen])

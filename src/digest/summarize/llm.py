@@ -16,7 +16,7 @@ from digest.errors import SummarizeError
 from digest.models import Summary
 from digest.summarize import clean
 from digest.summarize.extractive import count_words
-from digest.summarize.language import detect
+from digest.summarize.language import detect, quick_en_fr
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,10 @@ class LLMSummarizer:
         words = count_words(answer)
         if words > self.max_words:
             raise SummarizeError(f"answer too long ({words} words > {self.max_words})")
+        # A summary in the wrong language loses the reader: models do drift to English.
+        seen = quick_en_fr(answer, min_hits=2) if language in {"en", "fr"} else None
+        if seen is not None and seen != language:
+            raise SummarizeError(f"answer in {seen!r}, the item is in {language!r}")
         return answer
 
     def _cache_get(self, key: str) -> str | None:
