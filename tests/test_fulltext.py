@@ -90,6 +90,13 @@ def test_off_limits_addresses_are_refused(url: str, reason: str) -> None:
     assert reason in str(result)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://host:99999/a", "http:///nohost", "not a url"]
+)
+def test_malformed_urls_are_failures_not_exceptions(url: str) -> None:
+    assert isinstance(fetch(FullTextRequest(url))[url], FetchError)
+
+
 def test_metadata_stays_refused_even_for_allowlisted_feeds() -> None:
     url = "http://169.254.169.254/latest/meta-data/iam/"
     assert isinstance(fetch(FullTextRequest(url, allow_private=True))[url], BlockedAddressError)

@@ -264,7 +264,10 @@ async def fetch_full_texts(
         return clients[allow_private]
 
     async def one(request: FullTextRequest) -> tuple[str, str | DigestError]:
-        host = (urlsplit(request.url).hostname or "").lower()
+        try:
+            host = (urlsplit(request.url).hostname or "").lower()
+        except ValueError as exc:  # "http://[::1": no host to even queue on
+            return request.url, FetchError(request.url, f"invalid URL: {exc}")
         gate = limits.setdefault(host, asyncio.Semaphore(concurrency_per_host))
         async with gate:
             try:
