@@ -11,6 +11,7 @@ import queue
 import smtplib
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -299,6 +300,11 @@ class SMTPSender:
             )
             for i in range(n)
         ]
+        # A reply that has arrived must be recorded at once: with the default 5 ms GIL switch
+        # interval a connection thread can wait that long behind the message builder, which
+        # widens the window in which a kill makes a message go twice.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
         for w in workers:
             w.start()
         error: Exception | None = None
@@ -339,6 +345,7 @@ class SMTPSender:
                 todo.put(None)
             for w in workers:
                 w.join(timeout=self.options.timeout + 5)
+            sys.setswitchinterval(switch)
         if error is not None:
             raise error
 
