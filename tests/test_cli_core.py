@@ -255,3 +255,32 @@ expect = false
     assert len(lines) == 2
     assert "'Football results' should be kept" in lines[0]
     assert "should be dropped" in lines[1]
+
+
+def test_run_once_fetches_then_sends_and_prints_the_issue_path(cli, workdir: Path) -> None:
+    server = HTTPServer(host="127.0.0.1")
+    server.start()
+    try:
+        server.expect_request("/ok.xml").respond_with_data(FEED, content_type="application/rss+xml")
+        config = write_config(workdir / "digest.toml", [server.url_for("/ok.xml")])
+        r = cli("--config", str(config), "run", "--once")
+    finally:
+        server.clear()
+        server.stop()
+    assert r.code == 0, r.err
+    assert "issue #1: outbox/1/index.html" in r.out
+    assert "feeds 1 ok, 0 failed" in r.err  # the end-to-end counts line
+    assert Path("outbox/1/index.html").is_file()
+
+
+def test_dry_run_without_once_is_a_usage_error(cli) -> None:
+    r = cli("run", "--dry-run")
+    assert r.code == 2
+    assert "--dry-run only goes with --once" in r.err
+
+
+def test_preview_with_nothing_new_says_so_and_succeeds(cli, workdir: Path) -> None:
+    config = write_config(workdir / "digest.toml", [])
+    r = cli("--config", str(config), "preview")
+    assert r.code == 0
+    assert "no new items: nothing to preview" in r.err

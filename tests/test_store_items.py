@@ -148,3 +148,17 @@ def test_the_llm_cache_keeps_the_latest_answer(store: Store) -> None:
     cache.put("k", "one")
     cache.put("k", "two")
     assert cache.get("k") == "two"
+
+
+def test_one_document_repeating_a_guid_or_an_article_stores_it_once(store: Store) -> None:
+    a, _ = two_feeds(store)
+    same_article = "https://news.example/same"
+    with store.begin() as conn:
+        new = insert_items(
+            conn,
+            a,
+            [item("1"), item("1"), item("2", same_article), item("3", same_article)],
+            now=NOW,
+        )
+    assert [i.guid for _, i in new] == ["1", "2"]
+    assert [item_id for item_id, _ in new] == sorted(item_id for item_id, _ in new)
