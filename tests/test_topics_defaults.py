@@ -128,7 +128,8 @@ def _doc_topics() -> config.Settings:
     doc = (REPO / "docs" / "configuration.md").read_text("utf-8")
     merged: dict[str, object] = {"topics": {}}
     for block in re.findall(r"```toml\n(.*?)```", doc, flags=re.S):
-        merged["topics"].update(tomllib.loads(block)["topics"])  # type: ignore[attr-defined]
+        topics = tomllib.loads(block).get("topics", {})  # other sections document other keys
+        merged["topics"].update(topics)  # type: ignore[attr-defined]
     return config.parse_settings(merged, "docs/configuration.md")
 
 

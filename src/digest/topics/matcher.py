@@ -171,7 +171,7 @@ class TopicMatcher:
         # One pass over both fields (" title \0 text "): no key contains NUL.
         split = len(bt) + 3
         found: dict[_Ref, _Found] = {}
-        run: set[tuple[int, bool]] = {(i, f) for i in self._untriggered for f in (True, False)}
+        run: list[tuple[int, bool]] = []
         if self._has_keys:
             # key id (negated for the text field) -> [mentions, start of the first one]
             seen: dict[int, list[int]] = {}
@@ -185,66 +185,83 @@ class TopicMatcher:
                     seen[kid][0] += 1
                 else:
                     seen[kid] = [1, start]
+            triggers = self._triggers
             for kid, (n, start) in seen.items():
                 in_title = kid >= 0
                 real = kid if in_title else -kid - 1
                 first = (self._keys[real], start)
                 for ref in self._key_refs[real]:
-                    entry = found.get(ref)
-                    if entry is None:
-                        entry = found[ref] = _Found()
-                    entry.add(in_title, n, first)
-                for i in self._triggers.get(real, ()):
-                    run.add((i, in_title))
-        if run:
+                    f = found.get(ref)
+                    if f is None:
+                        f = found[ref] = _Found()
+                    if in_title:
+                        if not f.title:
+                            f.title_first = first
+                        f.title += n
+                    else:
+                        if not f.text:
+                            f.text_first = first
+                        f.text += n
+                if real in triggers:
+                    run.extend((i, in_title) for i in triggers[real])
+        if run or self._untriggered:
+            run.extend((i, f) for i in self._untriggered for f in (True, False))
             self._run_regexes(run, bt, bx, found)
         if not found and not scope and not always:
             return self._empty  # most items: nothing to explain, the answer is shared
 
-        by_topic: list[list[tuple[_Ref, _Found]]] = [[] for _ in self._topics]
-        for ref, f in found.items():
-            by_topic[ref.topic].append((ref, f))
+        n_topics = len(self._topics)
+        scores = [0.0] * n_topics
+        hits: list[list[TermHit]] = [[] for _ in range(n_topics)]
+        vetoes: list[list[str]] = [[] for _ in range(n_topics)]
+        met: list[set[int]] = [set() for _ in range(n_topics)]
+        for (ti, role, idx), f in found.items():
+            tdef = self.topics[ti]
+            if role == INCLUDE:
+                term = tdef.include[idx]
+                w = term.weight
+                if f.title:
+                    scores[ti] += w * tdef.title_weight
+                    where = _original(title, title_aligned, *f.title_first)
+                    hits[ti].append(TermHit(term.text, "title", w, f.title, where))
+                if f.text:
+                    scores[ti] += w * (f.text if f.text < TEXT_MENTION_CAP else TEXT_MENTION_CAP)
+                    where = _original(text, text_aligned, *f.text_first)
+                    hits[ti].append(TermHit(term.text, "text", w, f.text, where))
+            elif role == REQUIRE:
+                met[ti].add(idx)
+            else:
+                vetoes[ti].append(tdef.exclude[idx])
         results: list[TopicMatch] = []
-        for t, topic_found in zip(self._topics, by_topic, strict=True):
+        for ti, t in enumerate(self._topics):
             tid = t.tdef.id
             forced = tid in always
             out_of_scope = bool(scope) and tid not in scope and not forced
-            if not topic_found and not forced and not out_of_scope:
+            if not (hits[ti] or vetoes[ti] or met[ti] or forced or out_of_scope):
                 results.append(t.empty)
                 continue
-            score = 0.0
-            hits: list[TermHit] = []
-            vetoes: list[str] = []
-            met: set[int] = set()
-            for ref, f in topic_found:
-                if ref.role == EXCLUDE:
-                    vetoes.append(t.tdef.exclude[ref.idx])
-                elif ref.role == REQUIRE:
-                    met.add(ref.idx)
-                else:
-                    term = t.tdef.include[ref.idx]
-                    if f.title:
-                        score += term.weight * t.tdef.title_weight
-                        where = _original(title, title_aligned, *f.title_first)
-                        hits.append(TermHit(term.text, "title", term.weight, f.title, where))
-                    if f.text:
-                        score += term.weight * min(f.text, TEXT_MENTION_CAP)
-                        where = _original(text, text_aligned, *f.text_first)
-                        hits.append(TermHit(term.text, "text", term.weight, f.text, where))
             results.append(
-                self._decide(t, score, tuple(hits), tuple(vetoes), met, forced, out_of_scope)
+                self._decide(
+                    t,
+                    scores[ti],
+                    tuple(hits[ti]),
+                    tuple(vetoes[ti]),
+                    met[ti],
+                    forced,
+                    out_of_scope,
+                )
             )
         return tuple(results)
 
     def _run_regexes(
-        self, run: set[tuple[int, bool]], bt: bytes, bx: bytes, found: dict[_Ref, _Found]
+        self, run: list[tuple[int, bool]], bt: bytes, bx: bytes, found: dict[_Ref, _Found]
     ) -> None:
         # Regexes see the documented folded text: single spaces, padded with one space.
         folded = {
             True: " " + " ".join(bt.decode("utf-8").split()) + " ",
             False: " " + " ".join(bx.decode("utf-8").split()) + " ",
         }
-        for i, in_title in sorted(run):
+        for i, in_title in sorted(set(run)):
             ref, rx = self._regexes[i]
             ms = [m.group(0) for m in rx.finditer(folded[in_title])]
             if ms:
