@@ -1,14 +1,14 @@
 """Language of an item's text: the feed's declared language when the text agrees with it,
-else simplemma's detection (Latin scripts) or the script itself (Cyrillic, Arabic, CJK...).
+else function words and simplemma (Latin scripts) or the script itself (Cyrillic, Arabic, CJK...).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
 
 from simplemma import in_target_language, langdetect
+from simplemma.strategies.dictionaries.dictionary_factory import SUPPORTED_LANGUAGES
 
 UNDETERMINED = "und"
 
@@ -59,15 +59,6 @@ def dominant_script(text: str) -> str | None:
     if name == "han" and counts["kana"]:
         return "kana"  # Japanese mixes kanji and kana
     return name
-
-
-@lru_cache(maxsize=64)
-def _known_to_simplemma(lang: str) -> bool:
-    try:
-        in_target_language("a", lang=lang)
-    except (ValueError, KeyError, OSError):
-        return False
-    return True
 
 
 #: Function words that are frequent in one of the two main languages and rare in the other
@@ -187,7 +178,9 @@ def detect(text: str, declared: str | None = None) -> str:
     if tag is not None:
         if tag in _PRIMARY:
             fit = primary.get(tag, 0.0)
-        elif _known_to_simplemma(tag):
+        elif tag in _MARKERS and _quick_other(sample) == tag:
+            return tag  # its function words agree: no dictionary needed
+        elif tag in SUPPORTED_LANGUAGES:
             fit = in_target_language(sample, lang=tag)
         else:
             return tag  # a language simplemma cannot judge: trust the feed
