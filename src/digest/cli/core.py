@@ -90,7 +90,9 @@ def fetch(force: bool) -> None:
 
     settings = STATE.settings()
     store = _store(settings)
-    with _progress_bar() as progress:
+    # Under the lock too: a fetch storing items while an issue is being built could leave
+    # them behind the issue's period, in no issue at all.
+    with _locked(settings, store), _progress_bar() as progress:
         counts = pipeline.collect(settings, store, progress=progress, force=force)
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
