@@ -15,6 +15,7 @@ from digest.errors import UsageError
 from digest.models import SubscriberStatus
 from digest.store import Store, open_store, schema
 from digest.store import subscribers as subs
+from digest.store import subscribers_csv as csvimp
 
 SECRET = b"test-secret-for-subscribers-0123456789"
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -64,7 +65,7 @@ def test_csv_import_reads_name_topics_and_language(store: Store, tmp_path: Path)
         "bob@example.org,,,\n",
     )
     with store.begin() as conn:
-        report = subs.import_csv(
+        report = csvimp.import_csv(
             conn, path, secret=SECRET, known_topics={"sovereign_cloud", "data_protection"}
         )
         assert report.added == 2
@@ -84,7 +85,7 @@ def test_csv_bad_address_is_named_with_its_line_and_nothing_is_imported(
     path = write_csv(tmp_path, "email\nann@example.org\n\nnot-an-address\n")
     bad = r"people\.csv:4: 'not-an-address' is not a valid"
     with pytest.raises(UsageError, match=bad), store.begin() as conn:
-        subs.import_csv(conn, path, secret=SECRET)
+        csvimp.import_csv(conn, path, secret=SECRET)
     with store.connect() as conn:
         assert list(subs.list_subscribers(conn)) == []
 
@@ -92,19 +93,19 @@ def test_csv_bad_address_is_named_with_its_line_and_nothing_is_imported(
 def test_csv_without_email_column_is_refused(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path, "mail,name\nann@example.org,Ann\n")
     with store.begin() as conn, pytest.raises(UsageError, match="no 'email' column"):
-        subs.import_csv(conn, path, secret=SECRET)
+        csvimp.import_csv(conn, path, secret=SECRET)
 
 
 def test_csv_unknown_topic_is_named_with_its_line(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path, "email,topics\nann@example.org,cooking\n")
     with store.begin() as conn, pytest.raises(UsageError, match=r":2: unknown topic 'cooking'"):
-        subs.import_csv(conn, path, secret=SECRET, known_topics={"data_protection"})
+        csvimp.import_csv(conn, path, secret=SECRET, known_topics={"data_protection"})
 
 
 def test_csv_duplicates_in_another_case_are_imported_once(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path, "email\nann@example.org\nANN@example.org\nAnn@Example.Org\n")
     with store.begin() as conn:
-        report = subs.import_csv(conn, path, secret=SECRET)
+        report = csvimp.import_csv(conn, path, secret=SECRET)
         assert report.added == 1
         assert report.duplicates_in_file == 2
         assert "people.csv:3" in report.warnings[0]
@@ -116,11 +117,11 @@ def test_reimport_leaves_present_people_alone_even_when_unsubscribed(
 ) -> None:
     path = write_csv(tmp_path, "email\nann@example.org\nbob@example.org\n")
     with store.begin() as conn:
-        subs.import_csv(conn, path, secret=SECRET)
+        csvimp.import_csv(conn, path, secret=SECRET)
         ann = subs.get_by_email(conn, "ann@example.org")
         assert ann is not None
         subs.unsubscribe(conn, ann.id, NOW)
-        report = subs.import_csv(conn, path, secret=SECRET)
+        report = csvimp.import_csv(conn, path, secret=SECRET)
         assert (report.added, report.already_present) == (0, 2)
         again = subs.get_by_email(conn, "ann@example.org")
     assert again is not None
@@ -130,10 +131,10 @@ def test_reimport_leaves_present_people_alone_even_when_unsubscribed(
 def test_duplicates_across_import_batches_are_caught(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(subs, "IMPORT_BATCH", 2)
+    monkeypatch.setattr(csvimp, "IMPORT_BATCH", 2)
     text = "email\na@example.org\nb@example.org\nc@example.org\nA@EXAMPLE.ORG\n"
     with store.begin() as conn:
-        report = subs.import_csv(conn, io.StringIO(text), secret=SECRET)
+        report = csvimp.import_csv(conn, io.StringIO(text), secret=SECRET)
     assert report.added == 3
     assert report.already_present == 1
 
@@ -143,13 +144,13 @@ def test_erased_person_leaves_only_a_keyed_hash_and_is_skipped_on_reimport(
 ) -> None:
     path = write_csv(tmp_path, "email,name\nann@example.org,Ann\nbob@example.org,Bob\n")
     with store.begin() as conn:
-        subs.import_csv(conn, path, secret=SECRET)
+        csvimp.import_csv(conn, path, secret=SECRET)
         assert subs.erase_subscriber(conn, SECRET, "ANN@example.org", NOW)
         assert subs.get_by_email(conn, "ann@example.org") is None
         kept = conn.execute(select(schema.erased.c.email_hash)).scalars().all()
         assert len(kept) == 1
         assert "ann" not in kept[0]
-        report = subs.import_csv(conn, path, secret=SECRET)
+        report = csvimp.import_csv(conn, path, secret=SECRET)
         assert report.erased_skipped == 1
         assert "asked to be erased" in report.warnings[0]
         assert subs.get_by_email(conn, "ann@example.org") is None

@@ -15,6 +15,7 @@ from digest.store import Store, open_store
 from digest.store import deliveries as dstore
 from digest.store import subscribers as subs
 from digest.store.issues import load_issue
+from digest.store.subscribers_csv import import_csv
 from digest.tokens import read_token, secret_from_env
 
 
@@ -42,7 +43,7 @@ def import_(csv_file: Path) -> None:
     store = _store()
     try:
         with store.begin() as conn:
-            report = subs.import_csv(
+            report = import_csv(
                 conn,
                 csv_file,
                 secret=secret,

@@ -6,14 +6,11 @@ Addresses are validated with email-validator (no DNS) and unique case-insensitiv
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -28,8 +25,6 @@ log = logging.getLogger(__name__)
 
 T = schema.subscribers
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
-#: Rows per INSERT / duplicate look-up during imports: bounded memory for any file size.
-IMPORT_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +53,6 @@ class SubscriberRecord:
             topics=self.topics,
             language=self.language,
         )
-
-
-@dataclass
-class ImportReport:
-    """What ``import_csv`` did; warnings are one line each, naming file and line."""
-
-    added: int = 0
-    already_present: int = 0
-    duplicates_in_file: int = 0
-    erased_skipped: int = 0
-    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -109,7 +93,7 @@ def parse_topics(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_language(language: str | None, allowed: Collection[str] | None) -> str | None:
+def check_language(language: str | None, allowed: Collection[str] | None) -> str | None:
     if language is None or not language.strip():
         return None
     lang = language.strip().lower().replace("_", "-")
@@ -119,7 +103,7 @@ def _check_language(language: str | None, allowed: Collection[str] | None) -> st
     return lang
 
 
-def _check_topics(topics: tuple[str, ...], known: Collection[str] | None) -> tuple[str, ...]:
+def check_topics(topics: tuple[str, ...], known: Collection[str] | None) -> tuple[str, ...]:
     if known is not None:
         for t in topics:
             if t not in known:
@@ -137,7 +121,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _now(value: datetime | None) -> datetime:
+def aware_now(value: datetime | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if value.tzinfo is None:
@@ -162,7 +146,7 @@ def _record(row: RowMapping) -> SubscriberRecord:
     )
 
 
-def _values(
+def new_row(
     address: str,
     *,
     name: str | None,
@@ -207,14 +191,14 @@ def add_subscriber(
     normalized = normalize_email(address)
     if get_by_email(conn, normalized) is not None:
         raise UsageError(f"{normalized}: already a subscriber")
-    values = _values(
+    values = new_row(
         normalized,
         name=name,
-        topics=_check_topics(parse_topics(topics), known_topics),
-        language=_check_language(language, languages),
+        topics=check_topics(parse_topics(topics), known_topics),
+        language=check_language(language, languages),
         status=status,
         source=source,
-        now=_now(now),
+        now=aware_now(now),
     )
     new_id = conn.execute(insert(T).values(**values)).inserted_primary_key
     assert new_id is not None
@@ -266,7 +250,7 @@ def set_status(
     conn: Connection, subscriber_id: int, status: SubscriberStatus, now: datetime | None = None
 ) -> bool:
     """Change a subscriber's status, stamping when consent was given or withdrawn."""
-    now = _now(now)
+    now = aware_now(now)
     values: dict[str, Any] = {"status": status.value}
     if status is SubscriberStatus.ACTIVE:
         values["confirmed_at"] = now
@@ -287,7 +271,7 @@ def unsubscribe(conn: Connection, subscriber_id: int, now: datetime | None = Non
 
 
 def mark_confirm_sent(conn: Connection, subscriber_id: int, now: datetime) -> None:
-    conn.execute(update(T).where(T.c.id == subscriber_id).values(confirm_sent_at=_now(now)))
+    conn.execute(update(T).where(T.c.id == subscriber_id).values(confirm_sent_at=aware_now(now)))
 
 
 def update_preferences(
@@ -303,146 +287,14 @@ def update_preferences(
     """Change topics (empty: all), language (``""``: the digest's) or name; None leaves as is."""
     values: dict[str, Any] = {}
     if topics is not None:
-        values["topics"] = ";".join(_check_topics(parse_topics(topics), known_topics))
+        values["topics"] = ";".join(check_topics(parse_topics(topics), known_topics))
     if language is not None:
-        values["language"] = _check_language(language, languages)
+        values["language"] = check_language(language, languages)
     if name is not None:
         values["name"] = name.strip() or None
     if not values:
         return get_by_id(conn, subscriber_id) is not None
     return conn.execute(update(T).where(T.c.id == subscriber_id).values(**values)).rowcount > 0
-
-
-# --------------------------------------------------------------------------- import
-
-
-def import_csv(
-    conn: Connection,
-    source: Path | str | io.TextIOBase,
-    *,
-    secret: bytes,
-    now: datetime | None = None,
-    known_topics: Collection[str] | None = None,
-    languages: Collection[str] | None = None,
-) -> ImportReport:
-    """Import a CSV (``email`` required; ``name``, ``topics`` ";"-separated, ``language``).
-
-    Streams the file in batches. A bad row is a UsageError naming ``file:line`` (the caller's
-    transaction then imports nothing). Present addresses are left untouched (an unsubscribed
-    person is never re-subscribed by an import); erased addresses are skipped with a warning.
-    """
-    now = _now(now)
-    label = str(source) if isinstance(source, Path | str) else getattr(source, "name", "<csv>")
-    report = ImportReport()
-    if isinstance(source, Path | str):
-        try:
-            with open(source, encoding="utf-8-sig", newline="") as fh:
-                _import_rows(conn, fh, label, secret, now, known_topics, languages, report)
-        except FileNotFoundError:
-            raise UsageError(f"{label}: file not found") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{label}: not UTF-8 text") from None
-        except OSError as exc:
-            raise UsageError(f"{label}: cannot read: {exc.strerror}") from None
-    else:
-        _import_rows(conn, source, label, secret, now, known_topics, languages, report)
-    return report
-
-
-def _import_rows(
-    conn: Connection,
-    fh: Any,
-    label: str,
-    secret: bytes,
-    now: datetime,
-    known_topics: Collection[str] | None,
-    languages: Collection[str] | None,
-    report: ImportReport,
-) -> None:
-    reader = csv.DictReader(fh)
-    try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        raise UsageError(f"{label}:1: bad CSV: {exc}") from None
-    if not header:
-        raise UsageError(f"{label}: empty file (expected a header row with an 'email' column)")
-    columns = {h.strip().lower() for h in header if h}
-    if "email" not in columns:
-        raise UsageError(f"{label}:1: no 'email' column in the header ({', '.join(header)})")
-    unknown = columns - {"email", "name", "topics", "language"}
-    if unknown:
-        report.warnings.append(
-            f"{label}:1: ignoring unknown column(s): {', '.join(sorted(unknown))}"
-        )
-    batch: list[tuple[int, dict[str, Any]]] = []
-    try:
-        for row in reader:
-            line = reader.line_num
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            if not any(row.values()):
-                continue
-            address = row.get("email", "")
-            if not address:
-                raise UsageError(f"{label}:{line}: empty email")
-            try:
-                normalized = normalize_email(address)
-                values = _values(
-                    normalized,
-                    name=row.get("name"),
-                    topics=_check_topics(parse_topics(row.get("topics")), known_topics),
-                    language=_check_language(row.get("language"), languages),
-                    status=SubscriberStatus.ACTIVE,
-                    source="import",
-                    now=now,
-                )
-            except UsageError as exc:
-                raise UsageError(f"{label}:{line}: {exc}") from None
-            batch.append((line, values))
-            if len(batch) >= IMPORT_BATCH:
-                _flush(conn, batch, label, secret, report)
-                batch = []
-    except csv.Error as exc:
-        raise UsageError(f"{label}:{reader.line_num}: bad CSV: {exc}") from None
-    _flush(conn, batch, label, secret, report)
-
-
-def _flush(
-    conn: Connection,
-    batch: list[tuple[int, dict[str, Any]]],
-    label: str,
-    secret: bytes,
-    report: ImportReport,
-) -> None:
-    if not batch:
-        return
-    keys = {v["email_key"] for _, v in batch}
-    present = set(conn.execute(select(T.c.email_key).where(T.c.email_key.in_(keys))).scalars())
-    hashes = {k: keyed_hash(secret, k, purpose="erased") for k in keys}
-    e = schema.erased
-    gone = set(
-        conn.execute(select(e.c.email_hash).where(e.c.email_hash.in_(hashes.values()))).scalars()
-    )
-    rows: dict[str, dict[str, Any]] = {}
-    for line, values in batch:
-        key = values["email_key"]
-        if hashes[key] in gone:
-            report.erased_skipped += 1
-            report.warnings.append(
-                f"{label}:{line}: {values['email']} asked to be erased earlier; not re-imported"
-            )
-        elif key in present:
-            report.already_present += 1
-        elif key in rows:
-            report.duplicates_in_file += 1
-            report.warnings.append(
-                f"{label}:{line}: {values['email']} appears twice; kept the first"
-            )
-        else:
-            rows[key] = values
-    if rows:
-        conn.execute(insert(T), list(rows.values()))
-        report.added += len(rows)
-        # Later batches find these through ``present``: no file-wide set in memory.
 
 
 # --------------------------------------------------------------------------- access & erasure
@@ -501,7 +353,7 @@ def erase_subscriber(
     conn.execute(delete(T).where(T.c.id == rec.id))
     h = erased_hash(secret, rec.email)
     if not conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first():
-        conn.execute(insert(schema.erased).values(email_hash=h, erased_at=_now(now)))
+        conn.execute(insert(schema.erased).values(email_hash=h, erased_at=aware_now(now)))
     return True
 
 
