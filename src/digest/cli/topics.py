@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -206,15 +206,21 @@ def explain_lines(tdef: TopicDef, m: TopicMatch) -> list[str]:
 # --------------------------------------------------------------------------- topics test
 
 
-def _kept_by_topic(
-    matcher: TopicMatcher, specs: dict[str, FeedSpec], items: Iterable[StoredItem]
-) -> dict[str, dict[int, tuple[float, str]]]:
-    kept: dict[str, dict[int, tuple[float, str]]] = {t.id: {} for t in matcher.topics}
-    for stored in items:
-        for m in _match_stored(matcher, specs, stored):
+Kept = dict[str, dict[int, tuple[float, str]]]
+
+
+class _Tally:
+    """What one config's topics keep, filled one stored item at a time."""
+
+    def __init__(self, matcher: TopicMatcher, specs: dict[str, FeedSpec]) -> None:
+        self.matcher = matcher
+        self.specs = specs
+        self.kept: Kept = {t.id: {} for t in matcher.topics}
+
+    def add(self, stored: StoredItem) -> None:
+        for m in _match_stored(self.matcher, self.specs, stored):
             if m.kept:
-                kept[m.topic_id][stored.id] = (m.score, stored.item.title)
-    return kept
+                self.kept[m.topic_id][stored.id] = (m.score, stored.item.title)
 
 
 @topics_group.command(
@@ -246,26 +252,36 @@ def test_cmd(since: str, against: Path | None, show: int) -> None:
     other_matcher = _matcher(other) if other is not None else None
     start = datetime.now(UTC) - period
 
+    tally = _Tally(matcher, _feed_specs(settings))
+    tallies = [tally]
+    if other is not None and other_matcher is not None:
+        tallies.append(_Tally(other_matcher, _feed_specs(other)))
+    count = 0
     store = open_store(settings.storage.url)
     try:
         with store.connect() as conn:
-            items = list(iter_items(conn, since=start))
+            # Streamed: only the kept items' ids, scores and titles stay in memory.
+            for stored in iter_items(conn, since=start):
+                count += 1
+                for t in tallies:
+                    t.add(stored)
     finally:
         store.close()
-    kept = _kept_by_topic(matcher, _feed_specs(settings), items)
-    out.print(f"{len(items)} stored items since {start:%Y-%m-%d %H:%M} UTC")
-    if other is None or other_matcher is None:
+    kept = tally.kept
+    out.print(f"{count} stored items since {start:%Y-%m-%d %H:%M} UTC")
+    if len(tallies) == 1:
         for tid, got in kept.items():
             out.print(f"[bold]{tid}[/bold]: keeps {len(got)}")
             _list(got, show, "  ")
         return
-    before = _kept_by_topic(other_matcher, _feed_specs(other), items)
+    before = tallies[1].kept
     for tid in dict.fromkeys([*kept, *before]):
         now_kept, was_kept = kept.get(tid, {}), before.get(tid, {})
         enter = {k: v for k, v in now_kept.items() if k not in was_kept}
         leave = {k: v for k, v in was_kept.items() if k not in now_kept}
+        was = f"was {len(was_kept)} with {escape(str(against))}"
         out.print(
-            f"[bold]{tid}[/bold]: keeps {len(now_kept)} (was {len(was_kept)} with {against}): "
+            f"[bold]{tid}[/bold]: keeps {len(now_kept)} ({was}): "
             f"{len(enter)} enter, {len(leave)} leave"
         )
         _list(enter, show, "  + ")
