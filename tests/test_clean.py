@@ -37,6 +37,10 @@ def test_entities_are_decoded_even_when_escaped_twice() -> None:
     )
 
 
+def test_escaped_comments_and_cdata_are_not_text() -> None:
+    assert clean.html_to_text("a &lt;![CDATA[]]&gt; b &lt;!-- hidden --&gt; c") == "a b c"
+
+
 def test_mojibake_is_repaired() -> None:
     assert clean.html_to_text("<p>La donnÃ©e personnelle, câ€™est sÃ»r.</p>") == (
         "La donnée personnelle, c’est sûr."

@@ -39,7 +39,7 @@ _PARA = "\ue000"  # paragraph marker (private use), removed from the input first
 _ESCAPED_TAG = re.compile(
     r"</?(?:p|a|br|div|span|img|b|i|em|strong|ul|ol|li|h[1-6]|blockquote|figure|figcaption|"
     r"table|tr|td|iframe|script|style|font|center|small|sup|sub|u|s|hr|section|article)"
-    r"(?:\s[^<>]{0,500})?/?>",
+    r"(?:\s[^<>]{0,500})?/?>|<!\[CDATA\[|<!--",
     re.IGNORECASE,
 )
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
