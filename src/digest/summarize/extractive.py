@@ -74,7 +74,8 @@ MAX_SENTENCES = 3
 MIN_WORDS = 5
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+#: Chinese and Japanese script (Korean separates its words with spaces like English).
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def count_words(text: str) -> int:
