@@ -136,8 +136,6 @@ class TopicMatcher:
             matchkind=ahocorasick_rs.MatchKind.Standard,
             implementation=ahocorasick_rs.Implementation.DFA,
         )
-        self._key_refs = [tuple(refs) for refs in self._key_refs]  # type: ignore[misc]
-        self._has_regex = bool(self._regexes)
         # Most items match nothing: their (identical) answer is built once.
         for t in self._topics:
             t.empty = self._decide(t, 0.0, (), (), set(), forced=False, out_of_scope=False)
@@ -293,6 +291,7 @@ class TopicMatcher:
         )
 
     def topic(self, topic_id: str) -> TopicDef | None:
+        """The definition of a compiled topic, by id."""
         i = self._index.get(topic_id)
         return None if i is None else self.topics[i]
 
