@@ -56,6 +56,8 @@ class FaultHandler:
     plan: dict[str, list[str | None]] = field(default_factory=dict)
     #: Where the planned fault strikes: "RCPT" or "DATA".
     stage: str = "RCPT"
+    #: Advertise PIPELINING (RFC 2920), so clients may send MAIL, RCPT and DATA at once.
+    pipelining: bool = False
     delivered: list[Delivered] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     connections: int = 0
@@ -82,6 +84,8 @@ class FaultHandler:
         with self.lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(

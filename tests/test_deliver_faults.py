@@ -44,9 +44,10 @@ def smtp_settings(port: int, **smtp: object) -> Settings:
     )
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 @pytest.mark.parametrize("stage", ["RCPT", "DATA"])
 def test_every_reader_ends_sent_or_failed_with_the_reason_and_none_twice(
-    store: Store, stage: str
+    store: Store, stage: str, pipelining: bool
 ) -> None:
     add_people(store, PEOPLE)
     plan: dict[str, list[str | None]] = {
@@ -57,7 +58,7 @@ def test_every_reader_ends_sent_or_failed_with_the_reason_and_none_twice(
         "r5@example.org": ["452", "drop", "451"],
         "r6@example.org": ["554"],
     }
-    handler = FaultHandler(plan=plan, stage=stage)
+    handler = FaultHandler(plan=plan, stage=stage, pipelining=pipelining)
     with fault_server(handler) as server:
         cfg = smtp_settings(server.port, connections=2, max_attempts=5)
         report = deliver_issue(cfg, store, 1, retry_base=0.01)

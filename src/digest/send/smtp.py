@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import smtplib
 import socket
 import ssl
@@ -177,7 +178,9 @@ class SMTPSender:
     def _send_one(self, client: smtplib.SMTP, job: Job) -> tuple[Result, bool]:
         """(result, keep the connection)."""
         rcpt = job.recipient
-        options = [] if job.recipient.isascii() else ["SMTPUTF8"]
+        if rcpt.isascii() and client.has_extn("pipelining"):
+            return self._send_pipelined(client, job)
+        options = [] if rcpt.isascii() else ["SMTPUTF8"]
         try:
             client.sendmail(job.envelope_from, [rcpt], job.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -201,6 +204,46 @@ class SMTPSender:
                 job, Outcome.TRANSIENT, f"connection lost: {exc or type(exc).__name__}"
             ), False
         return Result(job, Outcome.SENT), True
+
+    def _send_pipelined(self, client: smtplib.SMTP, job: Job) -> tuple[Result, bool]:
+        """RFC 2920: MAIL, RCPT and DATA in one write, then the message: two round trips
+        instead of four (the relay advertised PIPELINING)."""
+        try:
+            client.send(
+                f"MAIL FROM:{smtplib.quoteaddr(job.envelope_from)}\r\n"
+                f"RCPT TO:{smtplib.quoteaddr(job.recipient)}\r\nDATA\r\n"
+            )
+            mail = client.getreply()
+            rcpt = client.getreply()
+            data = client.getreply()
+            if data[0] == 354:
+                if mail[0] == 250 and rcpt[0] in (250, 251):
+                    client.send(_dot_stuffed(job.data))
+                    code, msg = client.getreply()
+                    if code == 250:
+                        return Result(job, Outcome.SENT), True
+                    if code != 421:
+                        client.rset()
+                    return self._classify(job, code, msg, "DATA")
+                # A server that opened DATA although the envelope failed: close it empty.
+                client.send(b".\r\n")
+                client.getreply()
+            if 421 not in (mail[0], rcpt[0], data[0]):
+                client.rset()
+        except (smtplib.SMTPException, OSError) as exc:
+            # Dropped, reset or timed out: the message was not acknowledged; retry it.
+            return Result(
+                job, Outcome.TRANSIENT, f"connection lost: {exc or type(exc).__name__}"
+            ), False
+        if mail[0] != 250:
+            if mail[0] >= 500:
+                raise FatalDeliveryError(
+                    f"{self.options.where()}: sender {job.envelope_from} refused: {_reply(*mail)}"
+                )
+            return self._classify(job, *mail, "MAIL")
+        if rcpt[0] not in (250, 251):
+            return self._classify(job, *rcpt, "RCPT")
+        return self._classify(job, *data, "DATA")
 
     def _classify(self, job: Job, code: int, msg: bytes | str, stage: str) -> tuple[Result, bool]:
         reply = f"{stage} {_reply(code, msg)}"
@@ -348,6 +391,17 @@ class SMTPSender:
             sys.setswitchinterval(switch)
         if error is not None:
             raise error
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: leading dots doubled, CRLF-terminated, then the final dot."""
+    q = _LEADING_DOT.sub(b"..", data)
+    if not q.endswith(b"\r\n"):
+        q += b"\r\n"
+    return q + b".\r\n"
 
 
 def _close_iter(it: Iterator[Job]) -> None:
