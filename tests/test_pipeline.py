@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from werkzeug import Request, Response
 
 from digest.config import Settings, parse_settings
 from digest.pipeline import build_issue, collect, send
+from digest.pipeline.collect import summarize_items
 from digest.store import Store, open_store
 from digest.store.feeds import list_feeds
 from digest.store.issues import list_issues
@@ -326,3 +328,36 @@ def test_one_story_in_two_feeds_is_one_entry_with_also_covered(
     [entry] = section.entries
     assert len(entry.also) == 1
     assert {entry.source, entry.also[0].source} == {"Source A", "Source B"}
+
+
+def test_the_llm_engine_summarizes_kept_items_once_and_caches_answers_in_the_database(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    asked: list[str] = []
+
+    def chat(request: Request) -> Response:
+        asked.append(request.get_json()["model"])
+        answer = "The regulator fined a company for keeping personal data for too long."
+        return Response(
+            json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}),
+            content_type="application/json",
+        )
+
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(chat)
+    httpserver.expect_request("/privacy.xml").respond_with_data(
+        PRIVACY, content_type="application/rss+xml"
+    )
+    settings = settings_for(
+        tmp_path,
+        [{"url": httpserver.url_for("/privacy.xml")}],
+        summary={"engine": "llm", "llm": {"base_url": httpserver.url_for("/v1"), "model": "m1"}},
+    )
+    store = open_store(settings.storage.url)
+    assert collect(settings, store).summarized == 1
+    with store.connect() as conn:
+        [stored] = list(iter_items(conn))
+        assert load_summaries(conn, [stored.id])[stored.id].engine == "llm:m1"
+    # Summarizing the same item again (a preview, a rebuilt issue) asks the model nothing.
+    again = summarize_items(settings, store, [stored], record=False)
+    assert again[stored.id].text.startswith("The regulator fined")
+    assert asked == ["m1"]

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from digest.config import Settings
-from digest.errors import ParseError
+from digest.errors import DigestError, ParseError
 from digest.fetch import fetch_all_sync
 from digest.models import (
     FeedSpec,
@@ -242,6 +242,23 @@ def summarize_items(
     if not items:
         return {}
     summarizer = make_item_summarizer(settings, store)
+    try:
+        return _summarize_each(settings, store, summarizer, items, record, progress, stop)
+    finally:
+        close = getattr(summarizer, "close", None)  # the LLM engine holds an HTTP client
+        if callable(close):
+            close()
+
+
+def _summarize_each(
+    settings: Settings,
+    store: Store,
+    summarizer: Summarizer,
+    items: Sequence[StoredItem],
+    record: bool,
+    progress: Progress | None,
+    stop: StopFlag | None,
+) -> dict[int, Summary]:
     full = _full_texts(settings, items)
     out: dict[int, Summary] = {}
     for n, stored in enumerate(items, 1):
@@ -250,13 +267,23 @@ def summarize_items(
         item = stored.item
         # The summarizer takes HTML or plain text alike (extracted page text is plain).
         html = full.get(stored.id) or item.content_html or item.summary_html
-        summary = summarizer.summarize(item.title, html, language=item.language)
-        out[stored.id] = summary
-        if record:
-            with store.begin() as conn:
-                save_summary(
-                    conn, stored.id, summary, now=datetime.now(UTC), full_text=full.get(stored.id)
-                )
+        try:
+            summary: Summary | None = summarizer.summarize(item.title, html, language=item.language)
+        except DigestError as exc:
+            # One item's failure never stops the run; it is tried again next time.
+            log.warning("summary failed: %s", exc, extra={"item": stored.id})
+            summary = None
+        if summary is not None:
+            out[stored.id] = summary
+            if record:
+                with store.begin() as conn:
+                    save_summary(
+                        conn,
+                        stored.id,
+                        summary,
+                        now=datetime.now(UTC),
+                        full_text=full.get(stored.id),
+                    )
         if progress is not None:
             progress("summarize", n, len(items))
     return out
