@@ -45,8 +45,8 @@ def build_issue(
 ) -> IssueContent | None:
     """The next issue from items kept since the previous one; None when there is nothing new.
 
-    ``record``: store it (numbered, rendered, ``sending``) and write the outbox page; otherwise
-    nothing is written anywhere (``preview``, ``send --dry-run``).
+    ``record``: store it (numbered, rendered, ``sending``; delivery then writes the outbox page
+    and the messages); otherwise nothing is written anywhere (``preview``, ``send --dry-run``).
     """
     now = now or datetime.now(UTC)
     d = settings.digest
@@ -122,7 +122,8 @@ def build_issue(
         language=d.language,
         timezone=d.timezone,
         created=now,
-        period_start=since or not_before,
+        # After a long pause the issue still only covers the window, and says so.
+        period_start=max(since, not_before) if since else not_before,
         period_end=now,
         sections=tuple(sections),
         base_url=d.base_url,
