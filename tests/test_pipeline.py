@@ -361,3 +361,31 @@ def test_the_llm_engine_summarizes_kept_items_once_and_caches_answers_in_the_dat
     again = summarize_items(settings, store, [stored], record=False)
     assert again[stored.id].text.startswith("The regulator fined")
     assert asked == ["m1"]
+
+
+def test_a_moved_feed_is_fetched_at_its_new_address_and_a_gone_one_is_disabled(
+    httpserver: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpserver.expect_request("/old.xml").respond_with_data(
+        "", status=301, headers={"Location": httpserver.url_for("/new.xml")}
+    )
+    httpserver.expect_request("/new.xml").respond_with_handler(etag_handler(PRIVACY, '"n"'))
+    httpserver.expect_request("/gone.xml").respond_with_data("", status=410)
+    old, gone = httpserver.url_for("/old.xml"), httpserver.url_for("/gone.xml")
+    settings = settings_for(tmp_path, [{"url": old}, {"url": gone}])
+    store = open_store(settings.storage.url)
+    first = collect(settings, store)
+    assert (first.feeds_ok, first.feeds_failed, first.items_new) == (1, 1, 1)
+    assert "update the config" in caplog.text
+    assert "410 Gone" in caplog.text
+    with store.connect() as conn:
+        feeds = {f.url: f for f in list_feeds(conn)}
+    assert feeds[old].fetch_url == httpserver.url_for("/new.xml")
+    assert feeds[gone].disabled
+
+    httpserver.clear_log()
+    second = collect(settings, store, force=True)
+    # Forced: no validators sent; the same body as before is not parsed again.
+    assert (second.feeds_not_modified, second.feeds_failed) == (1, 0)
+    paths = [request.path for request, _ in httpserver.log]
+    assert paths == ["/new.xml"]  # neither the old address nor the gone feed
