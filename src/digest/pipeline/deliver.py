@@ -6,6 +6,7 @@ Rows: pending -> unknown (committed before the message is handed over) -> sent (
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.models import DeliveryState, IssueContent, SubscriberStatus
+from digest.models import DeliveryState, IssueContent, RenderedIssue, SubscriberStatus
 from digest.render import LANGUAGES, RenderCache, personalize, select_sections
 from digest.send import (
     DKIMSigner,
@@ -35,7 +36,7 @@ from digest.send import (
     wire_message,
 )
 from digest.send.base import Outcome
-from digest.send.message import address_domain
+from digest.send.message import address_domain, crlf
 from digest.store import Store
 from digest.store import deliveries as dstore
 from digest.store.issues import load_issue, set_issue_status
@@ -95,10 +96,22 @@ class MessageFactory:
             subject_format=d.subject,
             mark_machine_written=settings.summary.mark_machine_written,
         )
+        self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
         self.signer: DKIMSigner | None = None
         if settings.dkim is not None:
             k = settings.dkim
             self.signer = DKIMSigner(k.selector, k.domain, load_key(k.key_file, k.key_env))
+
+    def _variant(self, language: str | None, topics: tuple[str, ...]) -> RenderedIssue:
+        """The compiled issue for this reader, line ends made canonical once per variant."""
+        key = (language, topics)
+        found = self._variants.get(key)
+        if found is None:
+            r = self.cache.get(self.content, language=language, topics=topics or None)
+            found = dataclasses.replace(r, html=crlf(r.html), text=crlf(r.text))
+            if len(self._variants) < 1024:  # topic sets are few; never unbounded
+                self._variants[key] = found
+        return found
 
     def message_id(self, token_key: str) -> str:
         return message_id_for(self.secret, self.content.number, token_key, self.domain)
@@ -120,7 +133,7 @@ class MessageFactory:
     ) -> bytes:
         # A language the email has no words for falls back to the digest's own.
         lang = language if language and language.split("-")[0] in LANGUAGES else None
-        rendered = self.cache.get(self.content, language=lang, topics=topics or None)
+        rendered = self._variant(lang, topics)
         unsub = make_token(self.secret, "unsubscribe", token_key)
         mailto = unsubscribe_mailto(self.from_addr, unsub)
         https = prefs = None
@@ -145,6 +158,7 @@ class MessageFactory:
             unsubscribe_https=https,
             unsubscribe_mailto=mailto,
             date=now,
+            canonical=True,
         )
         return self.signer.sign(data) if self.signer else data
 
