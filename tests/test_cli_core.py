@@ -188,7 +188,7 @@ def test_preview_renders_the_next_issue_and_records_nothing(cli, fetched: Path) 
 def test_send_dry_run_stores_and_sends_nothing(cli, fetched: Path) -> None:
     r = cli("--config", str(fetched), "send", "--dry-run")
     assert r.code == 0, r.err
-    assert "dry run: issue #1 would be sent" in r.out
+    assert "dry run: issue #1 would be sent to 0 active subscriber(s)" in r.out
     with open_store("sqlite:///var/cli.db").connect() as conn:
         assert list_issues(conn) == []
 

@@ -157,8 +157,13 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
         out.print(line, markup=False)
         return
     if dry_run:
+        from digest.store.subscribers import count_by_status
+
+        with store.connect() as conn:
+            active = count_by_status(conn).get("active", 0)
         out.print(
-            f"dry run: issue #{counts.issue_number} would be sent; nothing stored or sent",
+            f"dry run: issue #{counts.issue_number} would be sent to {active} active "
+            "subscriber(s); nothing stored or sent",
             markup=False,
         )
         return
