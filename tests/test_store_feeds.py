@@ -10,7 +10,14 @@ import pytest
 
 from digest.models import FeedSpec, FetchResult, FetchStatus
 from digest.store import Store, open_store
-from digest.store.feeds import BACKOFF_MAX, backoff_delay, get_feed, record_fetch, sync_feeds
+from digest.store.feeds import (
+    BACKOFF_MAX,
+    backoff_delay,
+    get_feed,
+    record_fetch,
+    set_content_hash,
+    sync_feeds,
+)
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 URL = "https://cnil.example/feed"
@@ -122,3 +129,18 @@ def test_a_body_that_is_not_a_feed_counts_as_a_failure_and_forgets_validators(
         state = get_feed(conn, fid)
     assert state is not None
     assert (state.failures, state.last_error, state.etag) == (1, "not a feed", None)
+
+
+def test_an_rss_ttl_delays_the_next_fetch_at_most_a_day(store: Store) -> None:
+    fid = feed_id(store)
+    with store.begin() as conn:
+        set_content_hash(conn, fid, "h1", title="CNIL", ttl=7200.0, now=NOW)
+        two_hours = get_feed(conn, fid)
+        set_content_hash(conn, fid, "h2", ttl=90 * 86400.0, now=NOW)
+        capped = get_feed(conn, fid)
+    assert two_hours is not None
+    assert two_hours.next_try == NOW + timedelta(hours=2)
+    assert not two_hours.is_due(NOW + timedelta(hours=1))
+    assert capped is not None
+    assert capped.next_try == NOW + BACKOFF_MAX
+    assert (capped.content_hash, capped.title) == ("h2", "CNIL")

@@ -100,7 +100,9 @@ def fetch_and_store(
             for warning in record_fetch(conn, state.id, result, now, parse_error=parse_error):
                 log.warning(warning, extra={"feed": state.url})
             if isinstance(got, ParsedFeed):
-                set_content_hash(conn, state.id, digests[state.id], title=got.title)
+                set_content_hash(
+                    conn, state.id, digests[state.id], title=got.title, ttl=got.ttl, now=now
+                )
                 new = insert_items(conn, state.id, got.items, now=now)
                 if new and not matchers:
                     matchers.append(TopicMatcher(settings.topic_defs()))

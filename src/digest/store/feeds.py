@@ -204,10 +204,25 @@ def record_fetch(
 
 
 def set_content_hash(
-    conn: Connection, feed_id: int, content_hash: str, *, title: str | None = None
+    conn: Connection,
+    feed_id: int,
+    content_hash: str,
+    *,
+    title: str | None = None,
+    ttl: float | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Remember the body just parsed, so an identical body next time is not parsed again."""
+    """Remember the body just parsed, so an identical body next time is not parsed again.
+
+    ``ttl`` (RSS ``<ttl>``, seconds): no refetch before it, unless forced; at most a day, so a
+    publisher's typo cannot silence a feed for weeks.
+    """
     values: dict[str, Any] = {"content_hash": content_hash}
     if title:
         values["title"] = title
+    if ttl and ttl > 0 and now is not None:
+        state = get_feed(conn, feed_id)
+        until = now + min(timedelta(seconds=ttl), BACKOFF_MAX)
+        if state is not None and (state.next_try is None or state.next_try < until):
+            values["next_try"] = to_db(until)
     conn.execute(update(schema.feeds).where(schema.feeds.c.id == feed_id).values(**values))
