@@ -144,3 +144,13 @@ def test_an_rss_ttl_delays_the_next_fetch_at_most_a_day(store: Store) -> None:
     assert capped is not None
     assert capped.next_try == NOW + BACKOFF_MAX
     assert (capped.content_hash, capped.title) == ("h2", "CNIL")
+
+
+def test_thousands_of_configured_feeds_sync_in_config_order(store: Store) -> None:
+    specs = [FeedSpec(f"https://feeds.example/{i}.xml", f"Feed {i}") for i in range(2500)]
+    with store.begin() as conn:
+        first = sync_feeds(conn, list(reversed(specs)), now=NOW)
+        again = sync_feeds(conn, specs, now=NOW)
+    assert [f.url for f in first] == [s.url for s in reversed(specs)]
+    assert [f.url for f in again] == [s.url for s in specs]
+    assert len({f.id for f in again}) == 2500

@@ -102,36 +102,35 @@ def _state(row: Row[Any]) -> FeedState:
 
 def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], *, now: datetime) -> list[FeedState]:
     """Insert configured feeds not yet stored, refresh names; returns them in config order."""
-    existing = {
-        r._mapping["url"]: r._mapping
-        for r in conn.execute(
-            select(schema.feeds.c.id, schema.feeds.c.url, schema.feeds.c.name).where(
-                schema.feeds.c.url.in_([s.url for s in specs])
-            )
-        )
-    }
+    urls = [s.url for s in specs]
+    existing = {f.url: f for f in list_feeds(conn, urls)}
     for spec in specs:
-        row = existing.get(spec.url)
-        if row is None:
+        state = existing.get(spec.url)
+        if state is None:
             conn.execute(
                 schema.feeds.insert().values(
                     url=spec.url, name=spec.name, failures=0, disabled=False, created=to_db(now)
                 )
             )
-        elif row["name"] != spec.name:
+        elif state.name != spec.name:
             conn.execute(
-                update(schema.feeds).where(schema.feeds.c.id == row["id"]).values(name=spec.name)
+                update(schema.feeds).where(schema.feeds.c.id == state.id).values(name=spec.name)
             )
-    by_url = {s.url: s for s in list_feeds(conn, [s.url for s in specs])}
-    return [by_url[s.url] for s in specs if s.url in by_url]
+    by_url = {s.url: s for s in list_feeds(conn, urls)}
+    return [by_url[u] for u in urls if u in by_url]
 
 
 def list_feeds(conn: Connection, urls: Iterable[str] | None = None) -> list[FeedState]:
     """Stored feeds (only those configured at ``urls`` when given), by id."""
     stmt = select(schema.feeds).order_by(schema.feeds.c.id)
-    if urls is not None:
-        stmt = stmt.where(schema.feeds.c.url.in_(list(urls)))
-    return [_state(r) for r in conn.execute(stmt)]
+    if urls is None:
+        return [_state(r) for r in conn.execute(stmt)]
+    wanted = list(urls)
+    out: list[FeedState] = []
+    for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+        chunk = wanted[start : start + 500]
+        out += [_state(r) for r in conn.execute(stmt.where(schema.feeds.c.url.in_(chunk)))]
+    return sorted(out, key=lambda f: f.id)
 
 
 def get_feed(conn: Connection, feed_id: int) -> FeedState | None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, delete, func, or_, select
+from sqlalchemy import Connection, Row, Select, and_, delete, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Item, StoredItem, Summary, TermHit, TopicMatch
@@ -269,14 +269,13 @@ def load_summaries(conn: Connection, item_ids: Iterable[int]) -> dict[int, Summa
 
 def unsummarized_kept(conn: Connection, *, not_before: datetime) -> list[StoredItem]:
     """Items kept by a topic, published since ``not_before``, that have no summary yet."""
-    kept_ids = select(schema.item_topics.c.item_id).where(schema.item_topics.c.kept.is_(True))
-    have = select(schema.summaries.c.item_id)
+    has_summary = exists().where(schema.summaries.c.item_id == schema.items.c.id)
     stmt = (
         _item_select()
         .where(
-            schema.items.c.id.in_(kept_ids),
-            schema.items.c.id.not_in(have),
             schema.items.c.published >= to_db(not_before),
+            _kept_exists(),
+            ~has_summary,
         )
         .order_by(schema.items.c.id)
     )
@@ -295,36 +294,48 @@ class KeptItem:
     matches: tuple[TopicMatch, ...]
 
 
+def _kept_exists() -> Any:
+    # Correlated EXISTS: walks the item's own decisions (primary key), not every decision ever.
+    it = schema.item_topics
+    return exists().where(it.c.item_id == schema.items.c.id, it.c.kept.is_(True))
+
+
 def kept_items(
     conn: Connection, *, since: datetime | None, until: datetime, not_before: datetime
 ) -> list[KeptItem]:
-    """Items first seen in (since, until], published at or after ``not_before``, kept by a topic."""
-    kept_ids = (
-        select(schema.item_topics.c.item_id)
-        .where(schema.item_topics.c.kept.is_(True))
-        .distinct()
-        .scalar_subquery()
-    )
+    """Items first seen in (since, until], published at or after ``not_before``, kept by a topic.
+
+    Each comes with its kept decisions, best score first.
+    """
     cond = and_(
         schema.items.c.first_seen <= to_db(until),
         schema.items.c.published >= to_db(not_before),
-        schema.items.c.id.in_(kept_ids),
+        _kept_exists(),
     )
     if since is not None:
         cond = and_(cond, schema.items.c.first_seen > to_db(since))
     rows = conn.execute(
         _item_select().where(cond).order_by(schema.items.c.published.desc(), schema.items.c.id)
     ).all()
-    out: list[KeptItem] = []
-    for row in rows:
-        stored = _row_to_stored(row)
-        matches = tuple(
-            sorted(
-                (m for m in load_topic_matches(conn, stored.id) if m.kept),
-                key=lambda m: -m.score,
-            )
+    matches = _kept_matches(conn, [r._mapping["id"] for r in rows])
+    return [
+        KeptItem(
+            _row_to_stored(row),
+            as_utc(row._mapping["first_seen"]),
+            tuple(sorted(matches.get(row._mapping["id"], ()), key=lambda m: -m.score)),
         )
-        out.append(KeptItem(stored, as_utc(row._mapping["first_seen"]), matches))
+        for row in rows
+    ]
+
+
+def _kept_matches(conn: Connection, ids: Sequence[int]) -> dict[int, list[TopicMatch]]:
+    out: dict[int, list[TopicMatch]] = {}
+    it = schema.item_topics
+    for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+        chunk = ids[start : start + 500]
+        rows = conn.execute(select(it).where(it.c.item_id.in_(chunk), it.c.kept.is_(True)))
+        for r in rows:
+            out.setdefault(r._mapping["item_id"], []).append(_match_from_row(r._mapping))
     return out
 
 
