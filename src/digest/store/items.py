@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Item, StoredItem, Summary, TermHit, TopicMatch
 from digest.store import schema
+from digest.store.db import Store
 
 __all__ = [
     "KeptItem",
@@ -345,8 +346,7 @@ def _kept_matches(conn: Connection, ids: Sequence[int]) -> dict[int, list[TopicM
 class SQLCache:
     """The summarizer's cache Protocol (``get``/``put``) on the ``llm_cache`` table."""
 
-    def __init__(self, store: Any) -> None:
-        # ``store`` is a ``digest.store.Store``; typed loosely to avoid an import cycle.
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def get(self, key: str) -> str | None:
