@@ -154,3 +154,17 @@ def test_thousands_of_configured_feeds_sync_in_config_order(store: Store) -> Non
     assert [f.url for f in first] == [s.url for s in reversed(specs)]
     assert [f.url for f in again] == [s.url for s in specs]
     assert len({f.id for f in again}) == 2500
+
+
+def test_a_year_long_max_age_or_retry_after_waits_a_day_at_most(store: Store) -> None:
+    fid = feed_id(store)
+    year = 365 * 86400.0
+    with store.begin() as conn:
+        record_fetch(conn, fid, FetchResult(URL, FetchStatus.NOT_MODIFIED, retry_after=year), NOW)
+        cached = get_feed(conn, fid)
+        record_fetch(conn, fid, failed(retry_after=year), NOW, rng=random.Random(3))
+        refused = get_feed(conn, fid)
+    assert cached is not None
+    assert cached.next_try == NOW + BACKOFF_MAX
+    assert refused is not None
+    assert refused.next_try == NOW + BACKOFF_MAX

@@ -165,7 +165,8 @@ def record_fetch(
         raise KeyError(feed_id)
     warnings: list[str] = []
     values: dict[str, Any] = {"last_fetch": to_db(now), "last_status": result.http_status}
-    wait = timedelta(seconds=result.retry_after) if result.retry_after else None
+    # Retry-After / max-age, capped at a day: a server's typo must not silence a feed for months.
+    wait = min(timedelta(seconds=result.retry_after), BACKOFF_MAX) if result.retry_after else None
 
     if result.permanent_redirect and result.permanent_redirect != state.fetch_url:
         values["moved_to"] = result.permanent_redirect
