@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
@@ -162,12 +163,17 @@ def apply(conn: Connection, changes: Sequence[dict[str, Any]], now: datetime) ->
         shape = tuple(sorted(row))
         by_shape.setdefault(shape, []).append({f"b_{k}": v for k, v in row.items()})
     for shape, params in by_shape.items():
-        stmt = (
-            update(D)
-            .where(D.c.id == bindparam("b_id"))
-            .values({k: bindparam(f"b_{k}") for k in shape if k != "id"})
-        )
-        conn.execute(stmt, params)
+        conn.execute(_update_for(shape), params)
+
+
+@lru_cache(maxsize=64)
+def _update_for(shape: tuple[str, ...]) -> Any:
+    # Built once per shape: constructing the statement costs more than running it.
+    return (
+        update(D)
+        .where(D.c.id == bindparam("b_id"))
+        .values({k: bindparam(f"b_{k}") for k in shape if k != "id"})
+    )
 
 
 def counts(conn: Connection, issue_id: int) -> dict[str, int]:
