@@ -1,6 +1,6 @@
 """Sending throughput and memory: digest vs. the sink's own rate, and a million messages built.
 
-    .venv/bin/python benchmarks/send.py                  # everything (about 15 minutes)
+    .venv/bin/python benchmarks/send.py                  # everything (about 20 minutes)
     .venv/bin/python benchmarks/send.py --build 100000   # a shorter build run
 
 1. The sink (benchmarks/smtp_sink.py, its own process) fed by a minimal pipelined client:
@@ -268,18 +268,28 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--subscribers", type=int, default=10_000)
     p.add_argument("--build", type=int, default=1_000_000, help="messages to build (0: skip)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each sending measurement")
     args = p.parse_args()
     os.environ["DIGEST_SECRET"] = SECRET
     data = sample_message()
     print(f"message size: {len(data) / 1024:.1f} KiB; cores: {os.cpu_count()}")
+    # Interleaved and repeated (best of N): the machine is shared, so one run says little.
     for n in (1, 4):
-        rate = ceiling(args.subscribers, n, data)
-        print(f"sink ceiling, minimal pipelined client, {n} connection(s): {rate:,.0f} msg/s")
-    for n in (1, 4):
-        r = digest_rate(args.subscribers, n)
+        ceilings: list[float] = []
+        ours: list[dict[str, float]] = []
+        for _ in range(args.repeat):
+            ceilings.append(ceiling(args.subscribers, n, data))
+            ours.append(digest_rate(args.subscribers, n))
+        best = max(ours, key=lambda r: r["rate"])
+        top = max(ceilings)
+        our_runs = ", ".join(f"{r['rate']:.0f}" for r in ours)
         print(
-            f"digest deliver_issue, {args.subscribers:,} subscribers, {n} connection(s): "
-            f"{r['rate']:,.0f} msg/s, peak RSS {r['rss_mb']:.0f} MB"
+            f"{n} connection(s), {args.subscribers:,} messages, best of {args.repeat}: "
+            f"sink with a minimal pipelined client {top:,.0f} msg/s "
+            f"(runs: {', '.join(f'{c:.0f}' for c in ceilings)}); "
+            f"digest deliver_issue {best['rate']:,.0f} msg/s "
+            f"(runs: {our_runs}) = {best['rate'] / top:.0%}; "
+            f"peak RSS {best['rss_mb']:.0f} MB"
         )
     if args.build:
         out = subprocess.run(
