@@ -99,6 +99,8 @@ def test_the_demo_writes_issue_1_with_the_seed_article_and_one_eml_per_subscribe
     everything = page + "".join(p.read_text(encoding="utf-8", errors="replace") for p in emls)
     for junk in ("FaLang", *OFF_TOPIC):
         assert junk not in everything, junk
+    # Links shown to readers carry no tracking parameters (the seed item's link has utm_*).
+    assert "utm_" not in page
 
 
 def test_a_second_demo_sends_nobody_a_second_copy(

@@ -123,3 +123,19 @@ def test_no_tracking_parameter_survives(url: str) -> None:
         names = [pair.partition("=")[0] for pair in query.split("&") if pair]
         assert not any(is_tracking_param(n) for n in names)
         assert "#" not in result
+
+
+def test_links_lose_tracking_parameters_but_keep_their_spelling() -> None:
+    from digest.urls import strip_tracking
+
+    url = "http://Example.org/a/?utm_source=rss&id=3&fbclid=x&b=2#frag"
+    assert strip_tracking(url) == "http://Example.org/a/?id=3&b=2#frag"
+    assert strip_tracking("https://example.org/x") == "https://example.org/x"
+    assert strip_tracking("not a url [") == "not a url ["
+
+
+@given(st.text())
+def test_strip_tracking_never_raises(text: str) -> None:
+    from digest.urls import strip_tracking
+
+    strip_tracking(text)

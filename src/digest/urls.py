@@ -66,6 +66,24 @@ def is_tracking_param(name: str) -> bool:
     return key in _TRACKING_NAMES or key.startswith(_TRACKING_PREFIXES)
 
 
+def strip_tracking(url: str) -> str:
+    """The URL with its tracking parameters removed and everything else left as written.
+
+    For links shown to readers: unlike ``canonical_url`` it keeps the scheme, the path's
+    trailing slash and the order of the other parameters, so the link still works on sites
+    that care about them. Never raises.
+    """
+    text = url.strip() if isinstance(url, str) else ""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.query:
+        return text
+    kept = [p for p in parts.query.split("&") if p and not is_tracking_param(p.partition("=")[0])]
+    return parts._replace(query="&".join(kept)).geturl()
+
+
 def canonical_url(url: str) -> str:
     """The canonical spelling of an http(s) URL; any other string comes back stripped.
 

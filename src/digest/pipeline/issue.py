@@ -30,6 +30,7 @@ from digest.store.items import KeptItem, kept_items, load_summaries
 from digest.summarize.clean import html_to_text
 from digest.tokens import secret_from_env
 from digest.topics import Candidate, select
+from digest.urls import strip_tracking
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def build_issue(
             entries.append(
                 IssueEntry(
                     item_id=k.stored.id,
-                    url=item.url,
+                    url=strip_tracking(item.url),
                     title=item.title,
                     source=k.stored.source,
                     published=item.published,
@@ -156,7 +157,8 @@ def _stories(
     for group in group_stories(cands, window=window):
         lead = by_id[group[0]]
         also = tuple(
-            AlsoCovered(by_id[i].stored.source, by_id[i].stored.item.url) for i in group[1:]
+            AlsoCovered(by_id[i].stored.source, strip_tracking(by_id[i].stored.item.url))
+            for i in group[1:]
         )
         out.append((lead, also))
     return out
