@@ -1,6 +1,6 @@
 """Editors' topics: folding, the compiled matcher, per-topic selection and evaluation.
 
-Imports only ``models``, ``errors`` and libraries (pyahocorasick, simplemma): no config, no store.
+Imports only ``models``, ``errors`` and libraries (ahocorasick-rs, simplemma): no config, no store.
 """
 
 from digest.topics.evaluate import (
