@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import http.server
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -299,3 +303,66 @@ def test_concurrency_bound_still_fetches_everything_in_order(
     assert [r.content[-1:] if r.content else b"" for r in results] == [
         str(i).encode() for i in range(6)
     ]
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[HTTPServer]:
+    """A server answering requests in parallel (and keeping HTTP/1.1 connections alive)."""
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_no_more_than_per_host_requests_reach_one_site_at_once(
+    threaded_server: HTTPServer, feed_bytes: bytes
+) -> None:
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def handler(request: Request) -> Response:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+        return Response(feed_bytes)
+
+    threaded_server.expect_request("/feed").respond_with_handler(handler)
+    urls = [threaded_server.url_for(f"/feed?n={i}") for i in range(12)]
+    results = fetch_all_sync([FetchRequest(u) for u in urls], concurrency=10, per_host=3)
+    assert [r.status for r in results] == [FetchStatus.OK] * 12
+    assert 1 <= peak <= 3
+
+
+class _NotModified(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive (werkzeug's test server closes every connection)."""
+
+    protocol_version = "HTTP/1.1"
+    clients: ClassVar[set[int]] = set()
+
+    def do_GET(self) -> None:
+        self.clients.add(self.client_address[1])
+        self.send_response(304)
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_unchanged_feeds_of_one_site_share_a_kept_alive_connection() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotModified)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        requests = [FetchRequest(f"{base}/feed{i}", etag='"v1"') for i in range(5)]
+        results = fetch_all_sync(requests, per_host=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 5
+    assert len(_NotModified.clients) == 1

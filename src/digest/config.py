@@ -208,7 +208,9 @@ class TopicSection(_Section):
 
 
 class FetchSection(_Section):
-    concurrency: int = Field(default=32, ge=1, le=1000)
+    #: Feeds downloaded at once; ``per_host`` of them at most from one site.
+    concurrency: int = Field(default=100, ge=1, le=1000)
+    per_host: int = Field(default=8, ge=1, le=1000)
     timeout: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: Parsing processes; 0 means one per core.

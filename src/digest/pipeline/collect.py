@@ -201,6 +201,7 @@ def _fetch_and_parse(
             # A forced fetch also drops the validators, so a 304 cannot hide the body.
             [s.request(conditional=not force) for s in due],
             concurrency=settings.fetch.concurrency,
+            per_host=settings.fetch.per_host,
             timeout=settings.fetch.timeout,
             max_bytes=settings.fetch.max_bytes,
             on_result=on_result,
