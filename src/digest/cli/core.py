@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings, parse_duration
 from digest.errors import UsageError
 from digest.models import RunCounts
-from digest.report import format_counts
-from digest.store import Store, open_store
-from digest.store.locks import exclusive
 
 if TYPE_CHECKING:
-    from digest.pipeline import Progress as ProgressFn
+    from rich.progress import TaskID
 
-# The pipeline (and every stage under it) is imported inside the commands that run it, so that
-# `digest --help` and the other commands start quickly.
+    from digest.pipeline import Progress as ProgressFn
+    from digest.store import Store
+
+# The pipeline (and every stage under it), the store and the progress bar are imported inside
+# the commands that use them, so that `digest --help` and the other commands start quickly.
 
 _STAGES = {"fetch": "feeds", "summarize": "summaries", "send": "messages"}
 
@@ -35,6 +34,8 @@ def _progress_bar() -> Iterator[ProgressFn | None]:
     if STATE.quiet or not err.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     bar = Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -54,12 +55,16 @@ def _progress_bar() -> Iterator[ProgressFn | None]:
 
 
 def _store(settings: Settings) -> Store:
+    from digest.store import open_store
+
     return open_store(settings.storage.url)
 
 
 @contextmanager
 def _locked(settings: Settings, store: Store) -> Iterator[None]:
     """One digest at a time on a database: a second one waits ``lock_wait`` then exits 2."""
+    from digest.store.locks import exclusive
+
     lease = parse_duration(settings.daemon.lock_lease)
     wait = parse_duration(settings.daemon.lock_wait).total_seconds()
     with exclusive(store, lease=lease, wait=wait):
@@ -209,6 +214,8 @@ def run(once: bool, dry_run: bool) -> None:
     store = _store(settings)
     with _locked(settings, store), _progress_bar() as progress:
         counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress)
+    from digest.report import format_counts
+
     err.print(format_counts(counts), markup=False)
     _failed_feeds(counts)
     _report_send(settings, store, counts, dry_run=dry_run)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
-from digest import config, opml
+from digest import config
 from digest.cli.app import STATE, app, out
 from digest.errors import ConfigError
-from digest.store import open_store
-from digest.store.locks import holder_of
-from digest.store.status import FeedReport, IssueReport, feed_reports, issue_reports
+
+if TYPE_CHECKING:
+    from digest.store.status import FeedReport, IssueReport
+
+# The store, OPML and rich tables are imported inside the commands that use them, so that
+# every other command (`digest fetch` first) starts without them.
 
 
 def _ago(value: datetime | None, now: datetime) -> str:
@@ -88,6 +90,10 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
+    from digest.store import open_store
+    from digest.store.locks import holder_of
+    from digest.store.status import feed_reports, issue_reports
+
     settings = STATE.settings()
     store = open_store(settings.storage.url)
     try:
@@ -118,6 +124,8 @@ def status(issue_count: int, as_json: bool) -> None:
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
+    from rich.table import Table
+
     failing = sum(1 for r in feeds if r.state and r.state.failures and not r.state.disabled)
     disabled = sum(1 for r in feeds if r.state and r.state.disabled)
     table = Table(
@@ -150,6 +158,8 @@ def _print_issues(issues: list[IssueReport], now: datetime) -> None:
     if not issues:
         out.print("Issues: none yet", markup=False)
         return
+    from rich.table import Table
+
     table = Table(title="Recent issues", title_justify="left")
     for name in ("#", "Created", "Status", "Items", "Deliveries", "Subject"):
         table.add_column(name, overflow="fold")
@@ -177,6 +187,8 @@ def feeds() -> None:
 @feeds.command("list", epilog="Example: digest feeds list")
 def feeds_list() -> None:
     """Configured feeds: name, URL and the topics they may feed."""
+    from rich.table import Table
+
     settings = STATE.settings()
     table = Table(title=f"{len(settings.feeds)} feeds in {settings.source}", title_justify="left")
     for name in ("Name", "URL", "Topics"):
@@ -191,6 +203,8 @@ def feeds_list() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
 def feeds_import(file: Path, dry_run: bool) -> None:
     """Append the OPML file's feeds to the config file as [[feeds]] entries."""
+    from digest import opml
+
     settings = STATE.settings()  # the current config must be valid before we add to it
     target = opml.feeds_file(config.config_path(STATE.config_path))
     outlines = opml.read_opml(file)
@@ -228,6 +242,8 @@ def feeds_import(file: Path, dry_run: bool) -> None:
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
 def feeds_export(file: Path | None) -> None:
     """Write the configured feeds as OPML 2.0 to FILE (default: standard output)."""
+    from digest import opml
+
     settings = STATE.settings()
     data = opml.to_opml(settings.feed_specs(), title=f"{settings.digest.title} feeds")
     if file is None:

@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli.app import STATE, app, err, out
 from digest.errors import UsageError
 from digest.models import SubscriberStatus
-from digest.store import Store, open_store
-from digest.store import deliveries as dstore
-from digest.store import subscribers as subs
-from digest.store.issues import load_issue
-from digest.store.subscribers_csv import import_csv
-from digest.tokens import read_token, secret_from_env
+
+if TYPE_CHECKING:
+    from digest.store import Store
+
+# The store modules (email-validator among them) are imported inside the commands, so that
+# the other commands (`digest fetch` first) start without them.
 
 
 def _store() -> Store:
+    from digest.store import open_store
+
     return open_store(STATE.settings().storage.url)
 
 
@@ -37,6 +40,8 @@ def subscribers() -> None:
 def import_(csv_file: Path) -> None:
     """Add the people of a CSV file; present and erased addresses are left alone."""
     from digest.render import LANGUAGES
+    from digest.store.subscribers_csv import import_csv
+    from digest.tokens import secret_from_env
 
     settings = STATE.settings()
     secret = secret_from_env()
@@ -71,6 +76,8 @@ def import_(csv_file: Path) -> None:
 )
 def list_(status: str | None) -> None:
     """Print one line per subscriber: address, status, topics, language, name."""
+    from digest.store import subscribers as subs
+
     store = _store()
     try:
         with store.connect() as conn:
@@ -91,6 +98,9 @@ def list_(status: str | None) -> None:
 def remove(email: str) -> None:
     """Erase a person: their data and delivery records go, a keyed hash stays so that a later
     import does not silently subscribe them again."""
+    from digest.store import subscribers as subs
+    from digest.tokens import secret_from_env
+
     secret = secret_from_env()
     store = _store()
     try:
@@ -106,6 +116,8 @@ def remove(email: str) -> None:
 @click.argument("email")
 def export(email: str) -> None:
     """Print everything stored about one person as JSON (for an access request)."""
+    from digest.store import subscribers as subs
+
     store = _store()
     try:
         with store.connect() as conn:
@@ -124,6 +136,9 @@ def export(email: str) -> None:
 @click.argument("who", metavar="TOKEN|EMAIL")
 def unsubscribe(who: str) -> None:
     """Unsubscribe someone by address or by the token of their unsubscribe link."""
+    from digest.store import subscribers as subs
+    from digest.tokens import read_token, secret_from_env
+
     store = _store()
     try:
         with store.begin() as conn:
@@ -150,6 +165,9 @@ def unsubscribe(who: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of counts.")
 def deliveries(number: int | None, as_json: bool) -> None:
     """Counts per delivery state for an issue, then each failure with its reason."""
+    from digest.store import deliveries as dstore
+    from digest.store.issues import load_issue
+
     store = _store()
     try:
         with store.connect() as conn:

@@ -7,14 +7,19 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digest import config
 from digest.cli.app import STATE, app, out
 from digest.errors import DigestError, UsageError
-from digest.summarize import LLMOptions, Summarizer, make_summarizer
-from digest.summarize.fulltext import FullTextRequest, fetch_full_texts
+
+if TYPE_CHECKING:
+    from digest.summarize import Summarizer
+
+# The summarizers and the full-text fetcher (trafilatura: slow to import) are imported inside
+# the functions below, so that the other commands start without them.
 
 
 def _settings() -> config.Settings | None:
@@ -25,6 +30,8 @@ def _settings() -> config.Settings | None:
 
 
 def _summarizer(settings: config.Settings | None, engine: str | None) -> Summarizer:
+    from digest.summarize import LLMOptions, make_summarizer
+
     if settings is None:
         return make_summarizer(engine or "extractive", max_words=60)
     sm = settings.summary
@@ -51,6 +58,8 @@ def _read_file(path: Path) -> str:
 
 
 def _fetch(url: str, allow_private: bool, timeout: float) -> str:
+    from digest.summarize.fulltext import FullTextRequest, fetch_full_texts
+
     result = asyncio.run(
         fetch_full_texts([FullTextRequest(url, allow_private=allow_private)], timeout=timeout)
     )[url]

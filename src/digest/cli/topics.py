@@ -9,23 +9,27 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from digest import config
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings, parse_duration
 from digest.errors import UsageError
 from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
-from digest.parse import plain_text
-from digest.store import open_store
-from digest.store.items import get_item, iter_items, load_topic_matches
-from digest.topics import EvalReport, TopicMatcher, evaluate, parse_eval_lines
+
+if TYPE_CHECKING:
+    from digest.topics import EvalReport, TopicMatcher
+
+# The matcher, the parser's text function and the store are imported inside the commands,
+# so that the other commands (`digest fetch` first) start without what they do not use.
 
 
 def _matcher(settings: Settings) -> TopicMatcher:
+    from digest.topics import TopicMatcher
+
     defs = settings.topic_defs()
     if not defs:
         raise UsageError(f"{settings.source}: no [topics.<id>] configured")
@@ -34,6 +38,8 @@ def _matcher(settings: Settings) -> TopicMatcher:
 
 def item_text(stored: StoredItem) -> str:
     """What the pipeline matches an item's topics on (besides its title): the same function."""
+    from digest.parse import plain_text
+
     return plain_text(stored.item.content_html or stored.item.summary_html)
 
 
@@ -74,6 +80,8 @@ def eval_cmd(file: Path, as_json: bool) -> None:
 
     FILE is JSON Lines: {"title", "summary", "lang", "labels": [topic ids]} per line.
     """
+    from digest.topics import evaluate, parse_eval_lines
+
     settings = STATE.settings()
     matcher = _matcher(settings)
     try:
@@ -95,6 +103,8 @@ def eval_cmd(file: Path, as_json: bool) -> None:
 
 
 def _print_report(report: EvalReport, file: Path) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{file}: {report.rows} items", title_justify="left")
     for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
         table.add_column(col, justify="left" if col == "topic" else "right")
@@ -140,6 +150,9 @@ def explain(item: str | None, title: str | None, text: str) -> None:
 
     Give a stored item's id or URL, or any text with --title/--text.
     """
+    from digest.store import open_store
+    from digest.store.items import get_item, load_topic_matches
+
     settings = STATE.settings()
     matcher = _matcher(settings)
     if item and title is not None:
@@ -242,6 +255,9 @@ def test_cmd(since: str, against: Path | None, show: int) -> None:
     With --against OTHER.toml, "+" items are kept by this config and not by OTHER (they enter),
     "-" items are kept by OTHER and dropped by this config (they leave).
     """
+    from digest.store import open_store
+    from digest.store.items import iter_items
+
     settings = STATE.settings()
     matcher = _matcher(settings)
     try:

@@ -10,8 +10,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from digest.models import RunCounts
+
+if TYPE_CHECKING:
+    from digest.pipeline.issue import build_issue, run_once, send
 
 __all__ = [
     "Progress",
@@ -58,4 +62,12 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
 
 # After the helpers above: the stage wiring below imports them from this package.
 from digest.pipeline.collect import collect  # noqa: E402
-from digest.pipeline.issue import build_issue, run_once, send  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    """The issue stages on first use: `digest fetch` never imports rendering and sending."""
+    if name in ("build_issue", "run_once", "send"):
+        from digest.pipeline import issue
+
+        return getattr(issue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import DigestError, ParseError
@@ -36,9 +37,13 @@ from digest.store.items import (
     save_summary,
     unsummarized_kept,
 )
-from digest.summarize import LLMOptions, Summarizer, make_summarizer
-from digest.summarize.clean import html_to_text
-from digest.topics import TopicMatcher
+
+if TYPE_CHECKING:
+    from digest.summarize import Summarizer
+    from digest.topics import TopicMatcher
+
+# The summarizers and the topic matcher are imported when there is something to summarize or
+# match: a run where every feed answers 304 needs neither.
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,8 @@ def fetch_and_store(
                 )
                 new = insert_items(conn, state.id, got.items, now=now)
                 if new and not matchers:
+                    from digest.topics import TopicMatcher
+
                     matchers.append(TopicMatcher(settings.topic_defs()))
                 decisions = [
                     (
@@ -218,6 +225,8 @@ def _fetch_and_parse(
 
 def make_item_summarizer(settings: Settings, store: Store) -> Summarizer:
     """The configured summarizer; the LLM engine gets its answers cached in the database."""
+    from digest.summarize import LLMOptions, make_summarizer
+
     sm = settings.summary
     if sm.engine != "llm":
         return make_summarizer(sm.engine, max_words=sm.max_words)
@@ -297,6 +306,8 @@ def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, st
 
     A page that cannot be fetched is logged; its item is summarized from the feed's own text.
     """
+    from digest.summarize.clean import html_to_text
+
     specs = {s.url: s for s in settings.feed_specs()}
     wanted: list[tuple[StoredItem, FeedSpec]] = []
     for stored in items:
