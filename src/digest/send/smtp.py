@@ -381,6 +381,8 @@ class SMTPSender:
                 else:
                     error = error or event
         finally:
+            # On an exception (Ctrl-C, database) queued jobs go back untouched, not out.
+            abort.set()
             _close_iter(it)
             for _ in workers:
                 todo.put(None)
