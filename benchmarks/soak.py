@@ -205,6 +205,7 @@ def main() -> int:
     add_subscribers(root, args.subscribers)
     digest = Path(sys.executable).with_name("digest")
     log_path = root / "daemon.log"
+    samples_path = root / "rss.csv"
     env = {**os.environ, "DIGEST_SECRET": "soak-secret-" + "x" * 32}
     with log_path.open("w", encoding="utf-8") as log_file:
         daemon = subprocess.Popen(
@@ -227,6 +228,8 @@ def main() -> int:
             own, children = rss_mib(daemon.pid)
             elapsed = time.monotonic() - started
             samples.append((elapsed, own, children))
+            with samples_path.open("a", encoding="utf-8") as fh:
+                fh.write(f"{elapsed:.0f},{own:.1f},{children:.1f}\n")
             if first_fetch_rss is None and '"fetch done' in log_path.read_text(encoding="utf-8"):
                 first_fetch_rss = own
                 print(f"  first fetch done at {elapsed:.0f}s: RSS {own:.1f} MiB", file=sys.stderr)
@@ -255,11 +258,16 @@ def main() -> int:
         "minutes": round((time.monotonic() - started) / 60, 1),
         "feeds": args.feeds,
         "subscribers": args.subscribers,
-        "rss_cold_mib": round(samples[0][1], 1) if samples else None,
         "rss_start_mib": round(first_fetch_rss or 0, 1),
         "rss_end_mib": round(final_own, 1),
         "rss_peak_mib": round(max(s[1] for s in samples), 1) if samples else None,
         "rss_children_end_mib": round(final_children, 1),
+        # The trend matters more than two points: RSS at each 5-minute mark.
+        "rss_every_5min_mib": [
+            round(own, 1)
+            for i, (t, own, _) in enumerate(samples)
+            if i == 0 or int(t // 300) > int(samples[i - 1][0] // 300)
+        ][1:],
         "rss_change_pct": (
             round(100 * (final_own - first_fetch_rss) / first_fetch_rss, 1)
             if first_fetch_rss
