@@ -220,6 +220,14 @@ class _Run:
         self.total = 0
         self.done = 0
         self.results_seen = 0
+        # Our own writers (builder thread, connection threads) take turns here: contending
+        # inside SQLite would cost a busy-handler sleep of a millisecond or more each time,
+        # right in the window between a 250 and its record.
+        self._write_lock = threading.Lock()
+
+    def _write(self, changes: list[dict[str, Any]], now: datetime) -> None:
+        with self._write_lock, self.store.begin() as conn:
+            dstore.apply(conn, changes, now)
 
     def jobs(self) -> Iterator[Job]:
         """Due rows, in-flight ones from a crash first; each small chunk is committed as
@@ -278,8 +286,7 @@ class _Run:
             changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
             self.report.skipped += 1
             self.done += 1
-        with self.store.begin() as conn:
-            dstore.apply(conn, changes, now)
+        self._write(changes, now)
         taken = 0
         try:
             for job in jobs:
@@ -288,8 +295,7 @@ class _Run:
         finally:
             if taken < len(jobs):  # the run is stopping: hand back what was never taken
                 back = [{"id": j.delivery_id, "state": j.prior_state} for j in jobs[taken:]]
-                with self.store.begin() as conn:
-                    dstore.apply(conn, back, _now())
+                self._write(back, _now())
 
     def record(self, results: list[Result]) -> None:
         """Write a batch of outcomes in one transaction (sent is recorded as soon as known)."""
@@ -345,8 +351,7 @@ class _Run:
             else:  # NOT_SENT: never handed over, keeps its previous state
                 changes.append({"id": j.delivery_id, "state": j.prior_state})
         self.results_seen += len(results)
-        with self.store.begin() as conn:
-            dstore.apply(conn, changes, now)
+        self._write(changes, now)
         if self.progress is not None:
             self.progress(self.done, self.total)
 
