@@ -399,7 +399,7 @@ def deliver_issue(
             while batch := dstore.missing_recipients(conn, issue.id, after=after, limit=10000):
                 missing += len(batch)
                 after = batch[-1][0]
-        report.would_send = missing + dstore_open(report.states)
+        report.would_send = missing + _open_rows(report.states)
         return report
     sender = make_sender(settings, retry_base=retry_base)
     create_pending(store, issue.id, factory)
@@ -449,12 +449,12 @@ def deliver_issue(
     finally:
         with store.begin() as conn:
             report.states = dstore.counts(conn, issue.id)
-            if not dstore_open(report.states):
+            if not _open_rows(report.states):
                 set_issue_status(conn, number, "done")
     return report
 
 
-def dstore_open(states: dict[str, int]) -> int:
+def _open_rows(states: dict[str, int]) -> int:
     return sum(states.get(s.value, 0) for s in dstore.OPEN_STATES)
 
 
