@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -82,9 +83,16 @@ def _resolve(tag: str, attribute: str, value: str) -> str | None:
     """nh3 attribute filter: make URL attributes absolute and keep only safe schemes."""
     if attribute not in _URL_ATTRIBUTES:
         return value
+    return _resolve_url(_BASE.get(), value)
+
+
+# Feeds repeat links (the article's own, share and tracking links, one per paragraph): urljoin
+# and urlsplit were a tenth of a feed's parse time.
+@lru_cache(maxsize=4096)
+def _resolve_url(base: str, value: str) -> str | None:
     value = value.strip()
     try:
-        absolute = urljoin(_BASE.get(), value) if _BASE.get() else value
+        absolute = urljoin(base, value) if base else value
         scheme = urlsplit(absolute).scheme.lower()
     except ValueError:
         return None
@@ -439,30 +447,39 @@ class ParsePool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def submit(self, job: ParseJob) -> None:
-        """Queue one document; its result takes the next place in ``results()``."""
+    def submit(self, job: ParseJob) -> int:
+        """Queue one document; returns its place in ``results()`` (and for ``outcome``)."""
         self._jobs.append(job)
         if self._pool is None:
             self._pending.append(_revive(_run_job(job)))
-            return
+            return len(self._jobs) - 1
         try:
             self._pending.append(self._pool.submit(_run_job, job))
         except (BrokenProcessPool, RuntimeError):
             self._pending.append(_revive(_run_job(job)))
+        return len(self._jobs) - 1
+
+    def done(self, index: int) -> bool:
+        """Whether the ``index``-th document's outcome is ready (``outcome`` would not wait)."""
+        pending = self._pending[index]
+        return not isinstance(pending, Future) or pending.done()
+
+    def outcome(self, index: int) -> ParsedFeed | ParseError:
+        """The outcome of the ``index``-th submitted document (waits for it alone)."""
+        pending = self._pending[index]
+        if not isinstance(pending, Future):
+            return pending
+        try:
+            done = _revive(pending.result())
+        except BrokenProcessPool:
+            # A worker died (out of memory, killed): this document is parsed here instead.
+            done = _revive(_run_job(self._jobs[index]))
+        self._pending[index] = done  # the pool's copy can go; asking again costs nothing
+        return done
 
     def results(self) -> list[ParsedFeed | ParseError]:
         """Every submitted document's outcome, in submission order (waits for the pool)."""
-        out: list[ParsedFeed | ParseError] = []
-        for job, pending in zip(self._jobs, self._pending, strict=True):
-            if not isinstance(pending, Future):
-                out.append(pending)
-                continue
-            try:
-                out.append(_revive(pending.result()))
-            except BrokenProcessPool:
-                # A worker died (out of memory, killed): this document is parsed here instead.
-                out.append(_revive(_run_job(job)))
-        return out
+        return [self.outcome(i) for i in range(len(self._jobs))]
 
 
 def parse_many(jobs: Sequence[ParseJob], workers: int = 0) -> list[ParsedFeed | ParseError]:

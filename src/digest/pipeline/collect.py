@@ -10,6 +10,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ from digest.store.items import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from digest.summarize import Summarizer
     from digest.topics import TopicMatcher
 
@@ -82,52 +85,182 @@ def fetch_and_store(
     specs = settings.feed_specs()
     with store.begin() as conn:
         states = sync_feeds(conn, specs, now=now)
-    spec_of = {s.url: s for s in specs}
     due = [s for s in states if s.is_due(now, force=force)]
     skipped = len(states) - len(due)
     if skipped:
         log.info("%d feed(s) not due yet (backoff, Retry-After or max-age)", skipped)
-    results, outcome, digests = _fetch_and_parse(settings, due, force=force, progress=progress)
+    workers = settings.fetch.parse_workers or os.cpu_count() or 1
+    if len(due) < POOL_THRESHOLD:
+        workers = 1  # starting processes would cost more than parsing inline
+    matcher = _MatcherSoon(settings)
+    # The pool is started before fetching: its processes fork while there are no other threads
+    # (fetch, matcher) in this one.
+    with ParsePool(workers) as pool, matcher:
+        results, jobs = _fetch(settings, due, pool, matcher, force=force, progress=progress)
+        outcomes = _store_results(
+            settings, store, due, results, pool, jobs, matcher, stop=stop, now=now
+        )
+    return _counts(due, results, outcomes)
 
-    matchers: list[TopicMatcher] = []  # compiled on the first new item (costly: lemmas)
+
+class _MatcherSoon:
+    """The topic matcher, compiled in a helper thread as soon as a changed body arrives.
+
+    Compiling it (inflections from simplemma's dictionaries) takes about half a second: done
+    while the feeds download, it is ready when their items are; a run where every feed answers
+    304 never compiles it.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._helper: ThreadPoolExecutor | None = None
+        self._matcher: Future[TopicMatcher] | None = None
+
+    def __enter__(self) -> _MatcherSoon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._helper is not None:
+            self._helper.shutdown(wait=True, cancel_futures=True)
+
+    def start(self) -> None:
+        if self._matcher is None:
+            from digest.topics import TopicMatcher
+
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="digest-matcher")
+            self._matcher = self._helper.submit(TopicMatcher, self._settings.topic_defs())
+
+    def get(self) -> TopicMatcher:
+        self.start()
+        assert self._matcher is not None
+        return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
+
+
+#: What became of one fetched feed: its parse outcome (None: nothing parsed) and new items.
+_Outcome = tuple[ParsedFeed | ParseError | None, int, Counter[str]]
+
+
+#: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
+STORE_BATCH = 50
+
+
+def _store_results(
+    settings: Settings,
+    store: Store,
+    due: Sequence[FeedState],
+    results: Sequence[FetchResult],
+    pool: ParsePool,
+    jobs: dict[int, tuple[int, str]],
+    matcher: _MatcherSoon,
+    *,
+    stop: StopFlag | None,
+    now: datetime,
+) -> dict[int, _Outcome]:
+    """Record every fetch; store each parsed feed's new items and topic decisions as soon as
+    its parse is done (the pool parses the next ones meanwhile), in config order.
+
+    Returns the outcome per feed id, for the feeds handled before ``stop`` was set.
+    """
+    outcomes: dict[int, _Outcome] = {}
+    # Feeds with nothing to parse (304, failures, a body seen before): one short transaction.
+    with store.begin() as conn:
+        for state, result in zip(due, results, strict=True):
+            if state.id not in jobs:
+                _record(conn, state, result, now)
+                outcomes[state.id] = (None, 0, Counter())
+    spec_of = {s.url: s for s in settings.feed_specs()}
+    parsed = [(s, r) for s, r in zip(due, results, strict=True) if s.id in jobs]
+    start = 0
+    while start < len(parsed) and not stopped(stop):
+        # The next feed in config order (waiting for its parse), then those after it whose
+        # parse is already done: one transaction. A feed's fetch state, its new items and
+        # their topic decisions land together or not at all.
+        end = start + 1
+        while (
+            end < len(parsed)
+            and end - start < STORE_BATCH
+            and pool.done(jobs[parsed[end][0].id][0])
+        ):
+            end += 1
+        with store.begin() as conn:
+            for state, result in parsed[start:end]:
+                if stopped(stop):
+                    break
+                index, digest = jobs[state.id]
+                got = pool.outcome(index)
+                spec = spec_of[state.url]
+                outcomes[state.id] = _store_feed(
+                    conn, state, result, got, digest, spec, matcher, now
+                )
+        start = end
+    return outcomes
+
+
+def _store_feed(
+    conn: Connection,
+    state: FeedState,
+    result: FetchResult,
+    got: ParsedFeed | ParseError,
+    digest: str,
+    spec: FeedSpec,
+    matcher: _MatcherSoon,
+    now: datetime,
+) -> _Outcome:
+    """Record one parsed feed: fetch state, content hash, new items and their topics."""
+    parse_error = str(got.reason) if isinstance(got, ParseError) else None
+    _record(conn, state, result, now, parse_error=parse_error)
+    kept: Counter[str] = Counter()
+    if isinstance(got, ParseError):
+        return got, 0, kept
+    set_content_hash(conn, state.id, digest, title=got.title, ttl=got.ttl, now=now)
+    new = insert_items(conn, state.id, got.items, now=now)
+    if new:
+        match = matcher.get().match
+        decisions = [
+            (
+                item_id,
+                match(
+                    item.title,
+                    plain_text(item.content_html or item.summary_html),
+                    scope=spec.topics,
+                    always=spec.always,
+                ),
+            )
+            for item_id, item in new
+        ]
+        add_topic_matches(conn, decisions)
+        kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
+    return got, len(new), kept
+
+
+def _record(
+    conn: Connection,
+    state: FeedState,
+    result: FetchResult,
+    now: datetime,
+    *,
+    parse_error: str | None = None,
+) -> None:
+    # The state read at the start of this run is current: the run's lock keeps other writers off.
+    warnings = record_fetch(conn, state.id, result, now, parse_error=parse_error, state=state)
+    for warning in warnings:
+        log.warning(warning, extra={"feed": state.url})
+
+
+def _counts(
+    due: Sequence[FeedState], results: Sequence[FetchResult], outcomes: dict[int, _Outcome]
+) -> RunCounts:
+    """The run's counts, feeds in config order (those left out by a stop are not counted)."""
     ok = failed = not_modified = new_items = 0
     kept: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
     for state, result in zip(due, results, strict=True):
-        if stopped(stop):
-            break
-        spec = spec_of[state.url]
-        got = outcome.get(state.id)
+        if state.id not in outcomes:
+            continue
+        got, new, feed_kept = outcomes[state.id]
+        new_items += new
+        kept.update(feed_kept)
         parse_error = str(got.reason) if isinstance(got, ParseError) else None
-        # One transaction per feed: its fetch state, its new items and their topic decisions
-        # land together or not at all.
-        with store.begin() as conn:
-            for warning in record_fetch(conn, state.id, result, now, parse_error=parse_error):
-                log.warning(warning, extra={"feed": state.url})
-            if isinstance(got, ParsedFeed):
-                set_content_hash(
-                    conn, state.id, digests[state.id], title=got.title, ttl=got.ttl, now=now
-                )
-                new = insert_items(conn, state.id, got.items, now=now)
-                if new and not matchers:
-                    from digest.topics import TopicMatcher
-
-                    matchers.append(TopicMatcher(settings.topic_defs()))
-                decisions = [
-                    (
-                        item_id,
-                        matchers[0].match(
-                            item.title,
-                            plain_text(item.content_html or item.summary_html),
-                            scope=spec.topics,
-                            always=spec.always,
-                        ),
-                    )
-                    for item_id, item in new
-                ]
-                add_topic_matches(conn, decisions)
-                kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
-                new_items += len(new)
         if result.status is FetchStatus.FAILED or parse_error:
             failed += 1
             reason = parse_error or result.error or "failed"
@@ -151,37 +284,34 @@ def fetch_and_store(
     )
 
 
-def _fetch_and_parse(
+def _fetch(
     settings: Settings,
     due: Sequence[FeedState],
+    pool: ParsePool,
+    matcher: _MatcherSoon,
     *,
     force: bool,
     progress: Progress | None,
-) -> tuple[list[FetchResult], dict[int, ParsedFeed | ParseError], dict[int, str]]:
-    """Fetch ``due`` concurrently, parsing each changed body on the pool as soon as it arrives.
+) -> tuple[list[FetchResult], dict[int, tuple[int, str]]]:
+    """Fetch ``due`` concurrently, handing each changed body to ``pool`` as soon as it arrives.
 
-    Returns the fetch results (in ``due`` order), the parse outcome and body hash per feed id.
-    Bodies identical to the last one parsed (sha256 against ``content_hash``) are not parsed.
+    Returns the fetch results (in ``due`` order) and, per feed id whose body was submitted,
+    its place in the pool and the body's hash. Bodies identical to the last one parsed
+    (sha256 against ``content_hash``) are not parsed.
     """
-    workers = settings.fetch.parse_workers or os.cpu_count() or 1
-    if len(due) < POOL_THRESHOLD:
-        workers = 1  # starting processes would cost more than parsing inline
     by_url: dict[str, FeedState] = {}
     for state in due:
         by_url.setdefault(state.fetch_url, state)
-    digests: dict[int, str] = {}
-    submitted: list[int] = []
+    jobs: dict[int, tuple[int, str]] = {}
     done = 0
 
-    def submit(pool: ParsePool, state: FeedState, result: FetchResult) -> None:
-        if state.id in digests or result.status is not FetchStatus.OK or result.content is None:
+    def submit(state: FeedState, result: FetchResult) -> None:
+        if state.id in jobs or result.status is not FetchStatus.OK or result.content is None:
             return
         digest = hashlib.sha256(result.content).hexdigest()
         if digest == state.content_hash:
             return  # the same bytes as last time (a server without validators)
-        digests[state.id] = digest
-        submitted.append(state.id)
-        pool.submit(
+        index = pool.submit(
             ParseJob(
                 content=result.content,
                 url=result.final_url or state.fetch_url,
@@ -189,35 +319,33 @@ def _fetch_and_parse(
                 content_type=result.content_type,
             )
         )
+        jobs[state.id] = (index, digest)
+        matcher.start()  # new items are likely: compile the topics while the rest downloads
 
-    # The pool is started before fetching: its processes fork while there are no fetch threads.
-    with ParsePool(workers) as pool:
-
-        def on_result(result: FetchResult) -> None:
-            nonlocal done
-            done += 1
-            state = by_url.get(result.url)
-            if state is not None:
-                submit(pool, state, result)
-            if progress is not None:
-                progress("fetch", done, len(due))
-
+    def on_result(result: FetchResult) -> None:
+        nonlocal done
+        done += 1
+        state = by_url.get(result.url)
+        if state is not None:
+            submit(state, result)
         if progress is not None:
-            progress("fetch", 0, len(due))
-        results = fetch_all_sync(
-            # A forced fetch also drops the validators, so a 304 cannot hide the body.
-            [s.request(conditional=not force) for s in due],
-            concurrency=settings.fetch.concurrency,
-            per_host=settings.fetch.per_host,
-            timeout=settings.fetch.timeout,
-            max_bytes=settings.fetch.max_bytes,
-            on_result=on_result,
-        )
-        # A result the callback could not place (two feeds at one address) is parsed now.
-        for state, result in zip(due, results, strict=True):
-            submit(pool, state, result)
-        parsed = pool.results()
-    return results, dict(zip(submitted, parsed, strict=True)), digests
+            progress("fetch", done, len(due))
+
+    if progress is not None:
+        progress("fetch", 0, len(due))
+    results = fetch_all_sync(
+        # A forced fetch also drops the validators, so a 304 cannot hide the body.
+        [s.request(conditional=not force) for s in due],
+        concurrency=settings.fetch.concurrency,
+        per_host=settings.fetch.per_host,
+        timeout=settings.fetch.timeout,
+        max_bytes=settings.fetch.max_bytes,
+        on_result=on_result,
+    )
+    # A result the callback could not place (two feeds at one address) is parsed now.
+    for state, result in zip(due, results, strict=True):
+        submit(state, result)
+    return results, jobs
 
 
 # --------------------------------------------------------------------------- summaries
