@@ -154,13 +154,15 @@ def record_fetch(
     *,
     rng: random.Random | None = None,
     parse_error: str | None = None,
+    state: FeedState | None = None,
 ) -> list[str]:
     """Record one fetch outcome on its feed; returns warnings meant for the operator.
 
     ``parse_error``: the body came but is not a feed. That counts as a failure, and the
     validators are forgotten so the next try downloads the body again instead of a 304.
+    ``state``: the feed's row as read before this fetch (saves reading it again).
     """
-    state = get_feed(conn, feed_id)
+    state = state if state is not None and state.id == feed_id else get_feed(conn, feed_id)
     if state is None:
         raise KeyError(feed_id)
     warnings: list[str] = []

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, and_, delete, exists, func, or_, select
@@ -161,6 +162,8 @@ def count_items(conn: Connection) -> int:
 # --------------------------------------------------------------------------- topic decisions
 
 
+# Most decisions are equal (a topic none of whose terms occur): each distinct one is encoded once.
+@lru_cache(maxsize=4096)
 def _match_detail(match: TopicMatch) -> str:
     d = asdict(match)
     for key in ("topic_id", "score", "kept"):
