@@ -354,6 +354,25 @@ def test_parse_pool_returns_results_in_submission_order(corpus_dir: Path) -> Non
     assert [r.url for r in pooled] == list(reversed(names))
 
 
+def test_parse_pool_gives_each_outcome_by_its_submission_place(corpus_dir: Path) -> None:
+    names = ["guardian-uk.rss.xml", "techcrunch.rss.xml"]
+    jobs = [ParseJob((corpus_dir / "feeds-real" / n).read_bytes(), n, NOW) for n in names]
+    jobs.append(ParseJob(b"<html>moved</html>", "not-a-feed", NOW))
+    with ParsePool(workers=2) as pool:
+        places = [pool.submit(job) for job in jobs]
+        assert places == [0, 1, 2]
+        last = pool.outcome(2)  # waits for that document alone
+        assert pool.done(2)
+        first = pool.outcome(0)
+        assert pool.outcome(0) is first  # asked again: the same outcome, no second parse
+        everything = pool.results()
+    assert isinstance(last, ParseError)
+    assert last.url == "not-a-feed"
+    assert [r.url for r in everything] == [*names, "not-a-feed"]
+    assert everything[0] is first
+    assert everything[2] is last
+
+
 def test_rss_ttl_is_reported_in_seconds() -> None:
     assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>60</ttl>")).ttl == 3600.0
     assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>soon</ttl>")).ttl is None
