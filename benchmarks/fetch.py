@@ -232,8 +232,9 @@ def cli_has_fetch(env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-def cli_env(folder: Path) -> dict[str, str]:
-    """The CLI's environment with a bytecode cache in ``folder``.
+def cli_env(folder: Path, *, write: bool = True) -> dict[str, str]:
+    """The CLI's environment with a bytecode cache in ``folder`` (``write=False``: an empty
+    cache never filled, so every module, the standard library's too, is compiled each start).
 
     With PYTHONDONTWRITEBYTECODE set (as in some sandboxes) and no .pyc installed, every
     ``digest`` start compiles ~650 modules from source, about 1.5 s of CPU that an installed
@@ -242,6 +243,8 @@ def cli_env(folder: Path) -> dict[str, str]:
     """
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
     return env
 
@@ -349,7 +352,12 @@ def main() -> None:
     ap.add_argument(
         "--warm-only",
         action="store_true",
-        help="skip the second pair of runs, without the warm-up and its bytecode cache",
+        help="skip the pair of runs in the environment as is (no warm-up)",
+    )
+    ap.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="add a pair of runs reading no .pyc at all (stdlib included): the worst start",
     )
     args = ap.parse_args()
 
@@ -383,7 +391,11 @@ def main() -> None:
         # The environment as it is first (no warm-up: what an operator's first command pays
         # with whatever bytecode is installed), then with a warm bytecode cache.
         setups = [("as is", dict(os.environ), False), ("warm", cli_env(folder), True)]
-        for label, env, warm_up in setups[1:] if args.warm_only else setups:
+        if args.warm_only:
+            setups.pop(0)
+        if args.no_bytecode:
+            setups.append(("no bytecode", cli_env(folder / "empty", write=False), False))
+        for label, env, warm_up in setups:
             runs = folder / label.replace(" ", "-")
             runs.mkdir()
             if warm_up:
