@@ -6,7 +6,9 @@ import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.sax.saxutils import escape
 
+import feedparser.api
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -281,8 +283,6 @@ def test_parse_feed_raises_only_parse_error_on_arbitrary_bytes(data: bytes) -> N
 @given(st.text(max_size=300), st.text(max_size=300))
 @settings(max_examples=150, deadline=None)
 def test_arbitrary_text_in_a_feed_never_yields_script(title: str, body: str) -> None:
-    from xml.sax.saxutils import escape
-
     doc = rss(
         f"<item><title>{escape(title)}</title><description>{escape(body)}</description></item>"
     )
@@ -294,6 +294,39 @@ def test_arbitrary_text_in_a_feed_never_yields_script(title: str, body: str) -> 
         for value in (item.title, item.summary_html, item.content_html, item.guid, item.url):
             assert "<script" not in value.lower()
             assert "javascript:" not in value.lower()
+
+
+def _with_each_sax_reader(doc: bytes, url: str = FEED_URL) -> list[object]:
+    """The outcome of parsing ``doc`` with our buffered expat reader, then the standard one."""
+    ours = feedparser.api.PREFERRED_XML_PARSERS
+    outcomes: list[object] = []
+    for drivers in (ours, ["xml.sax.expatreader"]):
+        feedparser.api.PREFERRED_XML_PARSERS = drivers
+        try:
+            outcomes.append(parse(doc, url=url))
+        except ParseError as exc:
+            outcomes.append(str(exc))
+        finally:
+            feedparser.api.PREFERRED_XML_PARSERS = ours
+    return outcomes
+
+
+@given(st.text(max_size=300), st.text(max_size=600))
+@settings(max_examples=100, deadline=None)
+def test_text_buffered_by_expat_parses_as_the_standard_reader_does(title: str, body: str) -> None:
+    doc = rss(
+        f"<item><title>{escape(title)}</title><guid>1</guid>"
+        f"<description>{escape(body)}</description></item>"
+    )
+    ours, standard = _with_each_sax_reader(doc)
+    assert ours == standard
+
+
+def test_corpus_feeds_parse_the_same_with_expat_text_buffering(corpus_dir: Path) -> None:
+    for path in sorted(corpus_dir.glob("feeds-*/*")):
+        url = f"https://example.org/{path.name}"
+        ours, standard = _with_each_sax_reader(path.read_bytes(), url)
+        assert ours == standard, path.name
 
 
 # --------------------------------------------------------------------------- sanitizer

@@ -20,10 +20,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
+from xml.sax.expatreader import ExpatParser
 
 import feedparser
+import feedparser.api
 import nh3
 
 from digest.errors import ParseError
@@ -150,6 +152,34 @@ def _defang_identifier(text: str) -> str:
     """Identifiers and URLs come out percent-escaped where they would look like script."""
     text = _JS_SCHEME.sub(lambda m: "javascript" + m.group(1) + "%3A", text)
     return text.replace("<", "%3C")
+
+
+# --------------------------------------------------------------------------- SAX driver
+
+
+class _BufferedExpatReader(ExpatParser):
+    """Python's expat SAX reader with expat's own text buffering on.
+
+    Without it, expat hands text over in pieces split at every entity: an escaped-HTML
+    description ("&lt;p&gt;...") costs feedparser dozens of Python callbacks per item. With it,
+    the same text arrives in one call: a sixth of a feed's parse time, identical results.
+    """
+
+    def reset(self) -> None:
+        super().reset()
+        expat = cast(Any, self)._parser  # the pyexpat parser reset() just made (not in the stubs)
+        expat.buffer_size = 1 << 16
+        expat.buffer_text = True
+
+
+def create_parser() -> ExpatParser:
+    """SAX driver entry point: ``xml.sax.make_parser`` imports this module by name and calls it."""
+    return _BufferedExpatReader()
+
+
+# feedparser asks xml.sax for the first driver of this list that imports (the default, libxml2's,
+# is seldom installed); an import failure here would fall back to the standard expat reader.
+feedparser.api.PREFERRED_XML_PARSERS = [__name__]
 
 
 # --------------------------------------------------------------------------- one feed
