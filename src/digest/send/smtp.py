@@ -341,11 +341,7 @@ class SMTPSender:
             )
             for i in range(n)
         ]
-        # A reply that has arrived must be recorded at once: with the default 5 ms GIL switch
-        # interval a connection thread can wait that long behind the message builder, which
-        # widens the window in which a kill makes a message go twice.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.0005))
+        _quick_switching(True)
         for w in workers:
             w.start()
         error: Exception | None = None
@@ -388,9 +384,31 @@ class SMTPSender:
                 todo.put(None)
             for w in workers:
                 w.join(timeout=self.options.timeout + 5)
-            sys.setswitchinterval(switch)
+            _quick_switching(False)
         if error is not None:
             raise error
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+def _quick_switching(on: bool) -> None:
+    """A reply that has arrived must be recorded at once: with the default 5 ms GIL switch
+    interval a connection thread can wait that long behind the message builder, widening the
+    window in which a kill makes a message go twice. Counted, for concurrent senders."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if on:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, 0.0005))
+            _switch_users += 1
+        else:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
