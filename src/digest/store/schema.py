@@ -180,7 +180,8 @@ deliveries = Table(
     # The guarantee "never the same issue twice to anyone" starts here.
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
-Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state)
+# (issue, state, id): the sender walks one issue's pending rows in id order on any database.
+Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state, deliveries.c.id)
 
 #: One daemon per database: a lease row that expires when its holder dies.
 locks = Table(
