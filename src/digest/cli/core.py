@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -71,6 +74,32 @@ def _locked(settings: Settings, store: Store) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _graceful() -> Iterator[threading.Event]:
+    """SIGTERM / Ctrl-C set a stop flag: the run finishes its unit (one feed, one message),
+    records it, and returns; what is left stays pending for the next run."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: the operator really wants out
+            raise KeyboardInterrupt
+        err.print(f"{signal.Signals(signum).name}: finishing the current unit, then stopping")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stopped_exit(stop: threading.Event) -> None:
+    if stop.is_set():
+        err.print("stopped before the end: run the same command again to resume", markup=False)
+        sys.exit(1)
+
+
 def _failed_feeds(counts: RunCounts) -> None:
     for url, reason in counts.failures:
         out.print(f"  failed: {url}: {reason}", markup=False)
@@ -97,8 +126,8 @@ def fetch(force: bool) -> None:
     store = _store(settings)
     # Under the lock too: a fetch storing items while an issue is being built could leave
     # them behind the issue's period, in no issue at all.
-    with _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.collect(settings, store, progress=progress, force=force)
+    with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
+        counts = pipeline.collect(settings, store, progress=progress, force=force, stop=stop)
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
@@ -107,6 +136,7 @@ def fetch(force: bool) -> None:
         markup=False,
     )
     _failed_feeds(counts)
+    _stopped_exit(stop)
 
 
 # --------------------------------------------------------------------------- preview
@@ -192,9 +222,10 @@ def send(dry_run: bool) -> None:
 
     settings = STATE.settings()
     store = _store(settings)
-    with _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.send(settings, store, dry_run=dry_run, progress=progress)
+    with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
+        counts = pipeline.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
+    _stopped_exit(stop)
 
 
 @app.command(epilog="Example: digest --config config/demo.toml run --once")
@@ -212,13 +243,14 @@ def run(once: bool, dry_run: bool) -> None:
 
     settings = STATE.settings()
     store = _store(settings)
-    with _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress)
+    with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
+        counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     from digest.report import format_counts
 
     err.print(format_counts(counts), markup=False)
     _failed_feeds(counts)
     _report_send(settings, store, counts, dry_run=dry_run)
+    _stopped_exit(stop)
 
 
 # --------------------------------------------------------------------------- check

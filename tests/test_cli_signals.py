@@ -1,0 +1,95 @@
+"""`digest send` stopped by SIGTERM finishes the message in hand, exits, and resumes later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from delivery_kit import SECRET, add_people, store_issue
+from digest.store import open_store, schema
+from smtp_faults import FaultHandler, fault_server
+
+DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
+PEOPLE = [f"reader{i:03d}@example.org" for i in range(60)]
+
+
+class SlowHandler(FaultHandler):
+    """A relay that takes its time over each message, so a signal lands mid-run."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _config(tmp_path: Path, port: int) -> Path:
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text(
+        f"""
+[digest]
+title = "Veille numérique"
+language = "fr"
+[storage]
+url = "sqlite:///{tmp_path}/d.db"
+[delivery]
+mode = "smtp"
+from = "Veille <veille@news.example.org>"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+password_env = ""
+connections = 1
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _states(db: str) -> dict[str, int]:
+    with open_store(db).connect() as conn:
+        rows = conn.execute(
+            select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
+        ).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_send_after_the_current_message_and_a_rerun_finishes_exactly_once(
+    tmp_path: Path,
+) -> None:
+    db = f"sqlite:///{tmp_path}/d.db"
+    store = open_store(db)
+    store_issue(store)
+    add_people(store, PEOPLE)
+    env = {**os.environ, "DIGEST_SECRET": SECRET}
+    handler = SlowHandler()
+    with fault_server(handler) as server:
+        cmd = [*DIGEST, "--config", str(_config(tmp_path, server.port)), "send"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(handler.counts()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+        assert proc.returncode == 1, stderr
+        assert b"run the same command again to resume" in stderr
+        first = handler.counts()
+        assert 5 <= sum(first.values()) < len(PEOPLE)
+        states = _states(db)
+        # The message in hand was finished and recorded: nothing is left in the ambiguous state.
+        assert states.get("unknown", 0) == 0
+        assert states.get("sent", 0) == sum(first.values())
+
+        rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
+        assert rerun.returncode == 0, rerun.stderr
+    assert handler.counts() == dict.fromkeys(PEOPLE, 1)
+    assert _states(db) == {"sent": len(PEOPLE)}
