@@ -142,7 +142,6 @@ def test_collect_stores_items_decides_topics_and_records_a_failing_feed(
     counts = collect(settings, store)
     assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (2, 1, 4)
     assert dict(counts.kept_per_topic) == {"sovereign_cloud": 1, "data_protection": 1}
-    assert counts.summarized == 2
     [(url, reason)] = counts.failures
     assert url.endswith("/broken.xml")
     assert "500" in reason
@@ -150,7 +149,21 @@ def test_collect_stores_items_decides_topics_and_records_a_failing_feed(
         broken = next(f for f in list_feeds(conn) if f.url.endswith("/broken.xml"))
         assert broken.failures == 1
         assert broken.next_try is not None
+
+
+def test_summaries_are_written_once_when_an_issue_takes_the_item_not_at_fetch_time(
+    two_feeds: tuple[Settings, Store],
+) -> None:
+    settings, store = two_feeds
+    assert collect(settings, store).summarized == 0
+    with store.connect() as conn:
         kept_ids = [s.id for s in iter_items(conn) if s.item.guid in {"c1", "p1"}]
+        assert load_summaries(conn, kept_ids) == {}
+    assert build_issue(settings, store, record=False) is not None
+    with store.connect() as conn:
+        assert load_summaries(conn, kept_ids) == {}  # a preview stores nothing
+    assert build_issue(settings, store, record=True) is not None
+    with store.connect() as conn:
         summaries = load_summaries(conn, kept_ids)
     assert len(summaries) == 2
     assert all(s.text for s in summaries.values())
@@ -295,7 +308,7 @@ def test_a_teaser_of_a_full_text_feed_is_summarized_from_the_article_page(
         [{"url": httpserver.url_for("/teasers.xml"), "full_text": True, "allow_private": True}],
     )
     store = open_store(settings.storage.url)
-    assert collect(settings, store).summarized == 1
+    collect(settings, store)
     content = build_issue(settings, store, record=False)
     assert content is not None
     [entry] = content.sections[0].entries
@@ -330,7 +343,7 @@ def test_one_story_in_two_feeds_is_one_entry_with_also_covered(
     assert {entry.source, entry.also[0].source} == {"Source A", "Source B"}
 
 
-def test_the_llm_engine_summarizes_kept_items_once_and_caches_answers_in_the_database(
+def test_the_llm_engine_summarizes_an_issue_item_once_and_caches_answers_in_the_database(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
     asked: list[str] = []
@@ -353,7 +366,8 @@ def test_the_llm_engine_summarizes_kept_items_once_and_caches_answers_in_the_dat
         summary={"engine": "llm", "llm": {"base_url": httpserver.url_for("/v1"), "model": "m1"}},
     )
     store = open_store(settings.storage.url)
-    assert collect(settings, store).summarized == 1
+    collect(settings, store)
+    assert build_issue(settings, store, record=True) is not None
     with store.connect() as conn:
         [stored] = list(iter_items(conn))
         assert load_summaries(conn, [stored.id])[stored.id].engine == "llm:m1"

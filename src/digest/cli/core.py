@@ -115,7 +115,7 @@ def _issue_path(settings: Settings, number: int) -> Path:
 @app.command(epilog="Example: digest fetch --force")
 @click.option("--force", is_flag=True, help="Fetch every feed now, ignoring backoff and caches.")
 def fetch(force: bool) -> None:
-    """Fetch the feeds, store new items, decide their topics and summarize the kept ones.
+    """Fetch the feeds, store new items and decide their topics (summaries come with the issue).
 
     Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
     failed feed with its error. A failing feed never stops the others.

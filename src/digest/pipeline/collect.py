@@ -1,5 +1,6 @@
-"""Collect: fetch due feeds concurrently, parse new bodies on every core, store new items,
-decide their topics, and summarize the kept ones once. A failing feed never stops the others.
+"""Collect: fetch due feeds concurrently, parse new bodies on every core, store new items and
+decide their topics; and the summarizer the issue builder calls for the items it takes.
+A failing feed never stops the others.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
@@ -36,7 +36,6 @@ from digest.store.items import (
     add_topic_matches,
     insert_items,
     save_summary,
-    unsummarized_kept,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collect", "fetch_and_store", "summarize_items", "summarize_pending"]
+__all__ = ["collect", "fetch_and_store", "summarize_items"]
 
 
 def collect(
@@ -62,14 +61,13 @@ def collect(
     force: bool = False,
     now: datetime | None = None,
 ) -> RunCounts:
-    """Fetch, store, match and summarize; returns the counts of the run."""
-    now = now or datetime.now(UTC)
-    counts = fetch_and_store(settings, store, progress=progress, stop=stop, force=force, now=now)
-    if stopped(stop):
-        return counts
-    window = now - timedelta(days=settings.digest.window_days)
-    summarized = summarize_pending(settings, store, not_before=window, progress=progress, stop=stop)
-    return replace(counts, summarized=summarized)
+    """Fetch, store and match topics; returns the counts of the run.
+
+    Summaries are not written here but when an issue takes the item (``pipeline.issue``).
+    """
+    return fetch_and_store(
+        settings, store, progress=progress, stop=stop, force=force, now=now or datetime.now(UTC)
+    )
 
 
 def fetch_and_store(
@@ -464,17 +462,3 @@ def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, st
                 extra={"item": stored.id},
             )
     return out
-
-
-def summarize_pending(
-    settings: Settings,
-    store: Store,
-    *,
-    not_before: datetime,
-    progress: Progress | None = None,
-    stop: StopFlag | None = None,
-) -> int:
-    """Summarize the kept items that have no summary yet; returns how many were done."""
-    with store.connect() as conn:
-        pending = unsummarized_kept(conn, not_before=not_before)
-    return len(summarize_items(settings, store, pending, progress=progress, stop=stop))

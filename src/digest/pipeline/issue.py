@@ -49,6 +49,13 @@ def build_issue(
     ``record``: store it (numbered, rendered, ``sending``; delivery then writes the outbox page
     and the messages); otherwise nothing is written anywhere (``preview``, ``send --dry-run``).
     """
+    return _build(settings, store, now=now, record=record)[0]
+
+
+def _build(
+    settings: Settings, store: Store, *, now: datetime | None, record: bool
+) -> tuple[IssueContent | None, int]:
+    """``build_issue``, plus how many summaries had to be written for it."""
     now = now or datetime.now(UTC)
     d = settings.digest
     not_before = now - timedelta(days=d.window_days)
@@ -57,14 +64,14 @@ def build_issue(
         kept = kept_items(conn, since=since, until=now, not_before=not_before)
         number = next_issue_number(conn)
     if not kept:
-        return None
+        return None, 0
 
     topics = settings.topic_defs()
     order = [t.id for t in topics]
     # A topic removed from the config since the item was stored no longer gets a section.
     kept = [k for k in kept if any(m.topic_id in order for m in k.matches)]
     if not kept:
-        return None
+        return None, 0
     stories = _stories(kept, window=timedelta(days=d.window_days))
     leaders = [k for k, _ in stories]
     chosen = select(
@@ -81,7 +88,12 @@ def build_issue(
         thresholds={t.id: t.threshold for t in topics},
     )
     used = [c.key for cands in chosen.values() for c in cands]
-    summaries = _summaries(settings, store, [k for k in leaders if k.stored.id in used], record)
+    # Summaries are written here, for the few items an issue takes, not for every kept item at
+    # fetch time: a week of thousands of feeds keeps thousands of items, an issue shows a few
+    # dozen (and an LLM engine or a full-text fetch costs per item).
+    summaries, summarized = _summaries(
+        settings, store, [k for k in leaders if k.stored.id in used], record
+    )
     by_id = {k.stored.id: (k, also) for k, also in stories}
 
     sections: list[IssueSection] = []
@@ -116,7 +128,7 @@ def build_issue(
                 )
             )
     if not sections:
-        return None
+        return None, summarized
     content = IssueContent(
         number=number,
         title=d.title,
@@ -131,7 +143,7 @@ def build_issue(
     )
     if record:
         _record(settings, store, content)
-    return content
+    return content, summarized
 
 
 def _stories(
@@ -166,14 +178,14 @@ def _stories(
 
 def _summaries(
     settings: Settings, store: Store, kept: Sequence[KeptItem], record: bool
-) -> dict[int, Summary]:
+) -> tuple[dict[int, Summary], int]:
+    """Stored summaries of ``kept``, writing (and with ``record`` storing) the missing ones."""
     with store.connect() as conn:
         have = load_summaries(conn, [k.stored.id for k in kept])
-    # Normally made by ``collect``; an item stored by an older run or a crash is done now.
     missing = [k.stored for k in kept if k.stored.id not in have]
-    if missing:
-        have.update(summarize_items(settings, store, missing, record=record))
-    return have
+    made = summarize_items(settings, store, missing, record=record) if missing else {}
+    have.update(made)
+    return have, len(made)
 
 
 def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, str]:
@@ -235,7 +247,8 @@ def send(
         counts = merge_counts(counts, _deliver(settings, store, number, dry_run, progress, stop))
     if stopped(stop):
         return counts
-    content = build_issue(settings, store, now=now, record=not dry_run)
+    content, summarized = _build(settings, store, now=now, record=not dry_run)
+    counts = merge_counts(counts, RunCounts(summarized=summarized))
     if content is None:
         log.info("no new items: nothing sent")
         return counts

@@ -35,7 +35,6 @@ __all__ = [
     "save_summary",
     "save_topic_matches",
     "to_db",
-    "unsummarized_kept",
 ]
 
 
@@ -269,21 +268,6 @@ def load_summaries(conn: Connection, item_ids: Iterable[int]) -> dict[int, Summa
                 text=m["text"], language=m["language"], engine=m["engine"], source_text=""
             )
     return out
-
-
-def unsummarized_kept(conn: Connection, *, not_before: datetime) -> list[StoredItem]:
-    """Items kept by a topic, published since ``not_before``, that have no summary yet."""
-    has_summary = exists().where(schema.summaries.c.item_id == schema.items.c.id)
-    stmt = (
-        _item_select()
-        .where(
-            schema.items.c.published >= to_db(not_before),
-            _kept_exists(),
-            ~has_summary,
-        )
-        .order_by(schema.items.c.id)
-    )
-    return [_row_to_stored(r) for r in conn.execute(stmt)]
 
 
 # --------------------------------------------------------------------------- issue candidates
