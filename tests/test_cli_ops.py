@@ -235,3 +235,24 @@ def test_feeds_list_shows_configured_feeds(run: Run) -> None:
     assert code == 0
     assert "CNIL" in out
     assert "Broken" in out
+
+
+def test_status_shows_names_and_errors_verbatim_and_a_disabled_feed(cfg: Path, run: Run) -> None:
+    cfg.write_text(
+        CONFIG.replace('name = "Broken"', 'name = "Broken [b]feed[/b]"'), encoding="utf-8"
+    )
+    now = datetime.now(UTC)
+    store = open_store("sqlite:///var/digest.db")
+    with store.begin() as conn:
+        (state,) = sync_feeds(conn, [FeedSpec("http://127.0.0.1:9/broken.xml")], now=now)
+        gone = FetchResult(
+            url=state.url, status=FetchStatus.FAILED, http_status=410, error="[410] Gone", gone=True
+        )
+        record_fetch(conn, state.id, gone, now)
+    store.close()
+    code, out, _ = run("status")
+    assert code == 0
+    assert "Broken [b]feed[/b]" in out
+    assert "[410] Gone" in out
+    assert "(disabled: 410 Gone)" in out
+    assert "never (disabled)" in out

@@ -18,6 +18,8 @@ from digest.cli.app import STATE, app, out
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from digest.store.status import FeedReport, IssueReport
 
 # The store, OPML and rich tables are imported inside the commands that use them, so that
@@ -50,6 +52,13 @@ def _next_try(report: FeedReport, now: datetime) -> str:
     if st.next_try is None or st.next_try <= now:
         return "next run"
     return _ago(st.next_try, now)
+
+
+def _row(*cells: str) -> list[Text]:
+    # Feed names, URLs and errors come from outside: "[...]" in them is text, never markup.
+    from rich.text import Text
+
+    return [Text(c) for c in cells]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -140,16 +149,18 @@ def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
         if r.name:
             label += f"\n{r.url}"
         if st and st.disabled:
-            label += "\n[disabled: 410 Gone]"
+            label += "\n(disabled: 410 Gone)"
         if st and st.moved_to:
-            label += f"\n[moved to {st.moved_to}]"
+            label += f"\n(moved to {st.moved_to})"
         table.add_row(
-            label,
-            _ago(st.last_ok, now) if st else "never fetched",
-            str(st.failures) if st else "0",
-            (st.last_error or "") if st else "",
-            _next_try(r, now),
-            f"{r.items_kept}/{r.items_total}",
+            *_row(
+                label,
+                _ago(st.last_ok, now) if st else "never fetched",
+                str(st.failures) if st else "0",
+                (st.last_error or "") if st else "",
+                _next_try(r, now),
+                f"{r.items_kept}/{r.items_total}",
+            )
         )
     out.print(table)
 
@@ -166,12 +177,14 @@ def _print_issues(issues: list[IssueReport], now: datetime) -> None:
     for r in issues:
         deliveries = ", ".join(f"{n} {state}" for state, n in sorted(r.deliveries.items()))
         table.add_row(
-            str(r.number),
-            f"{r.created:%Y-%m-%d %H:%M} UTC ({_ago(r.created, now)})",
-            r.status,
-            str(r.items),
-            deliveries or "none",
-            r.subject,
+            *_row(
+                str(r.number),
+                f"{r.created:%Y-%m-%d %H:%M} UTC ({_ago(r.created, now)})",
+                r.status,
+                str(r.items),
+                deliveries or "none",
+                r.subject,
+            )
         )
     out.print(table)
 
@@ -190,11 +203,12 @@ def feeds_list() -> None:
     from rich.table import Table
 
     settings = STATE.settings()
-    table = Table(title=f"{len(settings.feeds)} feeds in {settings.source}", title_justify="left")
+    title = _row(f"{len(settings.feeds)} feeds in {settings.source}")[0]
+    table = Table(title=title, title_justify="left")
     for name in ("Name", "URL", "Topics"):
         table.add_column(name, overflow="fold")
     for f in settings.feeds:
-        table.add_row(f.name or "", f.url, ", ".join(f.topics) or "all")
+        table.add_row(*_row(f.name or "", f.url, ", ".join(f.topics) or "all"))
     out.print(table)
 
 
