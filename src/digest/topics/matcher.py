@@ -62,13 +62,66 @@ class _Topic:
     empty: TopicMatch = _UNSET
 
 
+#: A term written as one token of 2-6 capitals/digits (at least two capitals) is an acronym:
+#: "ICO" must not match the ".ico" file extension, nor "CNIL" a lowercase word.
+_ACRONYM = re.compile(r"(?=(?:[^A-Z]*[A-Z]){2})[A-Z][A-Z0-9]{1,5}")
+
+
 def _parse_term(raw: str) -> tuple[str, str]:
-    """-> (kind, body): kind is "regex", "exact" or "words"."""
+    """-> (kind, body): kind is "regex", "case", "exact" or "words"."""
     if raw.startswith("regex:"):
         return "regex", raw[len("regex:") :]
-    if raw.startswith("="):
-        return "exact", raw[1:]
-    return "words", raw
+    if raw.startswith("case:"):
+        return "case", raw[len("case:") :].strip()
+    body = raw[1:] if raw.startswith("=") else raw
+    if _ACRONYM.fullmatch(body.strip()):
+        return "case", body.strip()
+    return ("exact" if raw.startswith("=") else "words"), raw
+
+
+def _case_pattern(body: str) -> tuple[_CaseTerm, tuple[tuple[str, bool], ...]]:
+    """The case-sensitive pattern over the original text for a ``case`` term, and its keys.
+
+    The term matches as written, word-bounded, across any punctuation between its words; an
+    acronym of four letters or more also takes a plural "s" ("DPAs" is not, "CNILs" is).
+    """
+    words = re.findall(r"[^\W_]+", body)
+    plural = len(words) == 1 and len(words[0]) >= 4 and words[0].isupper()
+    body_rx = r"[\W_]+".join(re.escape(w) for w in words) + ("s?" if plural else "")
+    rx = re.compile(rf"(?<![^\W_]){body_rx}(?![^\W_])")
+    forms = [" ".join(words)] + ([" ".join(words) + "s"] if plural else [])
+    term = _CaseTerm(words[0] if len(words) == 1 else "", plural, rx)
+    return term, tuple((fold(f), False) for f in forms)
+
+
+class _CaseTerm(NamedTuple):
+    """A case-sensitive term: one word is counted with ``str.find`` (a literal-first scan is
+    far cheaper than a regex whose lookbehind defeats the literal prefilter), phrases by regex.
+    """
+
+    word: str
+    plural: bool
+    rx: re.Pattern[str]
+
+    def count(self, s: str, cap: int = TEXT_MENTION_CAP) -> int:
+        if not self.word:
+            return len(self.rx.findall(s))
+        w, n, i, size = self.word, 0, s.find(self.word), len(self.word)
+        while i >= 0 and n < cap:
+            end = i + size
+            if self.plural and s.startswith("s", end):
+                end += 1
+            if (i == 0 or not s[i - 1].isalnum()) and (end >= len(s) or not s[end].isalnum()):
+                n += 1
+            i = s.find(w, i + 1)
+        return n
+
+
+def _shouting(s: str) -> bool:
+    """A field written in capitals ("CNIL FINES BRITISH AIRWAYS") says nothing about case."""
+    s = s[:400]  # the opening tells: counting every letter of a long text costs too much
+    upper = sum(map(str.isupper, s))
+    return upper > 6 and sum(map(str.islower, s)) * 10 < upper
 
 
 class TopicMatcher:
@@ -79,7 +132,9 @@ class TopicMatcher:
         self._topics = [_Topic(t) for t in self.topics]
         self._index = {t.id: i for i, t in enumerate(self.topics)}
         self._keys: list[str] = []
-        self._key_refs: list[list[_Ref]] = []
+        #: per key: (what it stands for, index of its case pattern or -1)
+        self._key_refs: list[list[tuple[_Ref, int]]] = []
+        self._case_terms: list[_CaseTerm] = []
         key_ids: dict[str, int] = {}
         self._regexes: list[tuple[_Ref, re.Pattern[str]]] = []
         #: key id of a regex's required literal -> the regexes to run when it is found
@@ -119,7 +174,13 @@ class TopicMatcher:
                     else:
                         self._untriggered.append(len(self._regexes) - 1)
                     continue
-                forms = expand_term(body, inflect=kind == "words")
+                cs = -1
+                if kind == "case":
+                    case_term, forms = _case_pattern(body)
+                    cs = len(self._case_terms)
+                    self._case_terms.append(case_term)
+                else:
+                    forms = expand_term(body, inflect=kind == "words")
                 if not forms:
                     raise ConfigError(f"{where}: term {raw!r} has no letters or digits")
                 for folded, prefix in forms:
@@ -127,8 +188,8 @@ class TopicMatcher:
                     # starts and ends on a word boundary: "cloud" never matches "cloudy".
                     key = f" {folded}" if prefix else f" {folded} "
                     kid = self._key_id(key, key_ids)
-                    if ref not in self._key_refs[kid]:
-                        self._key_refs[kid].append(ref)
+                    if (ref, cs) not in self._key_refs[kid]:
+                        self._key_refs[kid].append((ref, cs))
         self._has_keys = bool(self._keys)
         # One DFA over the folded bytes of every topic's keys: a single scan per item.
         self._automaton = ahocorasick_rs.BytesAhoCorasick(
@@ -184,22 +245,31 @@ class TopicMatcher:
                 else:
                     seen[kid] = [1, start]
             triggers = self._triggers
+            cased: dict[int, tuple[int, int]] = {}
             for kid, (n, start) in seen.items():
                 in_title = kid >= 0
                 real = kid if in_title else -kid - 1
                 first = (self._keys[real], start)
-                for ref in self._key_refs[real]:
+                for ref, cs in self._key_refs[real]:
+                    if cs >= 0:  # the folded key was found: is it there in the right case?
+                        if cs not in cased:
+                            cased[cs] = self._case_counts(cs, title, text)
+                        cnt = cased[cs][0 if in_title else 1]
+                        if not cnt:
+                            continue
+                    else:
+                        cnt = n
                     f = found.get(ref)
                     if f is None:
                         f = found[ref] = _Found()
                     if in_title:
                         if not f.title:
                             f.title_first = first
-                        f.title += n
+                        f.title += cnt
                     else:
                         if not f.text:
                             f.text_first = first
-                        f.text += n
+                        f.text += cnt
                 if real in triggers:
                     run.extend((i, in_title) for i in triggers[real])
         if run or self._untriggered:
@@ -250,6 +320,20 @@ class TopicMatcher:
                 )
             )
         return tuple(results)
+
+    def _case_counts(self, cs: int, title: str, text: str) -> tuple[int, int]:
+        """Mentions of case term ``cs`` in (title, text) of the original item.
+
+        A field in capitals cannot tell "ICO" from "ico": there the term counts only when the
+        other field has it in the right case.
+        """
+        term = self._case_terms[cs]
+        t, x = term.count(title), term.count(text)
+        t_shout = bool(t) and _shouting(title)
+        x_shout = bool(x) and _shouting(text)
+        t_ok = 0 if t_shout else t
+        x_ok = 0 if x_shout else x
+        return (t if t_ok or x_ok else 0), (x if x_ok or t_ok else 0)
 
     def _run_regexes(
         self, run: list[tuple[int, bool]], bt: bytes, bx: bytes, found: dict[_Ref, _Found]
