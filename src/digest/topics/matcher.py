@@ -82,15 +82,18 @@ def _parse_term(raw: str) -> tuple[str, str]:
 def _case_pattern(body: str) -> tuple[_CaseTerm, tuple[tuple[str, bool], ...]]:
     """The case-sensitive pattern over the original text for a ``case`` term, and its keys.
 
-    The term matches as written, word-bounded, across any punctuation between its words; an
-    acronym of four letters or more also takes a plural "s" ("DPAs" is not, "CNILs" is).
+    The term matches as written, word-bounded, across any punctuation between its words. An
+    acronym of four letters or more also matches capitalized, as the French press writes it
+    ("Cnil", "Anssi"), and takes a plural "s" ("CNILs"); shorter ones match only in capitals.
     """
     words = re.findall(r"[^\W_]+", body)
-    plural = len(words) == 1 and len(words[0]) >= 4 and words[0].isupper()
+    long_acronym = len(words) == 1 and len(words[0]) >= 4 and words[0].isupper()
+    plural = long_acronym
     body_rx = r"[\W_]+".join(re.escape(w) for w in words) + ("s?" if plural else "")
     rx = re.compile(rf"(?<![^\W_]){body_rx}(?![^\W_])")
     forms = [" ".join(words)] + ([" ".join(words) + "s"] if plural else [])
-    term = _CaseTerm(words[0] if len(words) == 1 else "", plural, rx)
+    spellings = (words[0], words[0].capitalize()) if long_acronym else tuple(words[:1])
+    term = _CaseTerm(spellings if len(words) == 1 else (), plural, rx)
     return term, tuple((fold(f), False) for f in forms)
 
 
@@ -99,21 +102,23 @@ class _CaseTerm(NamedTuple):
     far cheaper than a regex whose lookbehind defeats the literal prefilter), phrases by regex.
     """
 
-    word: str
+    words: tuple[str, ...]  # the spellings of a one-word term ("CNIL", "Cnil"); () for phrases
     plural: bool
     rx: re.Pattern[str]
 
     def count(self, s: str, cap: int = TEXT_MENTION_CAP) -> int:
-        if not self.word:
+        if not self.words:
             return len(self.rx.findall(s))
-        w, n, i, size = self.word, 0, s.find(self.word), len(self.word)
-        while i >= 0 and n < cap:
-            end = i + size
-            if self.plural and s.startswith("s", end):
-                end += 1
-            if (i == 0 or not s[i - 1].isalnum()) and (end >= len(s) or not s[end].isalnum()):
-                n += 1
-            i = s.find(w, i + 1)
+        n = 0
+        for w in self.words:
+            i, size = s.find(w), len(w)
+            while i >= 0 and n < cap:
+                end = i + size
+                if self.plural and s.startswith("s", end):
+                    end += 1
+                if (i == 0 or not s[i - 1].isalnum()) and (end >= len(s) or not s[end].isalnum()):
+                    n += 1
+                i = s.find(w, i + 1)
         return n
 
 
