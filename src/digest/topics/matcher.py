@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import ahocorasick_rs
@@ -60,6 +60,9 @@ class _Topic:
     tdef: TopicDef
     #: The decision for an item with no term of this topic (shared: most items).
     empty: TopicMatch = _UNSET
+    #: Decisions for items with require-group words only (common words: many items), by the
+    #: groups met; shared like ``empty``.
+    groups_only: dict[frozenset[int], TopicMatch] = field(default_factory=dict)
 
 
 #: A term written as one token of 2-6 capitals/digits (at least two capitals) is an acronym:
@@ -312,6 +315,15 @@ class TopicMatcher:
             out_of_scope = bool(scope) and tid not in scope and not forced
             if not (hits[ti] or vetoes[ti] or met[ti] or forced or out_of_scope):
                 results.append(t.empty)
+                continue
+            if not (hits[ti] or vetoes[ti] or forced or out_of_scope):
+                key = frozenset(met[ti])
+                shared = t.groups_only.get(key)
+                if shared is None:
+                    shared = t.groups_only[key] = self._decide(
+                        t, 0.0, (), (), met[ti], forced=False, out_of_scope=False
+                    )
+                results.append(shared)
                 continue
             results.append(
                 self._decide(
