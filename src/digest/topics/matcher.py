@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 import ahocorasick_rs
@@ -125,11 +126,17 @@ class _CaseTerm(NamedTuple):
         return n
 
 
+_UPPER = bytes(b for b in range(256) if chr(b).isupper())
+_LOWER = bytes(b for b in range(256) if chr(b).islower())
+
+
+@lru_cache(maxsize=8)  # asked once per case term found in the item: the same two strings
 def _shouting(s: str) -> bool:
     """A field written in capitals ("CNIL FINES BRITISH AIRWAYS") says nothing about case."""
-    s = s[:400]  # the opening tells: counting every letter of a long text costs too much
-    upper = sum(map(str.isupper, s))
-    return upper > 6 and sum(map(str.islower, s)) * 10 < upper
+    # The opening tells; letters are counted in C (Latin-1 covers French and English).
+    b = s[:400].encode("latin-1", "ignore")
+    upper = len(b) - len(b.translate(None, _UPPER))
+    return upper > 6 and (len(b) - len(b.translate(None, _LOWER))) * 10 < upper
 
 
 class TopicMatcher:
@@ -356,13 +363,14 @@ class TopicMatcher:
         self, run: list[tuple[int, bool]], bt: bytes, bx: bytes, found: dict[_Ref, _Found]
     ) -> None:
         # Regexes see the documented folded text: single spaces, padded with one space.
-        folded = {
-            True: " " + " ".join(bt.decode("utf-8").split()) + " ",
-            False: " " + " ".join(bx.decode("utf-8").split()) + " ",
-        }
+        folded: dict[bool, str] = {}  # built for the fields a regex actually runs on
         for i, in_title in sorted(set(run)):
             ref, rx = self._regexes[i]
-            ms = [m.group(0) for m in rx.finditer(folded[in_title])]
+            field_text = folded.get(in_title)
+            if field_text is None:
+                raw = bt if in_title else bx
+                field_text = folded[in_title] = " " + " ".join(raw.decode("utf-8").split()) + " "
+            ms = [m.group(0) for m in rx.finditer(field_text)]
             if ms:
                 found.setdefault(ref, _Found()).add(in_title, len(ms), (ms[0].strip(), -1))
 
