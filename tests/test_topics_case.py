@@ -75,3 +75,9 @@ def test_acronyms_still_score_and_decide_like_other_terms() -> None:
 def test_a_case_sensitive_term_never_matches_lowercase_text(text: str) -> None:
     m = matcher("ICO", "CNIL", "case:Garante")
     assert not one(m, text.lower(), text.lower()).hits
+
+
+def test_an_acronym_and_its_plural_count_as_one_term() -> None:
+    result = one(matcher("CNIL"), "News", "La CNIL et les CNILs européennes ; la CNIL encore.")
+    (hit,) = result.hits
+    assert hit.count == 3

@@ -261,6 +261,7 @@ class TopicMatcher:
                     seen[kid] = [1, start]
             triggers = self._triggers
             cased: dict[int, tuple[int, int]] = {}
+            counted: set[tuple[_Ref, int, bool]] = set()
             for kid, (n, start) in seen.items():
                 in_title = kid >= 0
                 real = kid if in_title else -kid - 1
@@ -270,8 +271,9 @@ class TopicMatcher:
                         if cs not in cased:
                             cased[cs] = self._case_counts(cs, title, text)
                         cnt = cased[cs][0 if in_title else 1]
-                        if not cnt:
-                            continue
+                        if not cnt or (ref, cs, in_title) in counted:
+                            continue  # "CNIL" and "CNILs" are two keys but one count
+                        counted.add((ref, cs, in_title))
                     else:
                         cnt = n
                     f = found.get(ref)
