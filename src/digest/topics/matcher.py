@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import NamedTuple
 
 import ahocorasick_rs
 
 from digest.errors import ConfigError
 from digest.models import TermHit, TopicDef, TopicMatch
+from digest.topics.case import ACRONYM, CaseTerm, case_pattern, shouting
 from digest.topics.text import expand_term, fold, fold_bytes, inner_prefix_pattern
 
 INCLUDE, EXCLUDE, REQUIRE = 0, 1, 2
@@ -66,11 +66,6 @@ class _Topic:
     groups_only: dict[frozenset[int], TopicMatch] = field(default_factory=dict)
 
 
-#: A term written as one token of 2-6 capitals/digits (at least two capitals) is an acronym:
-#: "ICO" must not match the ".ico" file extension, nor "CNIL" a lowercase word.
-_ACRONYM = re.compile(r"(?=(?:[^A-Z]*[A-Z]){2})[A-Z][A-Z0-9]{1,5}")
-
-
 def _parse_term(raw: str) -> tuple[str, str]:
     """-> (kind, body): kind is "regex", "case", "exact" or "words"."""
     if raw.startswith("regex:"):
@@ -78,65 +73,9 @@ def _parse_term(raw: str) -> tuple[str, str]:
     if raw.startswith("case:"):
         return "case", raw[len("case:") :].strip()
     body = raw[1:] if raw.startswith("=") else raw
-    if _ACRONYM.fullmatch(body.strip()):
+    if ACRONYM.fullmatch(body.strip()):
         return "case", body.strip()
     return ("exact" if raw.startswith("=") else "words"), raw
-
-
-def _case_pattern(body: str) -> tuple[_CaseTerm, tuple[tuple[str, bool], ...]]:
-    """The case-sensitive pattern over the original text for a ``case`` term, and its keys.
-
-    The term matches as written, word-bounded, across any punctuation between its words. An
-    acronym of four letters or more also matches capitalized, as the French press writes it
-    ("Cnil", "Anssi"), and takes a plural "s" ("CNILs"); shorter ones match only in capitals.
-    """
-    words = re.findall(r"[^\W_]+", body)
-    long_acronym = len(words) == 1 and len(words[0]) >= 4 and words[0].isupper()
-    plural = long_acronym
-    body_rx = r"[\W_]+".join(re.escape(w) for w in words) + ("s?" if plural else "")
-    rx = re.compile(rf"(?<![^\W_]){body_rx}(?![^\W_])")
-    forms = [" ".join(words)] + ([" ".join(words) + "s"] if plural else [])
-    spellings = (words[0], words[0].capitalize()) if long_acronym else tuple(words[:1])
-    term = _CaseTerm(spellings if len(words) == 1 else (), plural, rx)
-    return term, tuple((fold(f), False) for f in forms)
-
-
-class _CaseTerm(NamedTuple):
-    """A case-sensitive term: one word is counted with ``str.find`` (a literal-first scan is
-    far cheaper than a regex whose lookbehind defeats the literal prefilter), phrases by regex.
-    """
-
-    words: tuple[str, ...]  # the spellings of a one-word term ("CNIL", "Cnil"); () for phrases
-    plural: bool
-    rx: re.Pattern[str]
-
-    def count(self, s: str, cap: int = TEXT_MENTION_CAP) -> int:
-        if not self.words:
-            return len(self.rx.findall(s))
-        n = 0
-        for w in self.words:
-            i, size = s.find(w), len(w)
-            while i >= 0 and n < cap:
-                end = i + size
-                if self.plural and s.startswith("s", end):
-                    end += 1
-                if (i == 0 or not s[i - 1].isalnum()) and (end >= len(s) or not s[end].isalnum()):
-                    n += 1
-                i = s.find(w, i + 1)
-        return n
-
-
-_UPPER = bytes(b for b in range(256) if chr(b).isupper())
-_LOWER = bytes(b for b in range(256) if chr(b).islower())
-
-
-@lru_cache(maxsize=8)  # asked once per case term found in the item: the same two strings
-def _shouting(s: str) -> bool:
-    """A field written in capitals ("CNIL FINES BRITISH AIRWAYS") says nothing about case."""
-    # The opening tells; letters are counted in C (Latin-1 covers French and English).
-    b = s[:400].encode("latin-1", "ignore")
-    upper = len(b) - len(b.translate(None, _UPPER))
-    return upper > 6 and (len(b) - len(b.translate(None, _LOWER))) * 10 < upper
 
 
 class TopicMatcher:
@@ -149,7 +88,7 @@ class TopicMatcher:
         self._keys: list[str] = []
         #: per key: (what it stands for, index of its case pattern or -1)
         self._key_refs: list[list[tuple[_Ref, int]]] = []
-        self._case_terms: list[_CaseTerm] = []
+        self._case_terms: list[CaseTerm] = []
         key_ids: dict[str, int] = {}
         self._regexes: list[tuple[_Ref, re.Pattern[str]]] = []
         #: key id of a regex's required literal -> the regexes to run when it is found
@@ -191,7 +130,7 @@ class TopicMatcher:
                     continue
                 cs = -1
                 if kind == "case":
-                    case_term, forms = _case_pattern(body)
+                    case_term, forms = case_pattern(body)
                     cs = len(self._case_terms)
                     self._case_terms.append(case_term)
                 else:
@@ -354,9 +293,9 @@ class TopicMatcher:
         other field has it in the right case.
         """
         term = self._case_terms[cs]
-        t, x = term.count(title), term.count(text)
-        t_shout = bool(t) and _shouting(title)
-        x_shout = bool(x) and _shouting(text)
+        t, x = term.mentions(title, TEXT_MENTION_CAP), term.mentions(text, TEXT_MENTION_CAP)
+        t_shout = bool(t) and shouting(title)
+        x_shout = bool(x) and shouting(text)
         t_ok = 0 if t_shout else t
         x_ok = 0 if x_shout else x
         return (t if t_ok or x_ok else 0), (x if x_ok or t_ok else 0)
