@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -81,6 +81,25 @@ def smtp_sink() -> Iterator[SMTPSink]:
         yield SMTPSink("127.0.0.1", port, handler)
     finally:
         controller.stop()
+
+
+class CLIResult(NamedTuple):
+    """What one in-process ``digest`` command left: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CLIResult:
+    """Run ``digest ARGS`` through the real entry point (exit-code policy included)."""
+    from digest.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    captured = capsys.readouterr()
+    code = info.value.code
+    return CLIResult(code if isinstance(code, int) else 1, captured.out, captured.err)
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from digest.cli import main
+from conftest import CLIResult, run_cli
 from digest.store import open_store
 from digest.store.issues import list_issues
 from digest.store.locks import exclusive
@@ -49,28 +48,14 @@ include = ["GDPR", "CNIL", "personal data"]
 """
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def cli(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> object:
     monkeypatch.setenv("DIGEST_SECRET", "cli-test-secret-" + "x" * 20)
 
-    def run(*args: str) -> Result:
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+    def run(*args: str) -> CLIResult:
+        return run_cli(capsys, *args)
 
     return run
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.cli import main
+from conftest import run_cli
 from digest.cli.app import out as stdout_console
 from digest.models import FeedSpec, FetchResult, FetchStatus, IssueContent
 from digest.opml import parse_opml
@@ -52,11 +52,7 @@ def run(cfg: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     monkeypatch.setattr(stdout_console, "_width", 200)
 
     def _run(*args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as info:
-            main(["--config", str(cfg), *args])
-        captured = capsys.readouterr()
-        code = info.value.code
-        return int(code) if isinstance(code, int) else 1, captured.out, captured.err
+        return run_cli(capsys, "--config", str(cfg), *args)
 
     return _run
 

@@ -5,39 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
-from digest.cli import main
+from conftest import CLIResult, run_cli
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sovereign-cloud-article.txt"
 TITLE = "A page is turning for the French sovereign cloud"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Runner = Callable[..., Result]
+Runner = Callable[..., CLIResult]
 
 
 @pytest.fixture
 def run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Runner:
-    def run(*args: str) -> Result:
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+    def run(*args: str) -> CLIResult:
+        return run_cli(capsys, *args)
 
     return run
 
