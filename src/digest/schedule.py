@@ -433,10 +433,19 @@ def _apply_log_format(settings: Settings) -> None:
         configure(fmt="json", level=root.level or logging.INFO)
 
 
+def _preload_jobs() -> None:
+    """Import what the jobs run now: a broken install shows at start-up rather than at the
+    first send, and the memory the daemon starts with is its working set."""
+    import digest.pipeline.collect
+    import digest.pipeline.issue
+    import digest.summarize.extractive  # noqa: F401
+
+
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
     _apply_log_format(settings)
+    _preload_jobs()
     # Missed runs and job errors are reported by the daemon itself, in its own log format.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     store = open_store(settings.storage.url)
