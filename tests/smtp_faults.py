@@ -14,6 +14,7 @@ import email
 import email.policy
 import ipaddress
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -172,6 +173,14 @@ class Users:
             if self.table.get(user) == auth_data.password.decode():
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
+
+
+def server_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server-side TLS context on a fresh self-signed certificate, and that certificate."""
+    cert, key = self_signed(folder)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from digest.config import Settings
 from digest.errors import FatalDeliveryError, TransientDeliveryError
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.store import Store, open_store, schema
-from smtp_faults import FaultHandler, fault_server, self_signed
+from smtp_faults import FaultHandler, fault_server, server_tls
 
 PEOPLE = [f"r{i}@example.org" for i in range(12)]
 
@@ -95,9 +94,7 @@ def test_wrong_password_stops_the_run_and_leaves_everyone_pending(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_people(store, PEOPLE)
-    cert, key = self_signed(tmp_path)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    ctx, cert = server_tls(tmp_path)
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
     with fault_server(starttls=ctx, users={"digest": "right"}) as server:
         cfg = smtp_settings(
@@ -118,9 +115,7 @@ def test_starttls_with_the_private_ca_and_auth_delivers(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_people(store, PEOPLE[:3])
-    cert, key = self_signed(tmp_path)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    ctx, cert = server_tls(tmp_path)
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "right")
     with fault_server(starttls=ctx, users={"digest": "right"}) as server:
         cfg = smtp_settings(
@@ -137,9 +132,7 @@ def test_starttls_with_the_private_ca_and_auth_delivers(
 
 def test_implicit_tls_verifies_the_certificate(store: Store, tmp_path: Path) -> None:
     add_people(store, PEOPLE[:3])
-    cert, key = self_signed(tmp_path)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    ctx, cert = server_tls(tmp_path)
     with fault_server(tls=ctx) as server:
         untrusted = smtp_settings(server.port, security="tls")
         with pytest.raises(FatalDeliveryError, match="TLS failed"):

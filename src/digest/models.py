@@ -293,17 +293,6 @@ class DeliveryState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    """What happened to one message handed to a sender."""
-
-    subscriber_id: int
-    state: DeliveryState
-    message_id: str
-    error: str | None = None
-    attempts: int = 1
-
-
-@dataclass(frozen=True, slots=True)
 class RunCounts:
     """End-to-end counts of one pipeline run, printed as one line at the end."""
 
