@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -145,7 +146,9 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"daemon still running {timeout}s after {sig!r}") from None
+            raise AssertionError(
+                f"daemon still running {timeout}s after {sig!r}; its last lines:\n{self.log()}"
+            ) from None
         self._reader.join(5)
         return code
 
@@ -217,7 +220,9 @@ class Site:
         feeds: tuple[str, ...] = ("/feed.xml",),
         extra: str = "",
     ) -> None:
-        feed_tables = "".join(f'[[feeds]]\nurl = "{self.http.url_for(f)}"\n' for f in feeds)
+        feed_tables = "".join(
+            f'[[feeds]]\nurl = "{f if "://" in f else self.http.url_for(f)}"\n' for f in feeds
+        )
         self.config.write_text(
             f"""
 [digest]
@@ -267,6 +272,9 @@ include = ["GDPR", "personal data", "CNIL"]
 
     def recipients(self) -> list[str]:
         return sorted(r for m in self.sink.received for r in m.rcpt_tos)
+
+
+FETCH_60S = "[fetch]\ntimeout = 60\n"
 
 
 def test_the_daemon_fetches_and_sends_on_schedule_serves_health_and_stops_on_sigterm(
@@ -356,8 +364,9 @@ def test_a_send_missed_while_down_runs_once_on_restart_within_the_grace(
     site.write_config(send="0 0 0 1 1 *", catch_up=catch_up)
     first = site.start()
     first.wait_for(done("fetch"))
-    # Move the send to a few seconds from now (applied on SIGHUP), then stop before it is due.
-    due = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    # Move the send to some seconds from now (applied on SIGHUP), then stop before it is due;
+    # the margin covers a slow, loaded machine between the reload and the stop.
+    due = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)
     crontab = f"{due.second} {due.minute} {due.hour} * * *"
     site.write_config(send=crontab, catch_up=catch_up)
     first.proc.send_signal(signal.SIGHUP)
@@ -381,6 +390,39 @@ def test_a_send_missed_while_down_runs_once_on_restart_within_the_grace(
     assert second.terminate() == 0
     assert len(second.messages("send started")) == (1 if sent else 0)
     assert site.recipients() == (SUBSCRIBERS if sent else [])
+
+
+@pytest.fixture
+def silent_site() -> Iterator[str]:
+    """A site that accepts connections and never answers (a hung web server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_sigterm_during_a_hung_download_exits_within_5_s_and_records_nothing_for_that_feed(
+    site: Site, silent_site: str
+) -> None:
+    hung = f"{silent_site}/feed.xml"
+    site.write_config(send="0 0 0 1 1 *", feeds=("/feed.xml", hung), extra=FETCH_60S)
+    daemon = site.start()
+    daemon.wait_for(lambda r: r.get("message") == "fetch started")
+    time.sleep(1)  # the hung site holds the run (a 60 s timeout)
+    assert daemon.terminate(timeout=5) == 0
+    assert daemon.wait_for(lambda r: r.get("message", "").startswith("fetch stopped early"))
+    store = open_store("sqlite:///var/digest.db")
+    try:
+        with store.begin() as conn:
+            feed = conn.execute(
+                select(schema.feeds.c.failures, schema.feeds.c.last_fetch).where(
+                    schema.feeds.c.url == hung
+                )
+            ).one()
+    finally:
+        store.close()
+    assert feed.failures == 0
+    assert feed.last_fetch is None
 
 
 def test_after_sigkill_a_new_daemon_starts_once_the_lease_expires(site: Site) -> None:

@@ -366,3 +366,38 @@ def test_unchanged_feeds_of_one_site_share_a_kept_alive_connection() -> None:
         server.server_close()
     assert [r.status for r in results] == [FetchStatus.NOT_MODIFIED] * 5
     assert len(_NotModified.clients) == 1
+
+
+@pytest.fixture
+def silent_site() -> Iterator[str]:
+    """A site that accepts connections and never answers (a hung web server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_stop_abandons_slow_downloads_without_waiting_for_their_timeout(
+    httpserver: HTTPServer, feed_bytes: bytes, silent_site: str
+) -> None:
+    httpserver.expect_request("/fast").respond_with_data(feed_bytes)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    fast, hung = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/fast")), FetchRequest(f"{silent_site}/feed")],
+        timeout=60,
+        stop=stop.is_set,
+    )
+    # Only a stop can end this batch before the 60 s timeout.
+    assert time.monotonic() - started < 30
+    assert fast.status is FetchStatus.OK
+    assert fast.content == feed_bytes
+    assert hung.status is FetchStatus.STOPPED
+    assert hung.url == f"{silent_site}/feed"
+
+
+def test_a_stop_that_never_comes_changes_nothing(httpserver: HTTPServer, feed_bytes: bytes) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))], stop=lambda: False)
+    assert result.status is FetchStatus.OK

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -54,6 +55,8 @@ _NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-cache|no-store)\b", re.IGNORECASE)
 
 #: Connections to one host at once: polite to a site that serves many of the configured feeds.
 PER_HOST = 8
+#: How often a batch looks at its ``stop`` callable: a daemon asked to stop leaves within this.
+STOP_POLL = 0.1
 
 
 class _PoolPerOrigin(httpx.AsyncBaseTransport):
@@ -103,12 +106,15 @@ async def fetch_all(
     max_bytes: int = 10 * 2**20,
     user_agent: str = USER_AGENT,
     on_result: Callable[[FetchResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """Fetch every request, at most ``concurrency`` at a time and ``per_host`` per host;
     results in request order.
 
     ``timeout`` bounds each feed as a whole (connect, redirects and body); ``max_bytes`` caps
     the decompressed body. ``on_result`` is called as each feed finishes (progress bars).
+    Once ``stop()`` returns true the downloads still going are abandoned: their results say
+    ``STOPPED`` (a daemon asked to stop must not wait for a slow site's timeout).
     """
     if not requests:
         return []
@@ -138,7 +144,29 @@ async def fetch_all(
                     log.exception("on_result callback failed for %s", request.url)
             return result
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        watcher = asyncio.ensure_future(_cancel_on_stop(stop, tasks)) if stop else None
+        try:
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        return [_settled(request, got) for request, got in zip(requests, done, strict=True)]
+
+
+async def _cancel_on_stop(stop: Callable[[], bool], tasks: Sequence[asyncio.Future[Any]]) -> None:
+    while not stop():
+        await asyncio.sleep(STOP_POLL)
+    for task in tasks:
+        task.cancel()
+
+
+def _settled(request: FetchRequest, got: FetchResult | BaseException) -> FetchResult:
+    if isinstance(got, asyncio.CancelledError):
+        return FetchResult(url=request.url, status=FetchStatus.STOPPED, error="the run stopped")
+    if isinstance(got, BaseException):  # fetch_one turns every failure into a value
+        raise got
+    return got
 
 
 def fetch_all_sync(
@@ -150,6 +178,7 @@ def fetch_all_sync(
     max_bytes: int = 10 * 2**20,
     user_agent: str = USER_AGENT,
     on_result: Callable[[FetchResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """``fetch_all`` for synchronous callers (CLI, scheduler jobs).
 
@@ -163,6 +192,7 @@ def fetch_all_sync(
         max_bytes=max_bytes,
         user_agent=user_agent,
         on_result=on_result,
+        stop=stop,
     )
     try:
         asyncio.get_running_loop()

@@ -161,9 +161,10 @@ class Metrics:
                 last_duration=duration,
             )
 
-    def job_idle(self, job: str, duration: float) -> None:
-        """A run with nothing to do (every feed backing off): neither success nor failure."""
-        self.job_runs.labels(job=job, outcome="idle").inc()
+    def job_idle(self, job: str, duration: float, outcome: str = "idle") -> None:
+        """A run with nothing to do (every feed backing off) or cut short by a stop
+        (``outcome="stopped"``): neither success nor failure."""
+        self.job_runs.labels(job=job, outcome=outcome).inc()
         self.job_duration.labels(job=job).observe(duration)
         with self._lock:
             old = self._jobs.get(job, JobStatus(job))

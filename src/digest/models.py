@@ -42,6 +42,8 @@ class FetchStatus(enum.StrEnum):
     OK = "ok"
     NOT_MODIFIED = "not_modified"
     FAILED = "failed"
+    #: Not fetched: the run was asked to stop first. Nothing is recorded for the feed.
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,7 +254,12 @@ class Daemon:
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
         attempted = counts.feeds_ok + counts.feeds_not_modified + counts.feeds_failed
-        if job == "fetch" and not attempted:
+        if self.stop.is_set():
+            # Cut short by SIGTERM: what was done is recorded, but it is neither a success
+            # (the last-success time would lie) nor a failure (the next run does the rest).
+            self.metrics.job_idle(job, duration, outcome="stopped")
+            log.info("%s stopped early: %s", job, format_counts(counts), extra=fields)
+        elif job == "fetch" and not attempted:
             # Every feed is backing off: a failure streak must neither grow nor reset.
             self.metrics.job_idle(job, duration)
             log.info("%s done: no feed due · %s", job, format_counts(counts), extra=fields)

@@ -94,7 +94,9 @@ def fetch_and_store(
     # The pool is started before fetching: its processes fork while there are no other threads
     # (fetch, matcher) in this one.
     with ParsePool(workers) as pool, matcher:
-        results, jobs = _fetch(settings, due, pool, matcher, force=force, progress=progress)
+        results, jobs = _fetch(
+            settings, due, pool, matcher, force=force, progress=progress, stop=stop
+        )
         outcomes = _store_results(
             settings, store, due, results, pool, jobs, matcher, stop=stop, now=now
         )
@@ -163,16 +165,34 @@ def _store_results(
     # Feeds with nothing to parse (304, failures, a body seen before): one short transaction.
     with store.begin() as conn:
         for state, result in zip(due, results, strict=True):
-            if state.id not in jobs:
+            # A download abandoned for a stop is neither a success nor a failure of the feed.
+            if state.id not in jobs and result.status is not FetchStatus.STOPPED:
                 _record(conn, state, result, now)
                 outcomes[state.id] = (None, 0, Counter())
     spec_of = {s.url: s for s in settings.feed_specs()}
     parsed = [(s, r) for s, r in zip(due, results, strict=True) if s.id in jobs]
+
+    def store_batch(batch: Sequence[tuple[FeedState, FetchResult]]) -> None:
+        # A feed's fetch state, its new items and their topic decisions land together or not
+        # at all.
+        with store.begin() as conn:
+            for state, result in batch:
+                index, digest = jobs[state.id]
+                got = pool.outcome(index)
+                spec = spec_of[state.url]
+                outcomes[state.id] = _store_feed(
+                    conn, state, result, got, digest, spec, matcher, now
+                )
+
     start = 0
-    while start < len(parsed) and not stopped(stop):
+    while start < len(parsed):
+        if stopped(stop):
+            # Stopping: one last batch of what is parsed already; the rest waits for next run.
+            ready = [p for p in parsed[start:] if pool.done(jobs[p[0].id][0])]
+            store_batch(ready[:STORE_BATCH])
+            break
         # The next feed in config order (waiting for its parse), then those after it whose
-        # parse is already done: one transaction. A feed's fetch state, its new items and
-        # their topic decisions land together or not at all.
+        # parse is already done: one transaction.
         end = start + 1
         while (
             end < len(parsed)
@@ -180,16 +200,7 @@ def _store_results(
             and pool.done(jobs[parsed[end][0].id][0])
         ):
             end += 1
-        with store.begin() as conn:
-            for state, result in parsed[start:end]:
-                if stopped(stop):
-                    break
-                index, digest = jobs[state.id]
-                got = pool.outcome(index)
-                spec = spec_of[state.url]
-                outcomes[state.id] = _store_feed(
-                    conn, state, result, got, digest, spec, matcher, now
-                )
+        store_batch(parsed[start:end])
         start = end
     return outcomes
 
@@ -290,6 +301,7 @@ def _fetch(
     *,
     force: bool,
     progress: Progress | None,
+    stop: StopFlag | None,
 ) -> tuple[list[FetchResult], dict[int, tuple[int, str]]]:
     """Fetch ``due`` concurrently, handing each changed body to ``pool`` as soon as it arrives.
 
@@ -339,6 +351,7 @@ def _fetch(
         timeout=settings.fetch.timeout,
         max_bytes=settings.fetch.max_bytes,
         on_result=on_result,
+        stop=None if stop is None else stop.is_set,
     )
     # A result the callback could not place (two feeds at one address) is parsed now.
     for state, result in zip(due, results, strict=True):
