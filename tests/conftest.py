@@ -108,3 +108,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def silent_site() -> Iterator[str]:
+    """A site that accepts connections and never answers (a hung web server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -390,15 +389,6 @@ def test_a_send_missed_while_down_runs_once_on_restart_within_the_grace(
     assert second.terminate() == 0
     assert len(second.messages("send started")) == (1 if sent else 0)
     assert site.recipients() == (SUBSCRIBERS if sent else [])
-
-
-@pytest.fixture
-def silent_site() -> Iterator[str]:
-    """A site that accepts connections and never answers (a hung web server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def test_sigterm_during_a_hung_download_exits_within_5_s_and_records_nothing_for_that_feed(

@@ -368,15 +368,6 @@ def test_unchanged_feeds_of_one_site_share_a_kept_alive_connection() -> None:
     assert len(_NotModified.clients) == 1
 
 
-@pytest.fixture
-def silent_site() -> Iterator[str]:
-    """A site that accepts connections and never answers (a hung web server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
 def test_a_stop_abandons_slow_downloads_without_waiting_for_their_timeout(
     httpserver: HTTPServer, feed_bytes: bytes, silent_site: str
 ) -> None:

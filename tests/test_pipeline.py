@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -219,28 +218,25 @@ def test_a_feed_that_times_out_is_reported_and_the_others_go_on(
 
 
 def test_a_stop_during_fetch_stores_the_feeds_already_in_and_leaves_a_hung_one_untouched(
-    httpserver: HTTPServer, tmp_path: Path
+    httpserver: HTTPServer, tmp_path: Path, silent_site: str
 ) -> None:
     httpserver.expect_request("/privacy.xml").respond_with_data(
         PRIVACY, content_type="application/rss+xml"
     )
-    with socket.socket() as hung_site:  # accepts connections, never answers
-        hung_site.bind(("127.0.0.1", 0))
-        hung_site.listen(4)
-        hung = f"http://127.0.0.1:{hung_site.getsockname()[1]}/feed.xml"
-        settings = settings_for(
-            tmp_path,
-            [{"url": hung}, {"url": httpserver.url_for("/privacy.xml")}],
-            fetch={"timeout": 60.0},
-        )
-        store = open_store(settings.storage.url)
-        stop = threading.Event()
+    hung = f"{silent_site}/feed.xml"
+    settings = settings_for(
+        tmp_path,
+        [{"url": hung}, {"url": httpserver.url_for("/privacy.xml")}],
+        fetch={"timeout": 60.0},
+    )
+    store = open_store(settings.storage.url)
+    stop = threading.Event()
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage == "fetch" and done == 1:  # the live feed is in: SIGTERM arrives now
-                stop.set()
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "fetch" and done == 1:  # the live feed is in: SIGTERM arrives now
+            stop.set()
 
-        counts = collect(settings, store, progress=progress, stop=stop)
+    counts = collect(settings, store, progress=progress, stop=stop)
     assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (1, 0, 1)
     with store.connect() as conn:
         feeds = {f.url: f for f in list_feeds(conn)}
