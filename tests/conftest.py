@@ -109,7 +109,9 @@ def smtp_sink() -> Iterator[SMTPSink]:
     """A real SMTP server on loopback (aiosmtpd) that accepts and keeps every message."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    # aiosmtpd gives a starting server 5 s by default to bind and answer a first connection: not
+    # always enough on a loaded machine. Only a failure waits this long.
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=60)
     controller.start()
     try:
         yield SMTPSink("127.0.0.1", port, handler)
