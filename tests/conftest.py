@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,39 @@ def corpus_dir() -> Path:
     """``../shared/corpus``: real and hostile feed files (see its README)."""
     assert CORPUS.is_dir(), f"feed corpus not found at {CORPUS}"
     return CORPUS
+
+
+# The loggers digest.logs.configure() touches (the level of the library ones).
+_CONFIGURED_LOGGERS = (
+    "digest",
+    "httpx",
+    "httpcore",
+    "apscheduler",
+    "trafilatura",
+    "mail.log",
+    "aiosmtplib",
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo digest.logs.configure() after each test.
+
+    Every in-process CLI run (run_cli, CliRunner) configures logging: the 'digest' logger gets
+    its own stderr handler, stops propagating (so caplog at the root no longer sees it) and the
+    library loggers are raised to WARNING. Left in place, that makes later tests depend on
+    which tests ran before them.
+    """
+    saved: dict[str, tuple[list[logging.Handler], int, bool]] = {}
+    for name in _CONFIGURED_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def free_port() -> int:
@@ -75,7 +109,9 @@ def smtp_sink() -> Iterator[SMTPSink]:
     """A real SMTP server on loopback (aiosmtpd) that accepts and keeps every message."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    # aiosmtpd gives a starting server 5 s by default to bind and answer a first connection: not
+    # always enough on a loaded machine. Only a failure waits this long.
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=60)
     controller.start()
     try:
         yield SMTPSink("127.0.0.1", port, handler)

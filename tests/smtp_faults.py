@@ -211,7 +211,9 @@ def fault_server(
         kwargs["authenticator"] = Users(users)
         kwargs["auth_require_tls"] = tls is None and starttls is not None
         kwargs["auth_required"] = True
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    # 60 s instead of aiosmtpd's 5 s to start and answer a first connection (with a TLS handshake
+    # under ``tls``): a loaded machine can take longer. Only a failure waits this long.
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=60, **kwargs)
     controller.start()
     try:
         yield FaultServer("127.0.0.1", port, handler)

@@ -117,8 +117,32 @@ def fits_a_phone(page: Any) -> None:
     assert width <= inner, f"{page.url}: {width} px wide in a {inner} px window"
 
 
+def shown(locator: Any) -> None:
+    """Wait for ``locator`` to be visible.
+
+    A click that submits a form or follows a link returns once the next page has started
+    loading, not once it is drawn: checking ``is_visible()`` right away races the browser.
+    """
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible(timeout=30_000)
+
+
 def mail_to(sink: Any, address: str) -> list[Any]:
     return [r.message() for r in sink.received if address in r.rcpt_tos]
+
+
+def wait_for_mail(sink: Any, address: str, count: int, timeout: float = 60) -> list[Any]:
+    """The messages to ``address`` once there are ``count`` of them.
+
+    The confirmation email goes out in a background task after the response: the page can be
+    shown before the message reaches the SMTP server.
+    """
+    deadline = time.monotonic() + timeout
+    while len(got := mail_to(sink, address)) < count:
+        assert time.monotonic() < deadline, f"{len(got)} of {count} messages to {address}"
+        time.sleep(0.05)
+    return got
 
 
 def test_sign_up_confirm_receive_and_leave_with_one_click(
@@ -145,11 +169,11 @@ def test_sign_up_confirm_receive_and_leave_with_one_click(
         page.get_by_label("English").check()
         page.screenshot(path=str(ARTIFACTS / "web-subscribe.png"), full_page=True)
         page.get_by_role("button", name="Subscribe").click()
-        assert page.get_by_role("heading", name="Check your inbox").is_visible()
+        shown(page.get_by_role("heading", name="Check your inbox"))
         assert status_of(store, READER) is SubscriberStatus.PENDING
 
         # 2. The confirmation email, read from the local SMTP server.
-        [confirmation] = mail_to(smtp_sink, READER)
+        [confirmation] = wait_for_mail(smtp_sink, READER, 1)
         text = confirmation.get_body(preferencelist=("plain",)).get_content()
         [link] = re.findall(rf"{re.escape(base)}/confirm/\S+", text)
 
@@ -158,7 +182,7 @@ def test_sign_up_confirm_receive_and_leave_with_one_click(
         fits_a_phone(page)
         assert status_of(store, READER) is SubscriberStatus.PENDING
         page.get_by_role("button", name="Confirm my subscription").click()
-        assert page.get_by_role("heading", name="Subscription confirmed").is_visible()
+        shown(page.get_by_role("heading", name="Subscription confirmed"))
         page.screenshot(path=str(ARTIFACTS / "web-confirmed.png"), full_page=True)
         assert status_of(store, READER) is SubscriberStatus.ACTIVE
 
@@ -177,7 +201,7 @@ def test_sign_up_confirm_receive_and_leave_with_one_click(
         # The archive shows the issue; a mail scanner opening the link unsubscribes nobody.
         page.goto(f"{base}/")
         page.get_by_role("link", name=re.compile("Issue #1")).click()
-        assert page.get_by_text("A page is turning for the French sovereign cloud").is_visible()
+        shown(page.get_by_text("A page is turning for the French sovereign cloud"))
         fits_a_phone(page)
         page.screenshot(path=str(ARTIFACTS / "web-issue.png"), full_page=True)
         page.goto(one_click)

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,20 @@ DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 PEOPLE = [f"reader{i:03d}@example.org" for i in range(60)]
 
 
-class SlowHandler(FaultHandler):
-    """A relay that takes its time over each message, so a signal lands mid-run."""
+@dataclass
+class HoldingHandler(FaultHandler):
+    """A relay that accepts ``hold_after`` messages, then holds the next until ``release``.
+
+    So the signal is sure to land mid-run, with a message in hand: pacing every message by a
+    fixed delay instead let a starved test process send it after the whole run had finished.
+    """
+
+    hold_after: int = 5
+    release: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.05)
+        while sum(self.counts().values()) >= self.hold_after and not self.release.is_set():
+            await asyncio.sleep(0.01)
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -71,7 +82,7 @@ def test_sigterm_stops_send_after_the_current_message_and_a_rerun_finishes_exact
     store_issue(store)
     add_people(store, PEOPLE)
     env = {**os.environ, "DIGEST_SECRET": SECRET}
-    handler = SlowHandler()
+    handler = HoldingHandler(hold_after=5)
     with fault_server(handler) as server:
         cmd = [*DIGEST, "--config", str(_config(tmp_path, server.port)), "send"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -79,7 +90,10 @@ def test_sigterm_stops_send_after_the_current_message_and_a_rerun_finishes_exact
         while len(handler.counts()) < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
+        handler.release.set()
+        # Generous: finishing the message in hand and exiting is quick, but not on a loaded
+        # machine, and the bound only costs time when the command does not stop at all.
+        _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 1, stderr
         assert b"run the same command again to resume" in stderr
         first = handler.counts()

@@ -185,12 +185,19 @@ def test_at_most_n_requests_run_at_once_per_host() -> None:
     active = 0
     peak = 0
     lock = threading.Lock()
+    overlapped = threading.Event()
 
     def handler(request: Request) -> Response:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
+            if active >= 2:
+                overlapped.set()
+        # Hold the first request until a second one is in flight: a fixed 0.1 s was not always
+        # long enough for the second to arrive on a loaded machine (peak 1). The later requests
+        # still hold 0.1 s each, so a third one at once would be seen.
+        overlapped.wait(30)
         time.sleep(0.1)
         with lock:
             active -= 1

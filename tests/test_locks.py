@@ -142,12 +142,14 @@ def test_locks_with_different_names_do_not_conflict(db_url: str) -> None:
         assert holder_of(store, "other") is not None
 
 
+# A 3 s lease: with 1 s, a holder whose renewal thread was starved for a second on a loaded
+# machine lost its lock before the test could see it held.
 HOLDER = """
 import sys, time
 from datetime import UTC, datetime, timedelta
 from digest.store import open_store
 from digest.store.locks import exclusive
-with exclusive(open_store(sys.argv[1]), lease=timedelta(seconds=1)):
+with exclusive(open_store(sys.argv[1]), lease=timedelta(seconds=3)):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -168,7 +170,7 @@ def test_a_holder_killed_with_sigkill_loses_the_lock_when_its_lease_expires(
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # The dead holder's row stays until its lease runs out; then it is ours.
-        with exclusive(store, wait=15) as lease:
+        with exclusive(store, wait=30) as lease:
             assert holder_of(store).holder == lease.holder  # type: ignore[union-attr]
     finally:
         proc.kill()

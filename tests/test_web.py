@@ -325,15 +325,18 @@ def test_digest_serve_answers_on_the_given_port(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(200):
+        # A deadline, not a count of tries: a cold start of the command on a loaded machine can
+        # take well over the 10 s that 200 short sleeps used to give it.
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/")
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
                 break
             except httpx.ConnectError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                if time.monotonic() > deadline:
+                    pytest.fail("digest serve did not start within 60 s")
                 time.sleep(0.05)
-        else:
-            pytest.fail("digest serve did not start")
         assert response.status_code == 200
         assert "No issue has been published yet." in response.text
         assert "server" not in response.headers  # no version advertised

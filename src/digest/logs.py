@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -50,9 +50,31 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, like logging's lastResort.
+
+    A handler holding the stream it was built with keeps writing to it after someone swaps
+    ``sys.stderr`` (click's CliRunner, pytest's capture, a daemon redirecting its output) and
+    closes the old one: every later record then ends in "Logging error ... I/O operation on
+    closed file".
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        # StreamHandler.setStream() assigns here; the stream is always the current stderr.
+        pass
+
+
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     """Send the ``digest`` loggers to stderr in the chosen format (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("digest")
     root.handlers[:] = [handler]
