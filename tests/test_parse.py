@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from digest.errors import ParseError
 from digest.models import ParsedFeed
-from digest.parse import ParseJob, ParsePool, parse_feed, parse_many, sanitize_html
+from digest.parse import ParseJob, ParsePool, parse_feed, parse_many
+from digest.sanitize import sanitize_html
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 FEED_URL = "https://news.example.org/feed.xml"

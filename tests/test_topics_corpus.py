@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from digest.config import load
-from digest.parse import parse_feed, plain_text
+from digest.parse import parse_feed
+from digest.sanitize import plain_text
 from digest.topics import TopicMatcher
 
 REPO = Path(__file__).resolve().parent.parent

@@ -38,7 +38,7 @@ def _matcher(settings: Settings) -> TopicMatcher:
 
 def item_text(stored: StoredItem) -> str:
     """What the pipeline matches an item's topics on (besides its title): the same function."""
-    from digest.parse import plain_text
+    from digest.sanitize import plain_text
 
     return plain_text(stored.item.content_html or stored.item.summary_html)
 

@@ -27,8 +27,9 @@ from digest.models import (
     StoredItem,
     Summary,
 )
-from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool, plain_text
+from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
+from digest.sanitize import plain_text
 from digest.store import Store
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
 from digest.store.items import (
