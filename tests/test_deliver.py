@@ -66,6 +66,20 @@ def test_sending_the_same_issue_again_reaches_nobody_twice(store: Store, tmp_pat
     assert again.states["sent"] == 2
 
 
+def test_a_delivered_issue_leaves_no_rendered_templates_behind(
+    store: Store, tmp_path: Path
+) -> None:
+    # A daemon sends issue after issue for months: the templates split for personalizing one
+    # issue (~100 KB each) must go with it, not pile up in the process.
+    from digest.render.personal import _split
+
+    store_issue(store)
+    add_people(store, ["ann@example.org", "bob@example.org"])
+    cfg = settings(delivery={"outbox_dir": str(tmp_path / "outbox")})
+    assert deliver_issue(cfg, store, 1).sent == 2
+    assert _split.cache_info().currsize == 0
+
+
 def test_dry_run_records_and_sends_nothing(store: Store, tmp_path: Path) -> None:
     store_issue(store)
     add_people(store, ["ann@example.org", "bob@example.org"])

@@ -236,8 +236,11 @@ def run(once: bool, dry_run: bool) -> None:
     if not once:
         if dry_run:
             raise click.UsageError("--dry-run only goes with --once")
+        from digest.memory import limit_malloc_arenas
         from digest.schedule import run_daemon
 
+        # Before any thread starts: a daemon that runs for months must not creep (see memory.py).
+        limit_malloc_arenas()
         sys.exit(run_daemon(STATE.config_path))
     from digest import pipeline
 

@@ -18,7 +18,13 @@ from typing import Any
 from digest.config import Settings
 from digest.errors import ConfigError
 from digest.models import DeliveryState, IssueContent, RenderedIssue, SubscriberStatus
-from digest.render import LANGUAGES, RenderCache, personalize, select_sections
+from digest.render import (
+    LANGUAGES,
+    RenderCache,
+    forget_templates,
+    personalize,
+    select_sections,
+)
 from digest.send import (
     DKIMSigner,
     Job,
@@ -447,6 +453,7 @@ def deliver_issue(
                 report.stopped = True
                 break
     finally:
+        forget_templates()  # this issue's: the next run renders its own
         with store.begin() as conn:
             report.states = dstore.counts(conn, issue.id)
             if not _open_rows(report.states):

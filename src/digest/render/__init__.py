@@ -14,12 +14,13 @@ from .core import (
     select_sections,
 )
 from .i18n import LANGUAGES
-from .personal import RenderCache, personalize
+from .personal import RenderCache, forget_templates, personalize
 
 __all__ = [
     "LANGUAGES",
     "PLACEHOLDERS",
     "RenderCache",
+    "forget_templates",
     "format_subject",
     "page_style_csp_source",
     "personalize",

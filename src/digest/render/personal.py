@@ -18,7 +18,7 @@ from digest.models import IssueContent, RenderedIssue
 from .core import render_issue, select_sections
 from .i18n import message, resolve_language
 
-__all__ = ["RenderCache", "personalize"]
+__all__ = ["RenderCache", "forget_templates", "personalize"]
 
 _TOKEN = re.compile(r"\{\{\{([#/]?)(greeting|unsubscribe_url|preferences_url)\}\}\}")
 _URL_SCHEMES = ("https://", "http://", "mailto:")
@@ -32,6 +32,15 @@ def _split(template: str) -> tuple[str, ...]:
     # [literal, flag, name, literal, flag, name, ..., literal]. Cached on the string itself:
     # CPython keeps a str's hash, so a hit for the same RenderedIssue costs one dict lookup.
     return tuple(_TOKEN.split(template))
+
+
+def forget_templates() -> None:
+    """Drop the split templates: they belong to one issue (~100 KB each, a few per issue).
+
+    Kept until 128 had piled up, a daemon sending often held megabytes of past issues, more
+    with every send.
+    """
+    _split.cache_clear()
 
 
 def _fill(parts: tuple[str, ...], values: Mapping[str, str | None]) -> str:
