@@ -23,9 +23,12 @@ def serve(host: str | None, port: int | None, forwarded_allow_ips: str) -> None:
     """Serve the archive, sign-up, one-click unsubscribe and preferences pages."""
     import uvicorn
 
+    from digest.memory import limit_malloc_arenas
     from digest.store import open_store
     from digest.web import create_app
 
+    # Like the daemon, a long-running process whose handlers run on pool threads (see memory.py).
+    limit_malloc_arenas()
     settings = STATE.settings()
     store = open_store(settings.storage.url)
     web_app = create_app(settings, store)
