@@ -38,6 +38,10 @@ from digest.errors import ConfigError, DigestError, LockedError
 from digest.healthd import Health, HealthServer
 from digest.metrics import Metrics, run_failure
 from digest.models import RunCounts
+from digest.pipeline import merge_counts
+from digest.pipeline.collect import collect
+from digest.pipeline.deliver import deliver_issue, unfinished_issues
+from digest.pipeline.issue import send
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
@@ -82,33 +86,11 @@ def resume_job() -> None:
 _JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job}
 
 
-def _collect(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    # Imported at run time: the pipeline pulls in every stage, the daemon's startup need not.
-    from digest.pipeline.collect import collect
-
-    return collect(settings, store, stop=stop)
-
-
-def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    from digest.pipeline.issue import send
-
-    return send(settings, store, stop=stop)
-
-
-def _unfinished(store: Store) -> list[int]:
-    from digest.pipeline.deliver import unfinished_issues
-
-    return unfinished_issues(store)
-
-
 def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     # Only the interrupted deliveries: `send` would also build a new issue from the items
     # fetched since, and subscribers would get two issues in a row.
-    from digest.pipeline import merge_counts
-    from digest.pipeline.deliver import deliver_issue
-
     counts = RunCounts()
-    for number in _unfinished(store):
+    for number in unfinished_issues(store):
         if stop.is_set():
             break
         report = deliver_issue(settings, store, number, stop=stop)
@@ -124,8 +106,8 @@ def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCount
 
 
 _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = {
-    "fetch": _collect,
-    "send": _send,
+    "fetch": lambda settings, store, stop: collect(settings, store, stop=stop),
+    "send": lambda settings, store, stop: send(settings, store, stop=stop),
     "resume": _resume,
 }
 
@@ -329,7 +311,7 @@ class Daemon:
 
     def _resume_unfinished(self) -> None:
         try:
-            numbers = _unfinished(self.store)
+            numbers = unfinished_issues(self.store)
         except DigestError as exc:
             log.error("cannot look for unfinished deliveries: %s", exc)
             return
@@ -438,19 +420,10 @@ def _apply_log_format(settings: Settings) -> None:
         configure(fmt="json", level=root.level or logging.INFO)
 
 
-def _preload_jobs() -> None:
-    """Import what the jobs run now: a broken install shows at start-up rather than at the
-    first send, and the memory the daemon starts with is its working set."""
-    import digest.pipeline.collect
-    import digest.pipeline.issue
-    import digest.summarize.extractive  # noqa: F401
-
-
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
     _apply_log_format(settings)
-    _preload_jobs()
     # Missed runs and job errors are reported by the daemon itself, in its own log format.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     store = open_store(settings.storage.url)

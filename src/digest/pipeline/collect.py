@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collect", "fetch_and_store", "summarize_items"]
+__all__ = ["collect", "summarize_items"]
 
 
 def collect(
@@ -62,25 +62,12 @@ def collect(
     force: bool = False,
     now: datetime | None = None,
 ) -> RunCounts:
-    """Fetch, store and match topics; returns the counts of the run.
+    """Fetch due feeds, parse changed bodies, store new items with their topic decisions;
+    returns the counts of the run.
 
     Summaries are not written here but when an issue takes the item (``pipeline.issue``).
     """
-    return fetch_and_store(
-        settings, store, progress=progress, stop=stop, force=force, now=now or datetime.now(UTC)
-    )
-
-
-def fetch_and_store(
-    settings: Settings,
-    store: Store,
-    *,
-    progress: Progress | None = None,
-    stop: StopFlag | None = None,
-    force: bool = False,
-    now: datetime,
-) -> RunCounts:
-    """Fetch due feeds, parse changed bodies, store new items with their topic decisions."""
+    now = now or datetime.now(UTC)
     specs = settings.feed_specs()
     with store.begin() as conn:
         states = sync_feeds(conn, specs, now=now)
@@ -92,14 +79,15 @@ def fetch_and_store(
     if len(due) < POOL_THRESHOLD:
         workers = 1  # starting processes would cost more than parsing inline
     matcher = _MatcherSoon(settings)
-    # The pool is started before fetching: its processes fork while there are no other threads
-    # (fetch, matcher) in this one.
+    # The pool is started before fetching: its processes fork before this run's own threads
+    # (fetch loop, matcher) exist.
     with ParsePool(workers) as pool, matcher:
         results, jobs = _fetch(
             settings, due, pool, matcher, force=force, progress=progress, stop=stop
         )
+        spec_of = {s.url: s for s in specs}
         outcomes = _store_results(
-            settings, store, due, results, pool, jobs, matcher, stop=stop, now=now
+            store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
         )
     return _counts(due, results, outcomes)
 
@@ -146,13 +134,13 @@ STORE_BATCH = 50
 
 
 def _store_results(
-    settings: Settings,
     store: Store,
     due: Sequence[FeedState],
     results: Sequence[FetchResult],
     pool: ParsePool,
     jobs: dict[int, tuple[int, str]],
     matcher: _MatcherSoon,
+    spec_of: dict[str, FeedSpec],
     *,
     stop: StopFlag | None,
     now: datetime,
@@ -170,7 +158,6 @@ def _store_results(
             if state.id not in jobs and result.status is not FetchStatus.STOPPED:
                 _record(conn, state, result, now)
                 outcomes[state.id] = (None, 0, Counter())
-    spec_of = {s.url: s for s in settings.feed_specs()}
     parsed = [(s, r) for s, r in zip(due, results, strict=True) if s.id in jobs]
 
     def store_batch(batch: Sequence[tuple[FeedState, FetchResult]]) -> None:
