@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "healthd": LEAVES | {"metrics"},
     "logs": LEAVES,
     "memory": LEAVES,
+    "signals": LEAVES,
     "pipeline": LEAVES | HELPERS | STAGES | {"config", "store"},
 }
 #: On top: they may use anything below them; nothing in ALLOWED may import them.

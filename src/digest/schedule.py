@@ -7,14 +7,11 @@ runs once when it is back within ``[schedule] catch_up``; the config is re-read 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +40,7 @@ from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.issue import send
 from digest.report import counts_fields, format_counts
+from digest.signals import stop_on_signals
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
 
@@ -383,30 +381,8 @@ class Daemon:
         return code
 
 
-@contextmanager
-def _signals(daemon_stop: threading.Event, reload: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set the stop flag, SIGHUP asks for a reload (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        daemon_stop.set()
-
-    def hup(_signum: int, _frame: FrameType | None) -> None:
-        reload.set()
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
-        signal.SIGINT: signal.signal(signal.SIGINT, stop),
-        signal.SIGHUP: signal.signal(signal.SIGHUP, hup),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+def _log_signal(name: str) -> None:
+    log.info("received %s", name)
 
 
 def _apply_log_format(settings: Settings) -> None:
@@ -429,7 +405,7 @@ def run_daemon(config_path: Path | None) -> int:
     store = open_store(settings.storage.url)
     stop, reload = threading.Event(), threading.Event()
     try:
-        with _signals(stop, reload):
+        with stop_on_signals(stop, reload=reload, announce=_log_signal):
             lease = parse_duration(settings.daemon.lock_lease)
             wait = parse_duration(settings.daemon.lock_wait).total_seconds()
             try:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -18,6 +16,7 @@ from digest.cli.app import STATE, app, err, out
 from digest.config import Settings, parse_duration
 from digest.errors import UsageError
 from digest.models import RunCounts
+from digest.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -78,20 +77,12 @@ def _locked(settings: Settings, store: Store) -> Iterator[None]:
 def _graceful() -> Iterator[threading.Event]:
     """SIGTERM / Ctrl-C set a stop flag: the run finishes its unit (one feed, one message),
     records it, and returns; what is left stays pending for the next run."""
-    stop = threading.Event()
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():  # a second Ctrl-C: the operator really wants out
-            raise KeyboardInterrupt
-        err.print(f"{signal.Signals(signum).name}: finishing the current unit, then stopping")
-        stop.set()
+    def announce(name: str) -> None:
+        err.print(f"{name}: finishing the current unit, then stopping")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_on_signals(threading.Event(), announce=announce, second_interrupts=True) as stop:
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _stopped_exit(stop: threading.Event) -> None:
