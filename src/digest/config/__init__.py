@@ -1,0 +1,63 @@
+"""TOML + environment -> validated settings (pydantic v2); secrets redacted when shown.
+
+Every error is one line naming the file and the key path, e.g.
+``config/digest.toml: topics.data_protection.include: expected a list of strings``.
+
+One module per family of sections (``general``, ``sources``, ``summary``, ``delivery``, ``web``),
+``base`` for what they share and ``loader`` for ``Settings`` and reading files. To add a section
+``[foo]``: write ``config/foo.py`` with ``class FooSection(_Section)`` (from ``config.base``), add
+one line ``foo: FooSection = Field(default_factory=FooSection)`` to ``Settings`` in ``loader.py``,
+and re-export ``FooSection`` here if callers need the type.
+"""
+
+from digest.config.base import CRON_FIELDS_WITH_SECONDS, parse_duration, redact_url
+from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
+from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
+from digest.config.loader import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ENV_OVERRIDES,
+    SECRET_ENV,
+    Settings,
+    config_path,
+    load,
+    parse_settings,
+)
+from digest.config.sources import (
+    ExampleEntry,
+    FeedSection,
+    FetchSection,
+    TermEntry,
+    TopicSection,
+)
+from digest.config.summary import LLMSection, SummarySection
+from digest.config.web import WebSection
+
+__all__ = [
+    "CONFIG_ENV",
+    "CRON_FIELDS_WITH_SECONDS",
+    "DEFAULT_CONFIG",
+    "ENV_OVERRIDES",
+    "SECRET_ENV",
+    "DKIMSection",
+    "DaemonSection",
+    "DeliverySection",
+    "DigestSection",
+    "ExampleEntry",
+    "FeedSection",
+    "FetchSection",
+    "LLMSection",
+    "SMTPSection",
+    "ScheduleSection",
+    "Settings",
+    "StorageSection",
+    "SummarySection",
+    "TermEntry",
+    "TopicSection",
+    "WebSection",
+    "config_path",
+    "load",
+    "parse_duration",
+    "parse_settings",
+    "redact_url",
+]

@@ -1,0 +1,86 @@
+"""The ``[digest]``, ``[storage]``, ``[schedule]`` and ``[daemon]`` sections."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from digest.config.base import _check_crontab, _Section, parse_duration
+
+
+class DigestSection(_Section):
+    title: str = "Digest"
+    language: Literal["en", "fr"] = "en"
+    timezone: str = "UTC"
+    max_items_per_topic: int = Field(default=8, ge=1, le=100)
+    window_days: int = Field(default=7, ge=1, le=365)
+    #: Public https root of `digest serve` (unsubscribe links, archive); None until deployed.
+    base_url: str | None = None
+    #: An item that fits two topics appears once, under its best topic.
+    one_topic_per_item: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r}") from None
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class StorageSection(_Section):
+    url: str = "sqlite:///var/digest.db"
+
+
+class ScheduleSection(_Section):
+    fetch: str = "0 * * * *"
+    send: str = "0 8 * * mon"
+    #: A run missed while the daemon was down still happens when it is back within this delay.
+    catch_up: str = "12h"
+
+    @field_validator("fetch", "send")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return _check_crontab(v)
+
+    @field_validator("catch_up")
+    @classmethod
+    def _catch_up(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def catch_up_seconds(self) -> int:
+        return int(parse_duration(self.catch_up).total_seconds())
+
+
+class DaemonSection(_Section):
+    #: host:port for /healthz and /metrics; None disables the HTTP endpoint.
+    http: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    #: How long the database lock lasts without renewal.
+    lock_lease: str = "60s"
+    #: How long `digest run` waits for a busy lock before exiting 2 (0: refuse at once).
+    lock_wait: str = "0s"
+    #: A job failing this many times in a row makes /healthz answer 503.
+    unhealthy_after: int = Field(default=3, ge=1, le=1000)
+
+    @field_validator("lock_lease", "lock_wait")
+    @classmethod
+    def _duration(cls, v: str, info: ValidationInfo) -> str:
+        if parse_duration(v).total_seconds() <= 0 and info.field_name == "lock_lease":
+            raise ValueError(f"expected a positive duration, got {v!r}")
+        return v

@@ -1,0 +1,99 @@
+"""What is read and how it is sorted: ``[[feeds]]``, ``[topics.*]`` and ``[fetch]``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from digest.config.base import _Section
+from digest.models import FeedSpec, Term, TopicDef, TopicExample
+
+
+class FeedSection(_Section):
+    url: str = Field(min_length=1)
+    name: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    always: list[str] = Field(default_factory=list)
+    full_text: bool = False
+    allow_private: bool = False
+
+    def to_model(self) -> FeedSpec:
+        return FeedSpec(
+            url=self.url,
+            name=self.name,
+            topics=tuple(self.topics),
+            always=tuple(self.always),
+            full_text=self.full_text,
+            allow_private=self.allow_private,
+        )
+
+
+class TermEntry(_Section):
+    term: str = Field(min_length=1)
+    weight: float = 1.0
+
+
+class ExampleEntry(_Section):
+    title: str
+    text: str = ""
+    expect: bool
+
+
+def _list_of_strings(v: Any) -> Any:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return v
+
+
+def _include_list(v: Any) -> Any:
+    ok = isinstance(v, list) and all(isinstance(x, str | dict) for x in v)
+    if not ok:
+        raise ValueError("expected a list of strings (or {term, weight} tables)")
+    return v
+
+
+def _require_groups(v: Any) -> Any:
+    if not isinstance(v, list) or not all(
+        isinstance(g, list) and all(isinstance(x, str) for x in g) for g in v
+    ):
+        raise ValueError("expected a list of lists of strings")
+    return v
+
+
+class TopicSection(_Section):
+    title: str
+    titles: dict[str, str] = Field(default_factory=dict)
+    include: Annotated[list[str | TermEntry], BeforeValidator(_include_list)]
+    exclude: Annotated[list[str], BeforeValidator(_list_of_strings)] = Field(default_factory=list)
+    require: Annotated[list[list[str]], BeforeValidator(_require_groups)] = Field(
+        default_factory=list
+    )
+    title_weight: float = Field(default=2.0, ge=0)
+    threshold: float = Field(default=1.0, ge=0)
+    examples: list[ExampleEntry] = Field(default_factory=list)
+
+    def to_model(self, topic_id: str) -> TopicDef:
+        return TopicDef(
+            id=topic_id,
+            title=self.title,
+            include=tuple(
+                Term(t, 1.0) if isinstance(t, str) else Term(t.term, t.weight) for t in self.include
+            ),
+            exclude=tuple(self.exclude),
+            require=tuple(tuple(g) for g in self.require),
+            title_weight=self.title_weight,
+            threshold=self.threshold,
+            examples=tuple(TopicExample(e.title, e.text, e.expect) for e in self.examples),
+            titles=tuple(sorted(self.titles.items())),
+        )
+
+
+class FetchSection(_Section):
+    #: Feeds downloaded at once; ``per_host`` of them at most from one site.
+    concurrency: int = Field(default=100, ge=1, le=1000)
+    per_host: int = Field(default=8, ge=1, le=1000)
+    timeout: float = Field(default=20.0, gt=0)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Parsing processes; 0 means one per core.
+    parse_workers: int = Field(default=0, ge=0, le=64)

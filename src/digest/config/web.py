@@ -1,0 +1,14 @@
+"""The ``[web]`` section (`digest serve`: sign-up, confirmation, unsubscribe)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from digest.config.base import _Section
+
+
+class WebSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    confirm_ttl: str = "48h"
+    signups_per_ip_per_hour: int = Field(default=20, ge=1)
