@@ -1,7 +1,8 @@
 """The database schema (SQLAlchemy Core tables), shared by every ``store`` module.
 
 Times are stored as timezone-aware UTC (``DateTime(timezone=True)``); SQLite keeps them as ISO
-text, PostgreSQL as ``timestamptz``. The schema version lives in ``meta`` (see ``migrations``).
+text, PostgreSQL as ``timestamptz``. Every change here comes with an Alembic revision
+(``migrations/versions/``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-#: Bumped by every migration; ``migrations.upgrade`` brings a database to it.
-SCHEMA_VERSION = 1
+#: ``meta.schema_version``: 1 before Alembic, 2 since (``alembic_version`` holds the revision).
+#: Never bumped again; digests from before Alembic refuse a database at 2.
+SCHEMA_VERSION = 2
 
 meta = Table(
     "meta",

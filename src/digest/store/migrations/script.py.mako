@@ -1,0 +1,21 @@
+"""${message}"""
+
+from __future__ import annotations
+% if not isinstance(down_revision, (tuple, list)):
+
+import sqlalchemy as sa
+from alembic import op
+% endif
+${imports if imports else ""}
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
