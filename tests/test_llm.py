@@ -12,7 +12,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from digest.summarize import ExtractiveSummarizer, LLMOptions, LLMSummarizer, make_summarizer
+from digest.config import parse_settings
+from digest.pipeline.wiring import make_summarizer
+from digest.summarize import ExtractiveSummarizer, LLMSummarizer
 from digest.summarize.llm import cache_key
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sovereign-cloud-article.txt"
@@ -189,9 +191,9 @@ def test_a_malformed_answer_falls_back(httpserver: HTTPServer, seed: str, payloa
 
 
 def test_an_unreachable_endpoint_falls_back(seed: str) -> None:
-    llm = make_summarizer(
-        "llm", max_words=60, llm=LLMOptions(base_url="http://127.0.0.1:9/v1", model="m", timeout=2)
-    )
+    llm_config = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "timeout": 2}
+    settings = parse_settings({"summary": {"engine": "llm", "llm": llm_config}}, "t.toml")
+    llm = make_summarizer(settings)
     assert llm.summarize(TITLE, seed).engine == "extractive"
 
 

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from digest.errors import ConfigError
-from digest.summarize import ExtractiveSummarizer, LLMOptions, LLMSummarizer, make_summarizer
+from digest.summarize import ExtractiveSummarizer
 from digest.summarize.extractive import count_words, cut_at_clause
 from digest.summarize.language import detect, normalize_tag
 from digest.summarize.sentences import split_paragraph, split_sentences
@@ -260,22 +259,3 @@ def test_language_tags_are_normalized() -> None:
     assert normalize_tag(" IT-it ") == "it"
     assert normalize_tag("not a tag") is None
     assert normalize_tag(None) is None
-
-
-# ----------------------------------------------------------------------------- factory
-
-
-def test_make_summarizer_builds_each_engine() -> None:
-    assert isinstance(make_summarizer("extractive", max_words=30), ExtractiveSummarizer)
-    llm = make_summarizer(
-        "llm", max_words=30, llm=LLMOptions(base_url="http://127.0.0.1:9/v1", model="m")
-    )
-    assert isinstance(llm, LLMSummarizer)
-    assert llm.name == "llm:m"
-
-
-def test_make_summarizer_rejects_unknown_engines_and_missing_options() -> None:
-    with pytest.raises(ConfigError, match="unknown engine 'gpt'"):
-        make_summarizer("gpt", max_words=30)
-    with pytest.raises(ConfigError, match=r"\[summary.llm\]"):
-        make_summarizer("llm", max_words=30)

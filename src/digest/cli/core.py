@@ -254,11 +254,12 @@ def run(once: bool, dry_run: bool) -> None:
 def check() -> None:
     """Validate the configuration and the topics' regression examples; list feeds, topics and
     subscribers. Exits 2 listing every example that no longer holds."""
-    from digest.topics import TopicMatcher, check_examples
+    from digest.pipeline.wiring import make_matcher
+    from digest.topics import check_examples
 
     settings = STATE.settings()
     topics = settings.topic_defs()
-    failures = check_examples(TopicMatcher(topics), topics)
+    failures = check_examples(make_matcher(settings), topics)
     if failures:
         for line in failures:
             err.print(f"error: {settings.source}: {line}", markup=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,20 +29,9 @@ def _settings() -> config.Settings | None:
 
 
 def _summarizer(settings: config.Settings | None, engine: str | None) -> Summarizer:
-    from digest.summarize import LLMOptions, make_summarizer
+    from digest.pipeline.wiring import make_summarizer
 
-    if settings is None:
-        return make_summarizer(engine or "extractive", max_words=60)
-    sm = settings.summary
-    engine = engine or sm.engine
-    llm = LLMOptions(
-        base_url=sm.llm.base_url,
-        model=sm.llm.model,
-        api_key=os.environ.get(sm.llm.api_key_env) if sm.llm.api_key_env else None,
-        timeout=sm.llm.timeout,
-        max_words=sm.llm.max_words,
-    )
-    return make_summarizer(engine, max_words=sm.max_words, llm=llm)
+    return make_summarizer(settings, engine=engine)
 
 
 def _read_file(path: Path) -> str:

@@ -28,12 +28,11 @@ if TYPE_CHECKING:
 
 
 def _matcher(settings: Settings) -> TopicMatcher:
-    from digest.topics import TopicMatcher
+    from digest.pipeline.wiring import make_matcher
 
-    defs = settings.topic_defs()
-    if not defs:
+    if not settings.topics:
         raise UsageError(f"{settings.source}: no [topics.<id>] configured")
-    return TopicMatcher(defs)
+    return make_matcher(settings)
 
 
 def item_text(stored: StoredItem) -> str:

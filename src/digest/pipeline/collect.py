@@ -29,6 +29,7 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
+from digest.pipeline.wiring import make_matcher, make_summarizer
 from digest.sanitize import plain_text
 from digest.store import Store
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
@@ -114,10 +115,8 @@ class _MatcherSoon:
 
     def start(self) -> None:
         if self._matcher is None:
-            from digest.topics import TopicMatcher
-
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="digest-matcher")
-            self._matcher = self._helper.submit(TopicMatcher, self._settings.topic_defs())
+            self._matcher = self._helper.submit(make_matcher, self._settings)
 
     def get(self) -> TopicMatcher:
         self.start()
@@ -350,24 +349,6 @@ def _fetch(
 # --------------------------------------------------------------------------- summaries
 
 
-def make_item_summarizer(settings: Settings, store: Store) -> Summarizer:
-    """The configured summarizer; the LLM engine gets its answers cached in the database."""
-    from digest.summarize import LLMOptions, make_summarizer
-
-    sm = settings.summary
-    if sm.engine != "llm":
-        return make_summarizer(sm.engine, max_words=sm.max_words)
-    llm = LLMOptions(
-        base_url=sm.llm.base_url,
-        model=sm.llm.model,
-        # The config names the variable; the key itself only ever lives in the environment.
-        api_key=os.environ.get(sm.llm.api_key_env) if sm.llm.api_key_env else None,
-        timeout=sm.llm.timeout,
-        max_words=sm.llm.max_words,
-    )
-    return make_summarizer("llm", max_words=sm.max_words, llm=llm, cache=SQLCache(store))
-
-
 def summarize_items(
     settings: Settings,
     store: Store,
@@ -380,7 +361,7 @@ def summarize_items(
     """Summarize ``items`` once each (the article page first, for teasers of full-text feeds)."""
     if not items:
         return {}
-    summarizer = make_item_summarizer(settings, store)
+    summarizer = make_summarizer(settings, cache=SQLCache(store))
     try:
         return _summarize_each(settings, store, summarizer, items, record, progress, stop)
     finally:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from digest.config import Settings
-from digest.errors import ConfigError
 from digest.models import DeliveryState, IssueContent, RenderedIssue, SubscriberStatus
+from digest.pipeline.wiring import RETRY_BASE, make_sender, make_signer
 from digest.render import (
     LANGUAGES,
     RenderCache,
@@ -30,12 +30,8 @@ from digest.send import (
     Job,
     OutboxSender,
     Result,
-    Sender,
-    SMTPOptions,
-    SMTPSender,
     backoff_delay,
     list_id_for,
-    load_key,
     message_id_for,
     split_from,
     unsubscribe_mailto,
@@ -50,8 +46,6 @@ from digest.tokens import make_token, secret_from_env
 
 log = logging.getLogger(__name__)
 
-#: First retry delay after a 4xx or a dropped connection (doubles per attempt, with jitter).
-RETRY_BASE = 5.0
 #: Rows created per transaction when an issue's delivery starts.
 CREATE_BATCH = 1000
 #: Due rows read per query; they are marked in flight in smaller chunks (see ``_Run``).
@@ -103,10 +97,7 @@ class MessageFactory:
             mark_machine_written=settings.summary.mark_machine_written,
         )
         self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
-        self.signer: DKIMSigner | None = None
-        if settings.dkim is not None:
-            k = settings.dkim
-            self.signer = DKIMSigner(k.selector, k.domain, load_key(k.key_file, k.key_env))
+        self.signer: DKIMSigner | None = make_signer(settings)
 
     def _variant(self, language: str | None, topics: tuple[str, ...]) -> RenderedIssue:
         """The compiled issue for this reader, line ends made canonical once per variant."""
@@ -167,31 +158,6 @@ class MessageFactory:
             canonical=True,
         )
         return self.signer.sign(data) if self.signer else data
-
-
-def make_sender(settings: Settings, *, retry_base: float = RETRY_BASE) -> Sender:
-    """The configured sender: outbox files or SMTP."""
-    if settings.delivery.mode == "outbox":
-        return OutboxSender(settings.delivery.outbox_dir)
-    s = settings.smtp
-    password = s.password()
-    if s.username and not password:
-        raise ConfigError(f"smtp.password_env: ${s.password_env} is not set (smtp.username is)")
-    return SMTPSender(
-        SMTPOptions(
-            host=s.host,
-            port=s.port,
-            security=s.security,
-            username=s.username,
-            password=password,
-            timeout=s.timeout,
-            connections=s.connections,
-            rate_per_second=s.rate_per_second,
-            max_attempts=s.max_attempts,
-            ca_file=s.ca_file,
-            backoff_base=retry_base,
-        )
-    )
 
 
 def _now() -> datetime:

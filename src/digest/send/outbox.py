@@ -35,11 +35,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 class OutboxSender:
     """Writes messages to files instead of sending them (demo, review, external mailers)."""
 
-    def __init__(self, outbox_dir: str | Path) -> None:
+    def __init__(self, outbox_dir: str | Path, *, folder: str | None = None) -> None:
         self.root = Path(outbox_dir)
+        #: One fixed sub-folder instead of one per issue (confirmation emails).
+        self.folder = folder
 
     def issue_dir(self, number: int) -> Path:
-        return self.root / str(number)
+        return self.root / (self.folder or str(number))
 
     def path_for(self, number: int, address: str) -> Path:
         return self.issue_dir(number) / f"{safe_filename(address)}.eml"

@@ -7,22 +7,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from email.utils import make_msgid
-from pathlib import Path
 
 import jinja2
 
 from digest import config
 from digest.errors import DeliveryError
-from digest.pipeline.deliver import make_sender
+from digest.pipeline.wiring import make_sender, make_signer
 from digest.send import (
-    DKIMSigner,
     Job,
-    OutboxSender,
     Result,
     Sender,
     build_message,
     list_id_for,
-    load_key,
     message_bytes,
     split_from,
 )
@@ -30,13 +26,6 @@ from digest.send.base import Outcome
 from digest.web.i18n import Translator
 
 log = logging.getLogger(__name__)
-
-
-class _ConfirmationOutbox(OutboxSender):
-    """Outbox mode: one file per address, the latest confirmation replacing the previous one."""
-
-    def issue_dir(self, number: int) -> Path:
-        return self.root / "confirmations"
 
 
 def confirmation_bytes(
@@ -90,19 +79,16 @@ def confirmation_bytes(
     # Not a list message yet: the person has not subscribed, so there is nothing to leave.
     del msg["List-Unsubscribe"]
     data = message_bytes(msg)
-    if settings.dkim is not None:
-        dkim = settings.dkim
-        data = DKIMSigner(dkim.selector, dkim.domain, load_key(dkim.key_file, dkim.key_env)).sign(
-            data
-        )
+    signer = make_signer(settings)
+    if signer is not None:
+        data = signer.sign(data)
     return data, message_id
 
 
 def sender_for(settings: config.Settings) -> Sender:
-    """The configured delivery (the pipeline's own SMTP sender), for one transactional message."""
-    if settings.delivery.mode == "outbox":
-        return _ConfirmationOutbox(settings.delivery.outbox_dir)
-    return make_sender(settings)
+    """The configured delivery (the pipeline's own SMTP sender), for one transactional message;
+    in outbox mode one file per address, the latest confirmation replacing the previous one."""
+    return make_sender(settings, outbox_folder="confirmations")
 
 
 def send_confirmation(
