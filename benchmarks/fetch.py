@@ -279,7 +279,7 @@ def time_cli(config: Path, label: str, env: dict[str, str]) -> float:
 
 def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple[float, float]:
     from digest.config import FetchSection
-    from digest.fetch import fetch_all_sync
+    from digest.fetch import FetchOptions, fetch_all_sync
     from digest.models import FetchRequest, FetchResult, FetchStatus
     from digest.parse import ParseJob, ParsePool, parse_many
 
@@ -290,7 +290,9 @@ def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple
         return r.status is FetchStatus.OK and r.content is not None
 
     shipped = FetchSection()
-    conc = concurrency or shipped.concurrency
+    options = FetchOptions(
+        concurrency=concurrency or shipped.concurrency, per_host=shipped.per_host
+    )
 
     def run(requests: list[FetchRequest], label: str) -> tuple[float, list[str | None]]:
         started = time.perf_counter()
@@ -300,14 +302,13 @@ def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple
             with ParsePool() as pool:
                 results = fetch_all_sync(
                     requests,
-                    concurrency=conc,
-                    per_host=shipped.per_host,
+                    options,
                     on_result=lambda r: pool.submit(job(r)) if ok(r) else None,
                 )
                 fetched = time.perf_counter() - started
                 parsed = pool.results()
         else:
-            results = fetch_all_sync(requests, concurrency=conc, per_host=shipped.per_host)
+            results = fetch_all_sync(requests, options)
             fetched = time.perf_counter() - started
             parsed = parse_many([job(r) for r in results if ok(r)])
         wall = time.perf_counter() - started

@@ -16,7 +16,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from digest.fetch import USER_AGENT, fetch_all_sync
+from digest.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 from digest.models import FetchRequest, FetchResult, FetchStatus
 
 FEED = "feeds-real/guardian-uk.rss.xml"
@@ -121,7 +121,9 @@ def test_a_feed_slower_than_the_timeout_fails_with_a_timeout(httpserver: HTTPSer
         return Response("<rss/>")
 
     httpserver.expect_request("/slow").respond_with_handler(slow)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/slow"))], timeout=0.2)
+    [result] = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/slow"))], FetchOptions(timeout=0.2)
+    )
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "timed out" in result.error
@@ -129,7 +131,9 @@ def test_a_feed_slower_than_the_timeout_fails_with_a_timeout(httpserver: HTTPSer
 
 def test_body_over_the_cap_fails(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/big"))], max_bytes=4096)
+    [result] = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/big"))], FetchOptions(max_bytes=4096)
+    )
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "4096-byte cap" in result.error
@@ -138,7 +142,9 @@ def test_body_over_the_cap_fails(httpserver: HTTPServer) -> None:
 def test_cap_applies_after_decompression(httpserver: HTTPServer) -> None:
     bomb = gzip.compress(b" " * 100_000)
     httpserver.expect_request("/bomb").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/bomb"))], max_bytes=50_000)
+    [result] = fetch_all_sync(
+        [FetchRequest(httpserver.url_for("/bomb"))], FetchOptions(max_bytes=50_000)
+    )
     assert len(bomb) < 50_000
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
@@ -256,7 +262,8 @@ def test_missing_or_oversized_file_fails(tmp_path: Path) -> None:
     big = tmp_path / "big.xml"
     big.write_bytes(b"x" * 5000)
     missing, too_big = fetch_all_sync(
-        [FetchRequest(str(tmp_path / "nope.xml")), FetchRequest(big.as_uri())], max_bytes=4096
+        [FetchRequest(str(tmp_path / "nope.xml")), FetchRequest(big.as_uri())],
+        FetchOptions(max_bytes=4096),
     )
     assert missing.status is too_big.status is FetchStatus.FAILED
     assert missing.error is not None
@@ -299,7 +306,7 @@ def test_concurrency_bound_still_fetches_everything_in_order(
     for i in range(6):
         httpserver.expect_request(f"/f{i}").respond_with_data(feed_bytes + str(i).encode())
     urls = [httpserver.url_for(f"/f{i}") for i in range(6)]
-    results = fetch_all_sync([FetchRequest(u) for u in urls], concurrency=2)
+    results = fetch_all_sync([FetchRequest(u) for u in urls], FetchOptions(concurrency=2))
     assert [r.content[-1:] if r.content else b"" for r in results] == [
         str(i).encode() for i in range(6)
     ]
@@ -333,7 +340,9 @@ def test_no_more_than_per_host_requests_reach_one_site_at_once(
 
     threaded_server.expect_request("/feed").respond_with_handler(handler)
     urls = [threaded_server.url_for(f"/feed?n={i}") for i in range(12)]
-    results = fetch_all_sync([FetchRequest(u) for u in urls], concurrency=10, per_host=3)
+    results = fetch_all_sync(
+        [FetchRequest(u) for u in urls], FetchOptions(concurrency=10, per_host=3)
+    )
     assert [r.status for r in results] == [FetchStatus.OK] * 12
     assert 1 <= peak <= 3
 
@@ -360,7 +369,7 @@ def test_unchanged_feeds_of_one_site_share_a_kept_alive_connection() -> None:
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         requests = [FetchRequest(f"{base}/feed{i}", etag='"v1"') for i in range(5)]
-        results = fetch_all_sync(requests, per_host=1)
+        results = fetch_all_sync(requests, FetchOptions(per_host=1))
     finally:
         server.shutdown()
         server.server_close()
@@ -377,7 +386,7 @@ def test_a_stop_abandons_slow_downloads_without_waiting_for_their_timeout(
     started = time.monotonic()
     fast, hung = fetch_all_sync(
         [FetchRequest(httpserver.url_for("/fast")), FetchRequest(f"{silent_site}/feed")],
-        timeout=60,
+        FetchOptions(timeout=60),
         stop=stop.is_set,
     )
     # Only a stop can end this batch before the 60 s timeout.

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from digest.errors import DeliveryError
 from digest.send import (
     DKIMSigner,
+    MessageParts,
     build_message,
     list_id_for,
     message_bytes,
@@ -31,7 +32,7 @@ TEXT = "Bonjour Zoé,\n\nLe cloud souverain évolue.\n"
 SUBJECT = "Veille numérique #3 — données, sécurité et souveraineté du cloud européen"
 
 
-def args(**over: Any) -> dict[str, Any]:
+def args(**over: Any) -> MessageParts:
     base: dict[str, Any] = {
         "html": HTML,
         "text": TEXT,
@@ -47,7 +48,7 @@ def args(**over: Any) -> dict[str, Any]:
         "date": datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
     }
     base.update(over)
-    return base
+    return MessageParts(**base)
 
 
 def norm(text: str) -> str:
@@ -63,7 +64,7 @@ def parse(data: bytes) -> EmailMessage:
 
 @pytest.mark.parametrize("fast", [False, True], ids=["build_message", "wire_message"])
 def test_message_parses_back_with_both_parts_and_utf8_headers(fast: bool) -> None:
-    data = wire_message(**args()) if fast else message_bytes(build_message(**args()))
+    data = wire_message(args()) if fast else message_bytes(build_message(args()))
     assert b"\r\n" in data
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
     assert data.isascii()
@@ -87,7 +88,7 @@ def test_message_parses_back_with_both_parts_and_utf8_headers(fast: bool) -> Non
 
 
 def test_fast_and_reference_builders_agree() -> None:
-    a, b = parse(message_bytes(build_message(**args()))), parse(wire_message(**args()))
+    a, b = parse(message_bytes(build_message(args()))), parse(wire_message(args()))
     for header in ("From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-Id"):
         assert str(a[header]) == str(b[header]), header
     assert a["List-Unsubscribe"] == b["List-Unsubscribe"]
@@ -98,14 +99,14 @@ def test_fast_and_reference_builders_agree() -> None:
 
 @pytest.mark.parametrize("subject", ["Résumé #1", "Veille numérique #1 — 23 novembre 2026"])
 def test_short_and_long_accented_subjects_are_encoded_and_read_back(subject: str) -> None:
-    data = wire_message(**args(subject=subject))
+    data = wire_message(args(subject=subject))
     assert data.isascii()
     assert parse(data)["Subject"] == subject
 
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_list_unsubscribe_is_rfc8058_one_click(fast: bool) -> None:
-    data = wire_message(**args()) if fast else message_bytes(build_message(**args()))
+    data = wire_message(args()) if fast else message_bytes(build_message(args()))
     msg = parse(data)
     # RFC 8058: an https URI in List-Unsubscribe, and exactly this List-Unsubscribe-Post.
     assert msg["List-Unsubscribe"] == (
@@ -118,20 +119,20 @@ def test_list_unsubscribe_is_rfc8058_one_click(fast: bool) -> None:
 @pytest.mark.parametrize("fast", [False, True])
 def test_without_https_url_there_is_only_the_mailto_and_no_one_click(fast: bool) -> None:
     a = args(unsubscribe_https=None)
-    msg = parse(wire_message(**a) if fast else message_bytes(build_message(**a)))
+    msg = parse(wire_message(a) if fast else message_bytes(build_message(a)))
     assert msg["List-Unsubscribe"].strip().startswith("<mailto:veille@news.example.org?")
     assert msg["List-Unsubscribe-Post"] is None
 
 
 def test_internationalized_address_goes_through_the_smtputf8_path() -> None:
-    data = wire_message(**args(to_addr="zoé@exemple.fr"))
+    data = wire_message(args(to_addr="zoé@exemple.fr"))
     msg = email.message_from_string(data.decode("utf-8"), policy=email.policy.SMTPUTF8)
     assert msg["To"].addresses[0].addr_spec == "zoé@exemple.fr"
 
 
 def test_an_unusable_from_address_is_named() -> None:
     with pytest.raises(DeliveryError, match=r"delivery\.from"):
-        build_message(**args(from_addr="nobody"))
+        build_message(args(from_addr="nobody"))
 
 
 def test_message_id_is_stable_per_issue_and_reader_and_hides_the_key() -> None:
@@ -166,7 +167,7 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
 ) -> None:
     pem, txt = dkim_key
     signer = DKIMSigner("mail", "news.example.org", pem)
-    signed = signer.sign(wire_message(**args()))
+    signed = signer.sign(wire_message(args()))
 
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
         assert name == b"mail._domainkey.news.example.org."
@@ -188,7 +189,7 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
 
 def test_dkim_fails_once_a_signed_header_is_altered(dkim_key: tuple[bytes, bytes]) -> None:
     pem, txt = dkim_key
-    signed = DKIMSigner("mail", "news.example.org", pem).sign(wire_message(**args()))
+    signed = DKIMSigner("mail", "news.example.org", pem).sign(wire_message(args()))
     forged = signed.replace(b"Message-ID: <issue-3.abc@", b"Message-ID: <issue-3.abd@")
     assert not dkim.verify(forged, dnsfunc=lambda name, timeout=5: txt)
 

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -97,36 +97,48 @@ def _host(url: str) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class FetchOptions:
+    """How a batch is fetched: at most ``concurrency`` feeds at a time and ``per_host`` per
+    host; ``timeout`` bounds each feed as a whole (connect, redirects and body); ``max_bytes``
+    caps the decompressed body."""
+
+    concurrency: int = 32
+    per_host: int = PER_HOST
+    timeout: float = 20.0
+    max_bytes: int = 10 * 2**20
+    user_agent: str = USER_AGENT
+
+
+DEFAULT_OPTIONS = FetchOptions()
+
+
 async def fetch_all(
     requests: Sequence[FetchRequest],
+    options: FetchOptions = DEFAULT_OPTIONS,
     *,
-    concurrency: int = 32,
-    per_host: int = PER_HOST,
-    timeout: float = 20.0,
-    max_bytes: int = 10 * 2**20,
-    user_agent: str = USER_AGENT,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
-    """Fetch every request, at most ``concurrency`` at a time and ``per_host`` per host;
-    results in request order.
+    """Fetch every request as ``options`` say; results in request order.
 
-    ``timeout`` bounds each feed as a whole (connect, redirects and body); ``max_bytes`` caps
-    the decompressed body. ``on_result`` is called as each feed finishes (progress bars).
-    Once ``stop()`` returns true the downloads still going are abandoned: their results say
-    ``STOPPED`` (a daemon asked to stop must not wait for a slow site's timeout).
+    ``on_result`` is called as each feed finishes (progress bars). Once ``stop()`` returns
+    true the downloads still going are abandoned: their results say ``STOPPED`` (a daemon
+    asked to stop must not wait for a slow site's timeout).
     """
     if not requests:
         return []
-    gate = asyncio.Semaphore(max(1, concurrency))
-    per_host = max(1, min(per_host, concurrency))
+    concurrency = max(1, options.concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    per_host = max(1, min(options.per_host, concurrency))
     hosts: dict[str, asyncio.Semaphore] = {}
-    headers = {"User-Agent": user_agent, "Accept": ACCEPT}
+    headers = {"User-Agent": options.user_agent, "Accept": ACCEPT}
+    timeout, max_bytes = options.timeout, options.max_bytes
     async with httpx.AsyncClient(
         headers=headers,
         timeout=httpx.Timeout(timeout),
         # Used by proxy pools from the environment; direct requests go through _PoolPerOrigin.
-        limits=httpx.Limits(max_connections=max(1, concurrency)),
+        limits=httpx.Limits(max_connections=concurrency),
         transport=_PoolPerOrigin(per_host),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
@@ -171,12 +183,8 @@ def _settled(request: FetchRequest, got: FetchResult | BaseException) -> FetchRe
 
 def fetch_all_sync(
     requests: Sequence[FetchRequest],
+    options: FetchOptions = DEFAULT_OPTIONS,
     *,
-    concurrency: int = 32,
-    per_host: int = PER_HOST,
-    timeout: float = 20.0,
-    max_bytes: int = 10 * 2**20,
-    user_agent: str = USER_AGENT,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
@@ -184,16 +192,7 @@ def fetch_all_sync(
 
     Called from inside a running event loop (a web handler), it runs in a helper thread.
     """
-    coro = fetch_all(
-        requests,
-        concurrency=concurrency,
-        per_host=per_host,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        user_agent=user_agent,
-        on_result=on_result,
-        stop=stop,
-    )
+    coro = fetch_all(requests, options, on_result=on_result, stop=stop)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

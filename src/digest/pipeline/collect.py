@@ -29,7 +29,7 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
-from digest.pipeline.wiring import make_matcher, make_summarizer
+from digest.pipeline.wiring import fetch_options, make_matcher, make_summarizer
 from digest.sanitize import plain_text
 from digest.store import Store
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
@@ -333,10 +333,7 @@ def _fetch(
     results = fetch_all_sync(
         # A forced fetch also drops the validators, so a 304 cannot hide the body.
         [s.request(conditional=not force) for s in due],
-        concurrency=settings.fetch.concurrency,
-        per_host=settings.fetch.per_host,
-        timeout=settings.fetch.timeout,
-        max_bytes=settings.fetch.max_bytes,
+        fetch_options(settings),
         on_result=on_result,
         stop=None if stop is None else stop.is_set,
     )

@@ -28,6 +28,7 @@ from digest.render import (
 from digest.send import (
     DKIMSigner,
     Job,
+    MessageParts,
     OutboxSender,
     Result,
     backoff_delay,
@@ -142,7 +143,7 @@ class MessageFactory:
         html, text = personalize(
             rendered, name=name, unsubscribe_url=https or mailto, preferences_url=prefs
         )
-        data = wire_message(
+        parts = MessageParts(
             html=html,
             text=text,
             subject=rendered.subject,
@@ -155,8 +156,8 @@ class MessageFactory:
             unsubscribe_https=https,
             unsubscribe_mailto=mailto,
             date=now,
-            canonical=True,
         )
+        data = wire_message(parts, canonical=True)
         return self.signer.sign(data) if self.signer else data
 
 

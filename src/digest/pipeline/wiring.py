@@ -1,5 +1,5 @@
-"""Stages built from ``Settings`` in one place: summarizers, senders, the DKIM signer and the topic
-matcher. The pipeline, the CLI and the web front call these; nothing else constructs them.
+"""Stages built from ``Settings`` in one place: fetch options, summarizers, senders, the DKIM
+signer and the topic matcher. The pipeline, the CLI and the web front call these.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from digest.config import Settings
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
+    from digest.fetch import FetchOptions
     from digest.send import DKIMSigner, Sender
     from digest.summarize import LLMOptions, Summarizer, SummaryCache
     from digest.topics import TopicMatcher
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
 RETRY_BASE = 5.0
 #: Words per summary when there is no configuration (`digest summarize` on its own).
 DEFAULT_MAX_WORDS = 60
+
+
+def fetch_options(settings: Settings) -> FetchOptions:
+    """``[fetch]`` as the fetch stage's options."""
+    from digest.fetch import FetchOptions
+
+    f = settings.fetch
+    return FetchOptions(
+        concurrency=f.concurrency, per_host=f.per_host, timeout=f.timeout, max_bytes=f.max_bytes
+    )
 
 
 def llm_options(settings: Settings) -> LLMOptions:

@@ -5,6 +5,7 @@ SMTP. A stage (``models``, ``errors`` and its libraries only); ``pipeline.delive
 from digest.send.base import Job, Outcome, Result, Sender, backoff_delay
 from digest.send.dkim import DKIMSigner, load_key
 from digest.send.message import (
+    MessageParts,
     build_message,
     list_id_for,
     message_bytes,
@@ -20,6 +21,7 @@ from digest.send.smtp import SMTPOptions, SMTPSender
 __all__ = [
     "DKIMSigner",
     "Job",
+    "MessageParts",
     "OutboxSender",
     "Outcome",
     "Result",

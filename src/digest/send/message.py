@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -84,46 +85,50 @@ def _address(display: str | None, addr: str) -> Address:
         raise DeliveryError(f"{addr!r}: cannot be used as a mail address: {exc}") from exc
 
 
-def build_message(
-    *,
-    html: str,
-    text: str,
-    subject: str,
-    from_addr: str,
-    to_addr: str,
-    to_name: str | None,
-    reply_to: str | None,
-    message_id: str,
-    list_id: str,
-    unsubscribe_https: str | None,
-    unsubscribe_mailto: str,
-    date: datetime,
-) -> EmailMessage:
-    """The message for one reader; ``html`` and ``text`` are already personalized.
+@dataclass(frozen=True, slots=True)
+class MessageParts:
+    """What one reader's message says; ``html`` and ``text`` are already personalized."""
+
+    html: str
+    text: str
+    subject: str
+    from_addr: str
+    to_addr: str
+    to_name: str | None
+    reply_to: str | None
+    message_id: str
+    list_id: str
+    unsubscribe_https: str | None
+    unsubscribe_mailto: str
+    date: datetime
+
+
+def build_message(m: MessageParts) -> EmailMessage:
+    """The message for one reader.
 
     List-Unsubscribe always carries the mailto; with an https URL it comes first and
     List-Unsubscribe-Post makes it one-click (RFC 8058).
     """
-    utf8 = not to_addr.isascii()
+    utf8 = not m.to_addr.isascii()
     msg = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
-    from_name, from_email = split_from(from_addr)
+    from_name, from_email = split_from(m.from_addr)
     msg["From"] = _address(from_name, from_email)
-    msg["To"] = _address(to_name, to_addr)
-    if reply_to:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
+    msg["To"] = _address(m.to_name, m.to_addr)
+    if m.reply_to:
+        msg["Reply-To"] = m.reply_to
+    msg["Subject"] = m.subject
+    msg["Date"] = format_datetime(m.date)
+    msg["Message-ID"] = m.message_id
     msg["MIME-Version"] = "1.0"
-    msg["List-Id"] = list_id
-    links = [f"<{unsubscribe_https}>"] if unsubscribe_https else []
-    links.append(f"<{unsubscribe_mailto}>")
+    msg["List-Id"] = m.list_id
+    links = [f"<{m.unsubscribe_https}>"] if m.unsubscribe_https else []
+    links.append(f"<{m.unsubscribe_mailto}>")
     msg["List-Unsubscribe"] = ", ".join(links)
-    if unsubscribe_https:
+    if m.unsubscribe_https:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # base64: long HTML lines stay intact, no 8BITMIME needed, and it is encoded in C.
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    msg.set_content(m.text, subtype="plain", charset="utf-8", cte="base64")
+    msg.add_alternative(m.html, subtype="html", charset="utf-8", cte="base64")
     return msg
 
 
@@ -167,67 +172,36 @@ def _new_boundary() -> str:
     return f"==digest-{os.urandom(12).hex()}=="
 
 
-def wire_message(
-    *,
-    html: str,
-    text: str,
-    subject: str,
-    from_addr: str,
-    to_addr: str,
-    to_name: str | None,
-    reply_to: str | None,
-    message_id: str,
-    list_id: str,
-    unsubscribe_https: str | None,
-    unsubscribe_mailto: str,
-    date: datetime,
-    boundary: str | None = None,
-    canonical: bool = False,
-) -> bytes:
+def wire_message(m: MessageParts, *, boundary: str | None = None, canonical: bool = False) -> bytes:
     """The same message as ``build_message``, directly as wire bytes (CRLF), ten times faster.
 
-    ``canonical``: ``html`` and ``text`` already have CRLF line ends (see ``crlf``).
+    ``canonical``: ``m.html`` and ``m.text`` already have CRLF line ends (see ``crlf``).
     """
-    if not to_addr.isascii():
+    if not m.to_addr.isascii():
         # Rare (internationalized local part): the stdlib path handles SMTPUTF8.
-        return message_bytes(
-            build_message(
-                html=html,
-                text=text,
-                subject=subject,
-                from_addr=from_addr,
-                to_addr=to_addr,
-                to_name=to_name,
-                reply_to=reply_to,
-                message_id=message_id,
-                list_id=list_id,
-                unsubscribe_https=unsubscribe_https,
-                unsubscribe_mailto=unsubscribe_mailto,
-                date=date,
-            )
-        )
-    from_name, from_email = split_from(from_addr)
+        return message_bytes(build_message(m))
+    from_name, from_email = split_from(m.from_addr)
     b = boundary or _new_boundary()
-    links = [f"<{unsubscribe_https}>"] if unsubscribe_https else []
-    links.append(f"<{unsubscribe_mailto}>")
-    to_value = formataddr((" ".join((to_name or "").split()), to_addr), charset="utf-8")
+    links = [f"<{m.unsubscribe_https}>"] if m.unsubscribe_https else []
+    links.append(f"<{m.unsubscribe_mailto}>")
+    to_value = formataddr((" ".join((m.to_name or "").split()), m.to_addr), charset="utf-8")
     parts = [
         _fold("From", formataddr((from_name, from_email), charset="utf-8")),
         # Short To values are already ASCII and need no folding: skip the header registry.
         f"To: {to_value}\r\n".encode("ascii")
         if len(to_value) <= 72 and "\n" not in to_value and "\r" not in to_value
         else _fold_once("To", to_value),
-        _fold("Reply-To", reply_to) if reply_to else b"",
-        _fold("Subject", subject),
-        f"Date: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n".encode("ascii"),
+        _fold("Reply-To", m.reply_to) if m.reply_to else b"",
+        _fold("Subject", m.subject),
+        f"Date: {format_datetime(m.date)}\r\nMessage-ID: {m.message_id}\r\n".encode("ascii"),
         b"MIME-Version: 1.0\r\n",
-        _fold("List-Id", list_id),
+        _fold("List-Id", m.list_id),
         # One URL per line: an URL is never folded inside (RFC 2369 allows the whitespace).
         ("List-Unsubscribe: " + ",\r\n ".join(links) + "\r\n").encode("ascii"),
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if unsubscribe_https else b"",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if m.unsubscribe_https else b"",
         f'Content-Type: multipart/alternative; boundary="{b}"\r\n\r\n'.encode("ascii"),
     ]
-    for subtype, body in (("plain", text), ("html", html)):
+    for subtype, body in (("plain", m.text), ("html", m.html)):
         parts.append(
             f'--{b}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
             f"Content-Transfer-Encoding: base64\r\n\r\n".encode("ascii")

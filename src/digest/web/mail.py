@@ -15,6 +15,7 @@ from digest.errors import DeliveryError
 from digest.pipeline.wiring import make_sender, make_signer
 from digest.send import (
     Job,
+    MessageParts,
     Result,
     Sender,
     build_message,
@@ -63,18 +64,20 @@ def confirmation_bytes(
     domain = from_email.rsplit("@", 1)[1]
     message_id = make_msgid("confirm", domain=domain)
     msg = build_message(
-        html=html,
-        text=text,
-        subject=subject,
-        from_addr=settings.delivery.from_,
-        to_addr=address,
-        to_name=None,
-        reply_to=settings.delivery.reply_to,
-        message_id=message_id,
-        list_id=list_id_for(title, settings.delivery.list_id or domain),
-        unsubscribe_https=None,
-        unsubscribe_mailto=f"mailto:{from_email}",
-        date=now,
+        MessageParts(
+            html=html,
+            text=text,
+            subject=subject,
+            from_addr=settings.delivery.from_,
+            to_addr=address,
+            to_name=None,
+            reply_to=settings.delivery.reply_to,
+            message_id=message_id,
+            list_id=list_id_for(title, settings.delivery.list_id or domain),
+            unsubscribe_https=None,
+            unsubscribe_mailto=f"mailto:{from_email}",
+            date=now,
+        )
     )
     # Not a list message yet: the person has not subscribed, so there is nothing to leave.
     del msg["List-Unsubscribe"]
