@@ -111,14 +111,14 @@ def fetch(force: bool) -> None:
     Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
     failed feed with its error. A failing feed never stops the others.
     """
-    from digest import pipeline
+    from digest.pipeline.collect import collect
 
     settings = STATE.settings()
     store = _store(settings)
     # Under the lock too: a fetch storing items while an issue is being built could leave
     # them behind the issue's period, in no issue at all.
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.collect(settings, store, progress=progress, force=force, stop=stop)
+        counts = collect(settings, store, progress=progress, force=force, stop=stop)
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
@@ -143,12 +143,11 @@ def fetch(force: bool) -> None:
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
     """Render the next issue from what is stored now; records and sends nothing."""
-    from digest import pipeline
-    from digest.pipeline.issue import generic_parts
+    from digest.pipeline.issue import build_issue, generic_parts
 
     settings = STATE.settings()
     store = _store(settings)
-    content = pipeline.build_issue(settings, store, record=False)
+    content = build_issue(settings, store, record=False)
     if content is None:
         err.print("no new items: nothing to preview")
         return
@@ -209,12 +208,12 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
 )
 def send(dry_run: bool) -> None:
     """Finish any unfinished issue, then build and send the next one if there are new items."""
-    from digest import pipeline
+    from digest.pipeline import issue
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
 
@@ -233,12 +232,12 @@ def run(once: bool, dry_run: bool) -> None:
         # Before any thread starts: a daemon that runs for months must not creep (see memory.py).
         limit_malloc_arenas()
         sys.exit(run_daemon(STATE.config_path))
-    from digest import pipeline
+    from digest.pipeline.issue import run_once
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = run_once(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     from digest.report import format_counts
 
     err.print(format_counts(counts), markup=False)
