@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest import config
 from digest.errors import ConfigError
@@ -19,8 +23,8 @@ def write(tmp_path: Path, text: str, name: str = "digest.toml") -> Path:
 def test_defaults_apply_when_sections_are_missing(tmp_path: Path) -> None:
     s = config.load(write(tmp_path, ""))
     assert s.storage.url == "sqlite:///var/digest.db"
-    assert s.schedule.fetch == "0 * * * *"
-    assert s.schedule.send == "0 8 * * mon"
+    assert s.schedule.fetch.text == "0 * * * *"
+    assert s.schedule.send.text == "0 8 * * mon"
     assert s.delivery.mode == "outbox"
 
 
@@ -88,3 +92,53 @@ def test_redacted_settings_never_show_secrets(
     assert "hunter2" not in shown
     assert "pw@" not in shown
     assert "***" in shown
+
+
+def test_durations_and_crontabs_are_parsed_once_at_load_and_shown_as_written(
+    tmp_path: Path,
+) -> None:
+    s = config.load(
+        write(
+            tmp_path,
+            '[schedule]\nsend = "*/2 * * * * *"\ncatch_up = "90m"\n'
+            '[daemon]\nlock_wait = "30s"\n[web]\nconfirm_ttl = "2d"\n',
+        )
+    )
+    assert s.schedule.send.fields[0] == ("second", "*/2")
+    assert s.schedule.fetch.fields == (
+        ("minute", "0"),
+        ("hour", "*"),
+        ("day", "*"),
+        ("month", "*"),
+        ("day_of_week", "*"),
+    )
+    assert s.schedule.catch_up_seconds == 5400
+    assert s.daemon.lock_wait.seconds == 30
+    assert s.web.confirm_ttl.delta == timedelta(days=2)
+    shown = s.redacted()
+    assert shown["schedule"] == {"fetch": "0 * * * *", "send": "*/2 * * * * *", "catch_up": "90m"}
+    assert shown["web"]["confirm_ttl"] == "2d"
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[web]\nconfirm_ttl = "two days"', "web.confirm_ttl: expected a duration like"),
+        ('[daemon]\nlock_lease = "0s"', "daemon.lock_lease: expected a positive duration"),
+        ("[schedule]\ncatch_up = 12", "schedule.catch_up: expected a string"),
+        ('[schedule]\nfetch = "* * *"', "expected 5 fields (or 6, seconds first), got 3"),
+    ],
+)
+def test_a_bad_duration_or_crontab_is_one_line_at_load(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        config.load(write(tmp_path, toml))
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from("smhdw"))
+def test_a_duration_keeps_its_text_and_its_length(n: int, unit: str) -> None:
+    d = config.Duration.parse(f"{n}{unit}")
+    assert str(d) == f"{n}{unit}"
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    assert d.seconds == n * seconds

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.app import STATE, app, err, out
-from digest.config import Settings, parse_duration
+from digest.config import Settings
 from digest.errors import UsageError
 from digest.models import RunCounts
 from digest.signals import stop_on_signals
@@ -67,8 +67,8 @@ def _locked(settings: Settings, store: Store) -> Iterator[None]:
     """One digest at a time on a database: a second one waits ``lock_wait`` then exits 2."""
     from digest.store.locks import exclusive
 
-    lease = parse_duration(settings.daemon.lock_lease)
-    wait = parse_duration(settings.daemon.lock_wait).total_seconds()
+    lease = settings.daemon.lock_lease.delta
+    wait = settings.daemon.lock_wait.seconds
     with exclusive(store, lease=lease, wait=wait):
         yield
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from digest.config.base import _Section
+from digest.config.base import Duration, _Section
 
 
 class WebSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    confirm_ttl: str = "48h"
+    #: How long a sign-up confirmation link stays valid.
+    confirm_ttl: Duration = Duration.parse("48h")
     signups_per_ip_per_hour: int = Field(default=20, ge=1)

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest import config
-from digest.errors import ConfigError, DigestError, ExpiredToken, InvalidToken
+from digest.errors import DigestError, ExpiredToken, InvalidToken
 from digest.store import Store
 from digest.store import subscribers as subs
 from digest.tokens import make_token, read_token, secret_from_env
@@ -253,10 +253,6 @@ def create_app(
     ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset); ``clock`` lets tests
     move time forward to expire links.
     """
-    try:
-        ttl = config.parse_duration(settings.web.confirm_ttl)
-    except ValueError as exc:
-        raise ConfigError(f"{settings.source}: web.confirm_ttl: {exc}") from None
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -269,7 +265,7 @@ def create_app(
         store=store,
         secret=secret if secret is not None else secret_from_env(),
         clock=clock or (lambda: datetime.now(UTC)),
-        confirm_ttl=ttl,
+        confirm_ttl=settings.web.confirm_ttl.delta,
         env=env,
     )
     base = settings.digest.base_url
