@@ -1,0 +1,150 @@
+"""The guarded HTTP client every outside fetch uses (feeds, their redirects, article pages):
+aiohttp, chosen by measurement (docs/benchmarks.md), with a resolver and a per-hop check that
+refuse private, loopback, link-local and metadata addresses unless ``allow_private``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from digest.errors import BlockedAddressError, FetchError, FetchTimeout
+from digest.netguard import METADATA_HOSTS, Refused, address_refusal
+from digest.urls import url_problem
+
+__all__ = [
+    "ClientError",
+    "GuardedResolver",
+    "Refused",
+    "Response",
+    "guarded_session",
+    "translate_error",
+]
+
+#: What the calling modules catch and hand to ``translate_error``.
+ClientError = aiohttp.ClientError
+Response = aiohttp.ClientResponse
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves a host name and refuses it if any of its addresses is off limits.
+
+    aiohttp connects to the addresses returned here, so DNS cannot answer differently between
+    the check and the connect. Addresses written in the URL itself are not resolved: the per-hop
+    check (``_guard_hop``) judges those.
+    """
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host.lower().rstrip(".") in METADATA_HOSTS:
+            raise Refused(f"{host} is a cloud metadata host")
+        found = await self._inner.resolve(host, port, family)
+        for info in found:
+            ip = ipaddress.ip_address(str(info["host"]).split("%", 1)[0])
+            reason = address_refusal(ip, allow_private=self._allow_private)
+            if reason is not None:
+                raise Refused(f"{host} resolves to {ip} ({reason} address)")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _hop_refusal(url: URL, allow_private: bool) -> str | None:
+    """Why this hop (first request or a redirect) is not made, or None."""
+    if url.scheme not in ("http", "https"):
+        return f"only http and https are fetched, not {str(url)[:200]!r}"
+    host = (url.raw_host or "").lower().rstrip(".")
+    if not host:
+        return f"no host in {str(url)[:200]!r}"
+    if host in METADATA_HOSTS:
+        return f"{host} is a cloud metadata host"
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None  # a name: the resolver judges its addresses
+    reason = address_refusal(ip, allow_private=allow_private)
+    return None if reason is None else f"{host} is a {reason} address"
+
+
+def guarded_session(
+    *,
+    allow_private: bool,
+    limit: int,
+    per_host: int,
+    timeout: float,
+    headers: Mapping[str, str],
+) -> aiohttp.ClientSession:
+    """A session whose every connection, redirects included, passes the address guard.
+
+    No cookies are kept (one feed's cookies are no business of another's) and the environment's
+    proxy settings are ignored (a proxy would see the addresses instead of the guard).
+    """
+    guard_private = allow_private
+
+    async def guard_hop(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        reason = _hop_refusal(request.url, guard_private)
+        if reason is not None:
+            raise Refused(reason)
+        problem = url_problem(str(request.url))
+        if problem is not None:
+            raise aiohttp.InvalidURL(request.url, problem)
+        return await handler(request)
+
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=per_host,
+        resolver=GuardedResolver(allow_private),
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers=dict(headers),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        middlewares=(guard_hop,),
+        raise_for_status=False,
+    )
+
+
+def translate_error(url: str, exc: BaseException, *, allow_private: bool) -> FetchError:
+    """The project's error for a client failure (the caller raises it ``from exc``)."""
+    if isinstance(exc, Refused):
+        hint = "" if allow_private else " (an intranet feed may set allow_private)"
+        return BlockedAddressError(url, f"refused: {exc}{hint}")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return FetchError(url, "too many redirects")
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return FetchTimeout(url, _reason("timed out", exc))
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchError(url, f"bad URL: {_one_line(str(exc))}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FetchError(url, _reason("cannot connect", exc.os_error))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return FetchError(url, _reason("bad body or content encoding", exc))
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return FetchError(url, _reason("bad response", exc))
+    return FetchError(url, _reason(type(exc).__name__, exc))
+
+
+def _reason(prefix: str, exc: BaseException) -> str:
+    detail = _one_line(str(exc))
+    return f"{prefix}: {detail}" if detail else prefix
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
