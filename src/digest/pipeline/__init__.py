@@ -43,4 +43,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         failed=a.failed + b.failed,
         issue_number=b.issue_number if b.issue_number is not None else a.issue_number,
         failures=a.failures + b.failures,
+        items_failed=a.items_failed + b.items_failed,
+        items_over_cap=a.items_over_cap + b.items_over_cap,
+        item_failures=a.item_failures + b.item_failures,
     )
