@@ -101,6 +101,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
     from digest.store import open_store
+    from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
 
@@ -110,6 +111,7 @@ def status(issue_count: int, as_json: bool) -> None:
         with store.connect() as conn:
             feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
             issues = issue_reports(conn, limit=issue_count)
+            skipped_total, skipped = failed_items(conn, limit=10)
         lock = holder_of(store)
     finally:
         store.close()
@@ -122,6 +124,10 @@ def status(issue_count: int, as_json: bool) -> None:
             "daemon": daemon,
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
+            "items_failed": {
+                "total": skipped_total,
+                "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
+            },
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -131,6 +137,13 @@ def status(issue_count: int, as_json: bool) -> None:
         out.print("Daemon: not running", markup=False)
     _print_feeds(feeds, now)
     _print_issues(issues, now)
+    if skipped_total:
+        out.print(
+            f"Items skipped (failed {MAX_ITEM_FAILURES} times or unusable): {skipped_total}",
+            markup=False,
+        )
+        for item_id, title, why in skipped:
+            out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
