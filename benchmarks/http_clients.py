@@ -27,11 +27,10 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import free_port, host_of, make_feed  # noqa: E402
+import brotli
 
-import brotli  # noqa: E402
+from fetch import free_port, host_of, make_feed
 
 CAP = 1_000_000  # bytes: the oversized feeds (2 MB) must be refused
 TIMEOUT = 20.0
@@ -269,7 +268,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS))
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     port = free_port(args.hosts)
