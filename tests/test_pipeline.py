@@ -194,7 +194,9 @@ def test_an_identical_body_without_validators_is_not_parsed_again(
     store = open_store(settings.storage.url)
     assert collect(settings, store).items_new == 3
     again = collect(settings, store)
-    assert (again.feeds_ok, again.feeds_not_modified, again.items_new) == (0, 1, 0)
+    # The server said 200, not 304: "unchanged" (same bytes), never "not modified".
+    assert (again.feeds_ok, again.feeds_not_modified, again.feeds_unchanged) == (0, 0, 1)
+    assert again.items_new == 0
 
 
 def test_a_feed_that_times_out_is_reported_and_the_others_go_on(
@@ -437,7 +439,7 @@ def test_a_moved_feed_is_fetched_at_its_new_address_and_a_gone_one_is_disabled(
 
     httpserver.clear_log()
     second = collect(settings, store, force=True)
-    # Forced: no validators sent; the same body as before is not parsed again.
-    assert (second.feeds_not_modified, second.feeds_failed) == (1, 0)
+    # Forced: backoff ignored, validators still sent: the server's 304 is counted as such.
+    assert (second.feeds_not_modified, second.feeds_unchanged, second.feeds_failed) == (1, 0, 0)
     paths = [request.path for request, _ in httpserver.log]
     assert paths == ["/new.xml"]  # neither the old address nor the gone feed

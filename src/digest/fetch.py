@@ -93,12 +93,14 @@ async def fetch_all(
     *,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    keep_content: bool = True,
 ) -> list[FetchResult]:
     """Fetch every request as ``options`` say; results in request order.
 
     ``on_result`` is called as each feed finishes (progress bars). Once ``stop()`` returns
     true the downloads still going are abandoned: their results say ``STOPPED`` (a daemon
-    asked to stop must not wait for a slow site's timeout).
+    asked to stop must not wait for a slow site's timeout). ``keep_content=False``: the returned
+    results carry no body (``on_result`` had it), so a run does not hold every body at once.
     """
     if not requests:
         return []
@@ -140,6 +142,8 @@ async def fetch_all(
                     on_result(result)
                 except Exception:  # a progress display's bug must not abort the batch
                     log.exception("on_result callback failed for %s", request.url)
+            if not keep_content and result.content is not None:
+                result = replace(result, content=None)
             return result
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
@@ -176,12 +180,13 @@ def fetch_all_sync(
     *,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    keep_content: bool = True,
 ) -> list[FetchResult]:
     """``fetch_all`` for synchronous callers (CLI, scheduler jobs).
 
     Called from inside a running event loop (a web handler), it runs in a helper thread.
     """
-    coro = fetch_all(requests, options, on_result=on_result, stop=stop)
+    coro = fetch_all(requests, options, on_result=on_result, stop=stop, keep_content=keep_content)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

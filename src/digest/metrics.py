@@ -60,7 +60,7 @@ def run_failure(job: str, counts: RunCounts) -> str | None:
     if (
         job == "fetch"
         and counts.feeds_failed
-        and not (counts.feeds_ok or counts.feeds_not_modified)
+        and not (counts.feeds_ok or counts.feeds_not_modified or counts.feeds_unchanged)
     ):
         return f"all {counts.feeds_failed} feeds failed"
     if job in ("send", "resume") and counts.failed and not counts.sent:
@@ -132,7 +132,7 @@ class Metrics:
 
     def record_counts(self, counts: RunCounts) -> None:
         """Add one pipeline run's counts to the counters."""
-        self.feeds_fetched.inc(counts.feeds_ok + counts.feeds_not_modified)
+        self.feeds_fetched.inc(counts.feeds_ok + counts.feeds_not_modified + counts.feeds_unchanged)
         self.feeds_not_modified.inc(counts.feeds_not_modified)
         self.feeds_failed.inc(counts.feeds_failed)
         self.items_new.inc(counts.items_new)

@@ -307,6 +307,7 @@ class RunCounts:
 
     feeds_ok: int = 0
     feeds_failed: int = 0
+    #: Feeds whose server answered 304 Not Modified.
     feeds_not_modified: int = 0
     items_new: int = 0
     kept_per_topic: tuple[tuple[str, int], ...] = ()
@@ -322,3 +323,5 @@ class RunCounts:
     items_over_cap: int = 0
     #: (feed URL or item, reason) of each failed item, for the end-of-run report.
     item_failures: tuple[tuple[str, str], ...] = field(default=())
+    #: Feeds whose server answered 200 with the same bytes as last time (not parsed again).
+    feeds_unchanged: int = 0

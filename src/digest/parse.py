@@ -396,8 +396,10 @@ class ParsePool:
     def __init__(self, workers: int = 0) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
-        self._jobs: list[ParseJob] = []
-        self._pending: list[Future[ParsedFeed | tuple[str, str]] | ParsedFeed | ParseError] = []
+        self._jobs: list[ParseJob | None] = []
+        self._pending: list[
+            Future[ParsedFeed | tuple[str, str]] | ParsedFeed | ParseError | None
+        ] = []
 
     def __enter__(self) -> ParsePool:
         if self.workers > 1:
@@ -419,13 +421,15 @@ class ParsePool:
 
     def submit(self, job: ParseJob) -> int:
         """Queue one document; returns its place in ``results()`` (and for ``outcome``)."""
-        self._jobs.append(job)
         if self._pool is None:
+            self._jobs.append(None)
             self._pending.append(_revive(_run_job(job)))
             return len(self._jobs) - 1
+        self._jobs.append(job)
         try:
             self._pending.append(self._pool.submit(_run_job, job))
         except (BrokenProcessPool, RuntimeError):
+            self._jobs[-1] = None
             self._pending.append(_revive(_run_job(job)))
         return len(self._jobs) - 1
 
@@ -434,17 +438,27 @@ class ParsePool:
         pending = self._pending[index]
         return not isinstance(pending, Future) or pending.done()
 
+    def forget(self, index: int) -> None:
+        """Let go of the ``index``-th document and its outcome (stored: no longer needed)."""
+        self._jobs[index] = None
+        self._pending[index] = None
+
     def outcome(self, index: int) -> ParsedFeed | ParseError:
         """The outcome of the ``index``-th submitted document (waits for it alone)."""
         pending = self._pending[index]
+        if pending is None:
+            raise KeyError(f"parse job {index} was forgotten")
         if not isinstance(pending, Future):
             return pending
         try:
             done = _revive(pending.result())
         except BrokenProcessPool:
             # A worker died (out of memory, killed): this document is parsed here instead.
-            done = _revive(_run_job(self._jobs[index]))
+            job = self._jobs[index]
+            assert job is not None
+            done = _revive(_run_job(job))
         self._pending[index] = done  # the pool's copy can go; asking again costs nothing
+        self._jobs[index] = None
         return done
 
     def results(self) -> list[ParsedFeed | ParseError]:

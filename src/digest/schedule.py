@@ -223,7 +223,12 @@ class Daemon:
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
-        attempted = counts.feeds_ok + counts.feeds_not_modified + counts.feeds_failed
+        attempted = (
+            counts.feeds_ok
+            + counts.feeds_not_modified
+            + counts.feeds_unchanged
+            + counts.feeds_failed
+        )
         if self.stop.is_set():
             # Cut short by SIGTERM: what was done is recorded, but it is neither a success
             # (the last-success time would lie) nor a failure (the next run does the rest).

@@ -110,12 +110,17 @@ def _issue_path(settings: Settings, number: int) -> Path:
 
 
 @app.command(epilog="Example: digest fetch --force")
-@click.option("--force", is_flag=True, help="Fetch every feed now, ignoring backoff and caches.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Fetch every feed now, ignoring backoff and caches (validators are still sent).",
+)
 def fetch(force: bool) -> None:
     """Fetch the feeds, store new items and decide their topics (summaries come with the issue).
 
-    Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
-    failed feed with its error. A failing feed never stops the others.
+    Ends with one line: feeds ok / failed / not modified (the server's 304) / unchanged (the
+    same body again), new items, kept per topic; then each failed feed with its error. A failing
+    feed never stops the others.
     """
     from digest.pipeline.collect import collect
 
@@ -128,7 +133,9 @@ def fetch(force: bool) -> None:
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
-        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new"
+        f"{counts.feeds_not_modified} not modified"
+        + (f", {counts.feeds_unchanged} unchanged" if counts.feeds_unchanged else "")
+        + f"; items: {counts.items_new} new"
         + (f", {counts.items_failed} failed" if counts.items_failed else "")
         + (f", {counts.items_over_cap} over the per-feed cap" if counts.items_over_cap else "")
         + f"; kept: {kept}; summarized: {counts.summarized}",

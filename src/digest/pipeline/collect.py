@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STOPPED = FetchStatus.STOPPED
+
 __all__ = ["collect"]
 
 
@@ -75,19 +78,29 @@ def collect(
     workers = settings.fetch.parse_workers or os.cpu_count() or 1
     if len(due) < POOL_THRESHOLD:
         workers = 1  # starting processes would cost more than parsing inline
+    spec_of = {s.url: s for s in specs}
+    feeds = [_Feed(state, spec_of[state.url]) for state in due]
     matcher = _MatcherSoon(settings)
     # The pool is started before fetching: its processes fork before this run's own threads
     # (fetch loop, matcher) exist.
     with ParsePool(workers) as pool, matcher:
-        private = {s.url: s.allow_private for s in specs}
-        results, jobs = _fetch(
-            settings, private, due, pool, matcher, force=force, progress=progress, stop=stop
-        )
-        spec_of = {s.url: s for s in specs}
-        outcomes = _store_results(
-            settings, store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
-        )
-    return _counts(due, results, outcomes)
+        run = _Run(settings, store, pool, matcher, now=now, stop=stop)
+        run.fetch_and_store(feeds, progress=progress)
+    return _counts(feeds)
+
+
+@dataclass
+class _Feed:
+    """One due feed carried through the run: its stored state and config entry, then what the
+    fetch answered (body dropped once handed to the parse pool), its parse job and outcome."""
+
+    state: FeedState
+    spec: FeedSpec
+    result: FetchResult | None = None
+    #: Place in the parse pool and sha256 of the body, when a changed body was submitted.
+    job: int | None = None
+    digest: str | None = None
+    outcome: _Outcome | None = None
 
 
 class _MatcherSoon:
@@ -135,68 +148,177 @@ class _Outcome:
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
 STORE_BATCH = 50
+#: How often the store loop looks for finished parses while feeds are still arriving.
+POLL = 0.05
 
 
-def _store_results(
-    settings: Settings,
-    store: Store,
-    due: Sequence[FeedState],
-    results: Sequence[FetchResult],
-    pool: ParsePool,
-    jobs: dict[int, tuple[int, str]],
-    matcher: _MatcherSoon,
-    spec_of: dict[str, FeedSpec],
-    *,
-    stop: StopFlag | None,
-    now: datetime,
-) -> dict[int, _Outcome]:
-    """Record every fetch; store each parsed feed's new items and topic decisions as soon as
-    its parse is done (the pool parses the next ones meanwhile), in config order.
+class _Run:
+    """Fetch in a helper thread while this thread stores: each body goes to the parse pool as it
+    arrives and each parsed feed is stored as soon as its parse is done, so memory holds the
+    feeds in flight, not the run's bodies; a feed that answered 304 (or the same bytes) costs
+    its request and one row update."""
 
-    Returns the outcome per feed id, for the feeds handled before ``stop`` was set.
-    """
-    outcomes: dict[int, _Outcome] = {}
-    max_items = settings.fetch.max_items_per_feed
-    # Feeds with nothing to parse (304, failures, a body seen before): one short transaction.
-    with store.begin() as conn:
-        for state, result in zip(due, results, strict=True):
-            # A download abandoned for a stop is neither a success nor a failure of the feed.
-            if state.id not in jobs and result.status is not FetchStatus.STOPPED:
-                _record(conn, state, result, now)
-                outcomes[state.id] = _Outcome()
-    parsed = [(s, r) for s, r in zip(due, results, strict=True) if s.id in jobs]
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pool: ParsePool,
+        matcher: _MatcherSoon,
+        *,
+        now: datetime,
+        stop: StopFlag | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.matcher = matcher
+        self.now = now
+        self.stop = stop
+        self.arrived: queue.SimpleQueue[_Feed | None] = queue.SimpleQueue()
 
-    def store_batch(batch: Sequence[tuple[FeedState, FetchResult]]) -> None:
-        # A feed's fetch state, its new items and their topic decisions land together or not
-        # at all.
-        with store.begin() as conn:
-            for state, result in batch:
-                index, digest = jobs[state.id]
-                got = pool.outcome(index)
-                spec = spec_of[state.url]
-                outcomes[state.id] = _store_feed(
-                    conn, state, result, got, digest, spec, matcher, now, cap=max_items
+    def fetch_and_store(self, feeds: Sequence[_Feed], *, progress: Progress | None) -> None:
+        with ThreadPoolExecutor(1, thread_name_prefix="digest-fetch") as helper:
+            fetching = helper.submit(self._fetch, feeds, progress)
+            try:
+                self._store_as_ready()
+            finally:
+                fetching.result()  # the fetch's own failure (a bug) is raised here
+
+    # ------------------------------------------------------------------ fetch thread
+
+    def _fetch(self, feeds: Sequence[_Feed], progress: Progress | None) -> None:
+        try:
+            self._fetch_all(feeds, progress)
+        finally:
+            self.arrived.put(None)
+
+    def _fetch_all(self, feeds: Sequence[_Feed], progress: Progress | None) -> None:
+        by_url: dict[str, list[_Feed]] = {}
+        for feed in feeds:
+            by_url.setdefault(feed.state.fetch_url, []).append(feed)
+        settings, done = self.settings, 0
+
+        def on_result(result: FetchResult) -> None:
+            nonlocal done
+            # Two config entries at one address share the request and the parse.
+            for feed in by_url.get(result.url, ()):
+                if feed.result is None:
+                    done += 1
+                    self._arrive(feed, result)
+            if progress is not None:
+                progress("fetch", done, len(feeds))
+
+        if progress is not None:
+            progress("fetch", 0, len(feeds))
+        everywhere = settings.fetch.allow_private
+        requests = [
+            # Validators are sent even when forced: a 304 is the server's word that nothing
+            # changed, and the body hash catches a server that sends the same bytes again.
+            replace(
+                group[0].state.request(),
+                # Two entries at one address: private only if both say so.
+                allow_private=everywhere or all(f.spec.allow_private for f in group),
+            )
+            for group in by_url.values()
+        ]
+        fetch_all_sync(
+            requests,
+            fetch_options(settings),
+            on_result=on_result,
+            stop=None if self.stop is None else self.stop.is_set,
+            keep_content=False,
+        )
+
+    def _arrive(self, feed: _Feed, result: FetchResult) -> None:
+        """A fetch answered: a changed body goes to the pool; the feed goes to the store loop."""
+        body = result.content
+        feed.result = replace(result, content=None)
+        if result.status is FetchStatus.OK and body is not None:
+            digest = hashlib.sha256(body).hexdigest()
+            if digest != feed.state.content_hash:  # else: the same bytes as last time
+                feed.digest = digest
+                feed.job = self.pool.submit(
+                    ParseJob(
+                        content=body,
+                        url=result.final_url or feed.state.fetch_url,
+                        fetched_at=datetime.now(UTC),
+                        content_type=result.content_type,
+                        max_items=self.settings.fetch.max_items_per_feed,
+                    )
                 )
+                self.matcher.start()  # new items are likely: compile while the rest download
+        self.arrived.put(feed)
 
-    start = 0
-    while start < len(parsed):
-        if stopped(stop):
-            # Stopping: one last batch of what is parsed already; the rest waits for next run.
-            ready = [p for p in parsed[start:] if pool.done(jobs[p[0].id][0])]
-            store_batch(ready[:STORE_BATCH])
-            break
-        # The next feed in config order (waiting for its parse), then those after it whose
-        # parse is already done: one transaction.
-        end = start + 1
-        while (
-            end < len(parsed)
-            and end - start < STORE_BATCH
-            and pool.done(jobs[parsed[end][0].id][0])
-        ):
-            end += 1
-        store_batch(parsed[start:end])
-        start = end
-    return outcomes
+    # ------------------------------------------------------------------ store (this thread)
+
+    def _store_as_ready(self) -> None:
+        waiting: list[_Feed] = []  # submitted to the pool, not stored yet
+        fetching = True
+        while fetching or waiting:
+            answered: list[_Feed] = []
+            try:
+                got = self.arrived.get(timeout=POLL if waiting else None)
+                while True:
+                    if got is None:
+                        fetching = False
+                    else:
+                        answered.append(got)
+                    got = self.arrived.get_nowait()
+            except queue.Empty:
+                pass
+            # Feeds with nothing to parse (304, failures, a body seen before): one transaction.
+            # A download abandoned for a stop is neither a success nor a failure of the feed.
+            plain = [
+                f
+                for f in answered
+                if f.job is None and f.result is not None and f.result.status is not STOPPED
+            ]
+            if plain:
+                with self.store.begin() as conn:
+                    for feed in plain:
+                        _record(conn, feed.state, feed.result, self.now)  # type: ignore[arg-type]
+                        feed.outcome = _Outcome()
+            waiting += [f for f in answered if f.job is not None]
+            if stopped(self.stop):
+                # Stopping: one last batch of what is parsed already; the rest waits.
+                self._store_batch([f for f in waiting if self.pool.done(f.job or 0)])
+                waiting = []
+                continue
+            # Every feed whose parse is done, in arrival order; when nothing else is coming,
+            # wait for the oldest.
+            ready = [f for f in waiting if self.pool.done(f.job or 0)]
+            if not ready and waiting and not fetching:
+                ready = waiting[:1]
+            for start in range(0, len(ready), STORE_BATCH):
+                self._store_batch(ready[start : start + STORE_BATCH])
+            stored = {id(f) for f in ready}
+            waiting = [f for f in waiting if id(f) not in stored]
+
+    def _store_batch(self, batch: Sequence[_Feed]) -> None:
+        """A feed's fetch state, its new items and their topic decisions land together or not
+        at all; the parse outcome is let go once stored."""
+        if not batch:
+            return
+        cap = self.settings.fetch.max_items_per_feed
+        with self.store.begin() as conn:
+            for feed in batch:
+                assert feed.job is not None
+                assert feed.result is not None
+                assert feed.digest is not None
+                got = self.pool.outcome(feed.job)
+                feed.outcome = _store_feed(
+                    conn,
+                    feed.state,
+                    feed.result,
+                    got,
+                    feed.digest,
+                    feed.spec,
+                    self.matcher,
+                    self.now,
+                    cap=cap,
+                )
+        for feed in batch:
+            self.pool.forget(feed.job or 0)
 
 
 def _store_feed(
@@ -280,18 +402,20 @@ def _record(
         log.warning(warning, extra={"feed": state.url})
 
 
-def _counts(
-    due: Sequence[FeedState], results: Sequence[FetchResult], outcomes: dict[int, _Outcome]
-) -> RunCounts:
-    """The run's counts, feeds in config order (those left out by a stop are not counted)."""
-    ok = failed = not_modified = new_items = over_cap = 0
+def _counts(feeds: Sequence[_Feed]) -> RunCounts:
+    """The run's counts, feeds in config order (those left out by a stop are not counted).
+
+    "Not modified" is what the servers answered (304); a 200 whose body is the same bytes as
+    last time is "unchanged".
+    """
+    ok = failed = not_modified = unchanged = new_items = over_cap = 0
     kept: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
     item_failures: list[tuple[str, str]] = []
-    for state, result in zip(due, results, strict=True):
-        if state.id not in outcomes:
+    for feed in feeds:
+        outcome, result = feed.outcome, feed.result
+        if outcome is None or result is None:
             continue
-        outcome = outcomes[state.id]
         got = outcome.got
         new_items += outcome.new
         over_cap += outcome.over_cap
@@ -301,10 +425,12 @@ def _counts(
         if result.status is FetchStatus.FAILED or parse_error:
             failed += 1
             reason = parse_error or result.error or "failed"
-            failures.append((state.url, reason))
-            log.warning("feed failed: %s", reason, extra={"feed": state.url})
-        elif result.status is FetchStatus.NOT_MODIFIED or got is None:
+            failures.append((feed.state.url, reason))
+            log.warning("feed failed: %s", reason, extra={"feed": feed.state.url})
+        elif result.status is FetchStatus.NOT_MODIFIED:
             not_modified += 1
+        elif got is None:
+            unchanged += 1
         else:
             ok += 1
     log.info(
@@ -313,6 +439,7 @@ def _counts(
             "ok": ok,
             "failed": failed,
             "not_modified": not_modified,
+            "unchanged": unchanged,
             "new": new_items,
             "items_failed": len(item_failures),
         },
@@ -321,6 +448,7 @@ def _counts(
         feeds_ok=ok,
         feeds_failed=failed,
         feeds_not_modified=not_modified,
+        feeds_unchanged=unchanged,
         items_new=new_items,
         kept_per_topic=tuple(sorted(kept.items())),
         failures=tuple(failures),
@@ -328,76 +456,3 @@ def _counts(
         items_over_cap=over_cap,
         item_failures=tuple(item_failures),
     )
-
-
-def _fetch(
-    settings: Settings,
-    private: dict[str, bool],
-    due: Sequence[FeedState],
-    pool: ParsePool,
-    matcher: _MatcherSoon,
-    *,
-    force: bool,
-    progress: Progress | None,
-    stop: StopFlag | None,
-) -> tuple[list[FetchResult], dict[int, tuple[int, str]]]:
-    """Fetch ``due`` concurrently, handing each changed body to ``pool`` as soon as it arrives.
-
-    Returns the fetch results (in ``due`` order) and, per feed id whose body was submitted,
-    its place in the pool and the body's hash. Bodies identical to the last one parsed
-    (sha256 against ``content_hash``) are not parsed.
-    """
-    by_url: dict[str, FeedState] = {}
-    for state in due:
-        by_url.setdefault(state.fetch_url, state)
-    jobs: dict[int, tuple[int, str]] = {}
-    done = 0
-
-    def submit(state: FeedState, result: FetchResult) -> None:
-        if state.id in jobs or result.status is not FetchStatus.OK or result.content is None:
-            return
-        digest = hashlib.sha256(result.content).hexdigest()
-        if digest == state.content_hash:
-            return  # the same bytes as last time (a server without validators)
-        index = pool.submit(
-            ParseJob(
-                content=result.content,
-                url=result.final_url or state.fetch_url,
-                fetched_at=datetime.now(UTC),
-                content_type=result.content_type,
-                max_items=settings.fetch.max_items_per_feed,
-            )
-        )
-        jobs[state.id] = (index, digest)
-        matcher.start()  # new items are likely: compile the topics while the rest downloads
-
-    def on_result(result: FetchResult) -> None:
-        nonlocal done
-        done += 1
-        state = by_url.get(result.url)
-        if state is not None:
-            submit(state, result)
-        if progress is not None:
-            progress("fetch", done, len(due))
-
-    if progress is not None:
-        progress("fetch", 0, len(due))
-    everywhere = settings.fetch.allow_private
-    requests = [
-        # A forced fetch also drops the validators, so a 304 cannot hide the body.
-        replace(
-            s.request(conditional=not force),
-            allow_private=everywhere or private.get(s.url, False),
-        )
-        for s in due
-    ]
-    results = fetch_all_sync(
-        requests,
-        fetch_options(settings),
-        on_result=on_result,
-        stop=None if stop is None else stop.is_set,
-    )
-    # A result the callback could not place (two feeds at one address) is parsed now.
-    for state, result in zip(due, results, strict=True):
-        submit(state, result)
-    return results, jobs
