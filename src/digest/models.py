@@ -27,6 +27,8 @@ class FeedSpec:
     full_text: bool = False
     #: Allow private/loopback addresses for this feed and its article pages (intranet feeds).
     allow_private: bool = False
+    #: Folders or categories from an OPML import that name no topic (shown, exported).
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,24 +206,53 @@ def _print_issues(issues: list[IssueReport], now: datetime) -> None:
 # --------------------------------------------------------------------------- feeds
 
 
-@app.group(epilog="Example: digest feeds import subscriptions.opml")
-def feeds() -> None:
-    """The configured feeds: list them, import an OPML file into the config, export OPML."""
+@app.group(epilog="Example: digest feeds import subscriptions.opml", invoke_without_command=True)
+@click.pass_context
+def feeds(ctx: click.Context) -> None:
+    """The configured feeds: list them (the default), import an OPML file into the config,
+    export OPML."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(feeds_list)
+
+
+def _moved() -> dict[str, str]:
+    """Configured URL -> where it moved for good (301/308), from the store when there is one."""
+    from digest.store import open_store
+    from digest.store.feeds import list_feeds
+
+    settings = STATE.settings()
+    try:
+        store = open_store(settings.storage.url)
+        with store.connect() as conn:
+            rows = list_feeds(conn, [f.url for f in settings.feeds])
+    except Exception:  # no database yet (never fetched) or unreadable: nothing known to move
+        return {}
+    return {r.url: r.moved_to for r in rows if r.moved_to and r.moved_to != r.url}
 
 
 @feeds.command("list", epilog="Example: digest feeds list")
 def feeds_list() -> None:
-    """Configured feeds: name, URL and the topics they may feed."""
+    """Configured feeds: name, URL, the topics they may feed and their labels; a feed that
+    moved for good (301/308) shows its new address and the config entry to update."""
     from rich.table import Table
 
     settings = STATE.settings()
+    moved = _moved()
     title = _row(f"{len(settings.feeds)} feeds in {settings.source}")[0]
     table = Table(title=title, title_justify="left")
-    for name in ("Name", "URL", "Topics"):
+    for name in ("Name", "URL", "Topics", "Labels"):
         table.add_column(name, overflow="fold")
     for f in settings.feeds:
-        table.add_row(*_row(f.name or "", f.url, ", ".join(f.topics) or "all"))
+        url = f.url if f.url not in moved else f"{f.url}\n-> moved to {moved[f.url]}"
+        table.add_row(*_row(f.name or "", url, ", ".join(f.topics) or "all", ", ".join(f.labels)))
     out.print(table)
+    for i, f in enumerate(settings.feeds):
+        if f.url in moved:
+            out.print(
+                f"update the config: feeds[{i}] ({f.name or f.url}) url = {moved[f.url]!r} "
+                f"(was {f.url!r}; moved permanently)",
+                markup=False,
+            )
 
 
 @feeds.command("import", epilog="Example: digest feeds import subscriptions.opml")
@@ -262,26 +291,38 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
         if not any(opml.same_feed(o.url, k) for k in known):
             new.append(o)
             known.append(o.url)
+        else:
+            out.print(f"skipped (already configured): {o.url}", markup=False)
     skipped = len(outlines) - len(new)
+    # Folders and categories that name a topic (its id or title) are offered as its topics.
+    topics = {tid.casefold(): tid for tid in settings.topics}
+    topics.update({t.title.casefold(): tid for tid, t in settings.topics.items() if t.title})
     if not new:
         out.print(f"nothing to add: {len(outlines)} feeds in {file}, all already configured")
         return
     if dry_run:
         for o in new:
-            out.print(f"would add {o.url}" + (f" ({o.title})" if o.title else ""), markup=False)
+            ids, labels = opml.sort_categories(o.categories, topics)
+            extra = f" ({o.title})" if o.title else ""
+            extra += f" topics {list(ids)}" if ids else ""
+            extra += f" labels {list(labels)}" if labels else ""
+            out.print(f"would add {o.url}{extra}", markup=False)
         out.print(f"{len(new)} feeds would be added to {target} ({skipped} already configured)")
         return
     before = target.read_text(encoding="utf-8")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    opml.append_text(target, opml.feeds_toml(new, note=f"Imported from {file.name} on {stamp}"))
+    note = f"Imported from {file.name} on {stamp}"
+    opml.append_text(target, opml.feeds_toml(new, note=note, topics=topics))
     try:
         config.load(STATE.config_path)
     except ConfigError:
         target.write_text(before, encoding="utf-8")  # leave the editors' file as it was
         raise
+    offered = sum(1 for o in new if opml.sort_categories(o.categories, topics)[0])
     out.print(
-        f"added {len(new)} feeds to {target} ({skipped} already configured); "
-        "the daemon fetches them from its next run",
+        f"added {len(new)} feeds to {target} ({skipped} already configured"
+        + (f", {refused} refused" if refused else "")
+        + f"); {offered} with topics from their folders; the daemon fetches them from its next run",
         markup=False,
     )
     if refused:
@@ -291,11 +332,14 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
 @feeds.command("export", epilog="Example: digest feeds export feeds.opml")
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
 def feeds_export(file: Path | None) -> None:
-    """Write the configured feeds as OPML 2.0 to FILE (default: standard output)."""
+    """Write the configured feeds as OPML 2.0 to FILE (default: standard output); a feed that
+    moved for good (301/308) is written at its new address."""
     from digest import opml
 
     settings = STATE.settings()
-    data = opml.to_opml(settings.feed_specs(), title=f"{settings.digest.title} feeds")
+    data = opml.to_opml(
+        settings.feed_specs(), title=f"{settings.digest.title} feeds", moved=_moved()
+    )
     if file is None:
         click.echo(data.decode("utf-8"), nl=False)
         return

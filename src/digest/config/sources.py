@@ -29,6 +29,8 @@ class FeedSection(_Section):
     always: list[str] = Field(default_factory=list)
     full_text: bool = False
     allow_private: bool = False
+    #: Folders or categories from an OPML import that name no topic.
+    labels: list[str] = Field(default_factory=list)
 
     def to_model(self) -> FeedSpec:
         return FeedSpec(
@@ -38,6 +40,7 @@ class FeedSection(_Section):
             always=tuple(self.always),
             full_text=self.full_text,
             allow_private=self.allow_private,
+            labels=tuple(self.labels),
         )
 
 
