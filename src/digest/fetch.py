@@ -94,6 +94,7 @@ async def fetch_all(
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
     keep_content: bool = True,
+    pause: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """Fetch every request as ``options`` say; results in request order.
 
@@ -101,11 +102,15 @@ async def fetch_all(
     true the downloads still going are abandoned: their results say ``STOPPED`` (a daemon
     asked to stop must not wait for a slow site's timeout). ``keep_content=False``: the returned
     results carry no body (``on_result`` had it), so a run does not hold every body at once.
+    While ``pause()`` is true no new download starts (the parser is behind: bodies would pile up
+    in memory); downloads under way go on.
     """
     if not requests:
         return []
     concurrency = max(1, options.concurrency)
     gate = asyncio.Semaphore(concurrency)
+    go = asyncio.Event()  # cleared while ``pause()`` says so
+    go.set()
     per_host = max(1, min(options.per_host, concurrency))
     hosts: dict[str, asyncio.Semaphore] = {}
     headers = {"User-Agent": options.user_agent, "Accept": ACCEPT}
@@ -131,6 +136,8 @@ async def fetch_all(
             host = hosts.setdefault(_host(request.url), asyncio.Semaphore(per_host))
             # The host's slot first: a request waiting for its busy site holds no global slot.
             async with host, gate:
+                if not go.is_set():
+                    await go.wait()
                 result = await fetch_one(
                     session_for(request.allow_private),
                     request,
@@ -148,15 +155,27 @@ async def fetch_all(
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
         watcher = asyncio.ensure_future(_cancel_on_stop(stop, tasks)) if stop else None
+        pacer = asyncio.ensure_future(_pace(pause, go)) if pause else None
         try:
             done = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for helper in (watcher, pacer):
+                if helper is not None:
+                    helper.cancel()
         return [_settled(request, got) for request, got in zip(requests, done, strict=True)]
     finally:
         for session in sessions.values():
             await session.close()
+
+
+async def _pace(pause: Callable[[], bool], go: asyncio.Event) -> None:
+    """Hold new downloads while ``pause()`` is true (looked at every ``STOP_POLL`` seconds)."""
+    while True:
+        if pause():
+            go.clear()
+        else:
+            go.set()
+        await asyncio.sleep(STOP_POLL)
 
 
 async def _cancel_on_stop(stop: Callable[[], bool], tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -181,12 +200,15 @@ def fetch_all_sync(
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
     keep_content: bool = True,
+    pause: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """``fetch_all`` for synchronous callers (CLI, scheduler jobs).
 
     Called from inside a running event loop (a web handler), it runs in a helper thread.
     """
-    coro = fetch_all(requests, options, on_result=on_result, stop=stop, keep_content=keep_content)
+    coro = fetch_all(
+        requests, options, on_result=on_result, stop=stop, keep_content=keep_content, pause=pause
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -32,7 +32,13 @@ from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import fetch_options, make_matcher
 from digest.sanitize import plain_text
 from digest.store import Store
-from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
+from digest.store.feeds import (
+    FeedState,
+    record_fetch,
+    record_fetches,
+    set_content_hash,
+    sync_feeds,
+)
 from digest.store.items import (
     add_topic_matches,
     insert_items,
@@ -150,6 +156,9 @@ class _Outcome:
 STORE_BATCH = 50
 #: How often the store loop looks for finished parses while feeds are still arriving.
 POLL = 0.05
+#: Bodies handed to the parse pool and not stored yet, per parse worker, beyond which no new
+#: download starts: memory holds a window of feeds, not a run's worth, when parsing is behind.
+BACKLOG_PER_WORKER = 64
 
 
 class _Run:
@@ -175,6 +184,11 @@ class _Run:
         self.now = now
         self.stop = stop
         self.arrived: queue.SimpleQueue[_Feed | None] = queue.SimpleQueue()
+        # Parse jobs submitted (fetch thread) and stored (this thread): their difference is the
+        # backlog that pauses new downloads.
+        self.submitted = 0
+        self.stored = 0
+        self.max_backlog = BACKLOG_PER_WORKER * max(1, pool.workers)
 
     def fetch_and_store(self, feeds: Sequence[_Feed], *, progress: Progress | None) -> None:
         with ThreadPoolExecutor(1, thread_name_prefix="digest-fetch") as helper:
@@ -227,6 +241,7 @@ class _Run:
             on_result=on_result,
             stop=None if self.stop is None else self.stop.is_set,
             keep_content=False,
+            pause=lambda: self.submitted - self.stored > self.max_backlog,
         )
 
     def _arrive(self, feed: _Feed, result: FetchResult) -> None:
@@ -246,6 +261,7 @@ class _Run:
                         max_items=self.settings.fetch.max_items_per_feed,
                     )
                 )
+                self.submitted += 1
                 self.matcher.start()  # new items are likely: compile while the rest download
         self.arrived.put(feed)
 
@@ -275,9 +291,11 @@ class _Run:
             ]
             if plain:
                 with self.store.begin() as conn:
-                    for feed in plain:
-                        _record(conn, feed.state, feed.result, self.now)  # type: ignore[arg-type]
-                        feed.outcome = _Outcome()
+                    fetched = [(f.state, f.result) for f in plain if f.result is not None]
+                    for url, warning in record_fetches(conn, fetched, self.now):
+                        log.warning(warning, extra={"feed": url})
+                for feed in plain:
+                    feed.outcome = _Outcome()
             waiting += [f for f in answered if f.job is not None]
             if stopped(self.stop):
                 # Stopping: one last batch of what is parsed already; the rest waits.
@@ -319,6 +337,7 @@ class _Run:
                 )
         for feed in batch:
             self.pool.forget(feed.job or 0)
+        self.stored += len(batch)
 
 
 def _store_feed(
