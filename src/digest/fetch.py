@@ -28,9 +28,15 @@ from urllib.request import url2pathname
 import aiohttp
 
 from digest.errors import FetchError, FetchTimeout, HTTPStatusError, TooLargeError
-from digest.httpclient import ClientError, Refused, Response, guarded_session, translate_error
+from digest.httpclient import (
+    ClientError,
+    Refused,
+    Response,
+    checked_url_problem,
+    guarded_session,
+    translate_error,
+)
 from digest.models import FetchRequest, FetchResult, FetchStatus
-from digest.urls import url_problem
 
 __all__ = ["PER_HOST", "USER_AGENT", "fetch_all", "fetch_all_sync"]
 
@@ -245,7 +251,7 @@ def _kind(url: str) -> str:
         raise FetchError(url, "bad URL: empty")
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        problem = url_problem(url)
+        problem = checked_url_problem(url)
         if problem is not None:
             raise FetchError(url, f"bad URL: {problem}")
         return "http"

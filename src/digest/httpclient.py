@@ -6,6 +6,7 @@ refuse private, loopback, link-local and metadata addresses unless ``allow_priva
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ __all__ = [
     "GuardedResolver",
     "Refused",
     "Response",
+    "checked_url_problem",
     "guarded_session",
     "translate_error",
 ]
@@ -61,13 +63,25 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+@functools.lru_cache(maxsize=8192)
+def checked_url_problem(url: str) -> str | None:
+    """``urls.url_problem``, remembered: the fetcher checks a feed's URL before the request and
+    the per-hop check sees it again; thousands of feeds cost one check each."""
+    return url_problem(url)
+
+
 def _hop_refusal(url: URL, allow_private: bool) -> str | None:
     """Why this hop (first request or a redirect) is not made, or None."""
     if url.scheme not in ("http", "https"):
         return f"only http and https are fetched, not {str(url)[:200]!r}"
-    host = (url.raw_host or "").lower().rstrip(".")
+    return _host_refusal((url.raw_host or "").lower().rstrip("."), allow_private)
+
+
+@functools.lru_cache(maxsize=8192)
+def _host_refusal(host: str, allow_private: bool) -> str | None:
+    """The judgement of a host as written in a URL (sites repeat: remembered)."""
     if not host:
-        return f"no host in {str(url)[:200]!r}"
+        return "no host in the URL"
     if host in METADATA_HOSTS:
         return f"{host} is a cloud metadata host"
     try:
@@ -99,7 +113,7 @@ def guarded_session(
         reason = _hop_refusal(request.url, guard_private)
         if reason is not None:
             raise Refused(reason)
-        problem = url_problem(str(request.url))
+        problem = checked_url_problem(str(request.url))
         if problem is not None:
             raise aiohttp.InvalidURL(request.url, problem)
         return await handler(request)
