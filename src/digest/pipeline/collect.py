@@ -142,10 +142,12 @@ class _MatcherSoon:
 
 @dataclass
 class _Outcome:
-    """What became of one fetched feed: its parse outcome (None: nothing parsed), new items,
-    kept items per topic, items that failed (with their reason) and items over the cap."""
+    """What became of one fetched feed: whether a body was parsed and why it was not a feed,
+    new items, kept items per topic, items that failed (with their reason) and items over the
+    cap. The parsed feed itself is not kept: a run holds counts, not every feed's items."""
 
-    got: ParsedFeed | ParseError | None = None
+    parsed: bool = False
+    parse_error: str | None = None
     new: int = 0
     kept: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -359,7 +361,7 @@ def _store_feed(
     """
     parse_error = str(got.reason) if isinstance(got, ParseError) else None
     _record(conn, state, result, now, parse_error=parse_error)
-    outcome = _Outcome(got=got)
+    outcome = _Outcome(parsed=True, parse_error=parse_error)
     if isinstance(got, ParseError):
         return outcome
     set_content_hash(conn, state.id, digest, title=got.title, ttl=got.ttl, now=now)
@@ -435,12 +437,11 @@ def _counts(feeds: Sequence[_Feed]) -> RunCounts:
         outcome, result = feed.outcome, feed.result
         if outcome is None or result is None:
             continue
-        got = outcome.got
         new_items += outcome.new
         over_cap += outcome.over_cap
         kept.update(outcome.kept)
         item_failures.extend(outcome.failed)
-        parse_error = str(got.reason) if isinstance(got, ParseError) else None
+        parse_error = outcome.parse_error
         if result.status is FetchStatus.FAILED or parse_error:
             failed += 1
             reason = parse_error or result.error or "failed"
@@ -448,7 +449,7 @@ def _counts(feeds: Sequence[_Feed]) -> RunCounts:
             log.warning("feed failed: %s", reason, extra={"feed": feed.state.url})
         elif result.status is FetchStatus.NOT_MODIFIED:
             not_modified += 1
-        elif got is None:
+        elif not outcome.parsed:
             unchanged += 1
         else:
             ok += 1
