@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -106,6 +106,7 @@ def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], *, now: datetime) ->
     """Insert configured feeds not yet stored, refresh names; returns them in config order."""
     urls = [s.url for s in specs]
     existing = {f.url: f for f in list_feeds(conn, urls)}
+    inserted = False
     for spec in specs:
         state = existing.get(spec.url)
         if state is None:
@@ -114,11 +115,14 @@ def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], *, now: datetime) ->
                     url=spec.url, name=spec.name, failures=0, disabled=False, created=to_db(now)
                 )
             )
+            inserted = True
         elif state.name != spec.name:
             conn.execute(
                 update(schema.feeds).where(schema.feeds.c.id == state.id).values(name=spec.name)
             )
-    by_url = {s.url: s for s in list_feeds(conn, urls)}
+            existing[spec.url] = replace(state, name=spec.name)
+    # Read again only when rows were added (their ids): thousands of feeds are read once.
+    by_url = {s.url: s for s in list_feeds(conn, urls)} if inserted else existing
     return [by_url[u] for u in urls if u in by_url]
 
 
