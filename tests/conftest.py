@@ -64,7 +64,6 @@ _CONFIGURED_LOGGERS = (
     "apscheduler",
     "trafilatura",
     "mail.log",
-    "aiosmtplib",
 )
 
 
