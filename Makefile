@@ -57,8 +57,8 @@ browser: ## install Debian's chromium for the browser tests when missing (apt-ge
 
 # Tests that read the shared test data (feed corpus, seed article: ../shared beside the checkout,
 # or $DIGEST_SHARED) are skipped without it; under CI=true they fail instead. Optional otherwise.
-test: lint typecheck browser ## lint, type-check and run the test suite
-	$(BIN)/pytest
+test: lint typecheck browser ## lint, type-check and run the test suite (slowest ten listed)
+	$(BIN)/pytest --durations=10
 
 format: install ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
