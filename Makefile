@@ -64,5 +64,16 @@ format: install ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# Quick mode: small sizes, so the figures say "it runs and roughly how fast", in a few minutes on
+# 2 cores. The recorded figures (docs/benchmarks.md) come from each script's default sizes.
+BENCHMARKS := topics summarize render fetch send memory_cycles kill_send soak
+
+bench: install ## run every benchmark in quick mode and print its figures
+	@for b in $(BENCHMARKS); do \
+	  echo "== benchmarks/$$b.py --quick"; \
+	  $(BIN)/python benchmarks/$$b.py --quick || exit 1; \
+	  echo; \
+	done
+
 clean: ## remove generated state (keeps .venv)
 	rm -rf outbox var .pytest_cache .mypy_cache .ruff_cache
