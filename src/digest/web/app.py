@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import config
 from digest.errors import DigestError, ExpiredToken, InvalidToken
@@ -113,7 +114,7 @@ class Web:
             other_lang=other,
             t=Translator(lang),
             url=url,
-            switch_url=f"{request.url.path}?{urlencode({'lang': other})}",
+            switch_url=f"{local_path(request.url.path)}?{urlencode({'lang': other})}",
             site_title=self.settings.digest.title,
             csrf=csrf_token(self.secret, cookie),
             **context,
@@ -183,6 +184,12 @@ class Web:
         return record, key
 
 
+def local_path(path: str) -> str:
+    """``path`` as a link that stays on this site: ``//evil.example/x`` (or ``/\\evil``) would
+    be read by a browser as another host, so leading slashes and backslashes collapse to one."""
+    return "/" + path.lstrip("/\\")
+
+
 def _refusal_page(request: Request, exc: Exception) -> Response:
     web: Web = request.app.state.web
     if isinstance(exc, Refusal):
@@ -212,6 +219,41 @@ def _refusal_page(request: Request, exc: Exception) -> Response:
     )
 
 
+class ErrorPage:
+    """ASGI middleware inside the security headers: an unexpected exception (a bug) becomes a
+    500 page with every security header, logged once with its traceback, never a bare 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            log.exception("request failed", extra={"path": scope.get("path", "")})
+            if started:  # too late for a page: the server closes the connection
+                raise
+            request = Request(scope)
+            web: Web = request.app.state.web
+            lang = web.language(request)[0]
+            t = Translator(lang)
+            page = web.message(
+                request, t("error_title"), t("unavailable"), status=500, kind="error", language=lang
+            )
+            await page(scope, receive, send)
+
+
 async def _favicon(_request: Request) -> Response:
     return FileResponse(
         HERE / "static" / "favicon.svg",
@@ -225,7 +267,9 @@ def _routes() -> list[BaseRoute]:
 
     return [
         Route("/", archive.index, methods=["GET"]),
-        Route("/issues/{number:int}", archive.issue, methods=["GET"]),
+        # A plain segment, checked by the route: ``{number:int}`` turns 5,000 digits or a number
+        # beyond the column into an exception instead of a 404.
+        Route("/issues/{number}", archive.issue, methods=["GET"]),
         Route("/feed.xml", archive.feed, methods=["GET"]),
         Route("/subscribe", signup.form, methods=["GET"]),
         Route("/subscribe", signup.submit, methods=["POST"]),
@@ -280,6 +324,7 @@ def create_app(
         middleware=[
             Middleware(SecurityHeaders, https=https),
             Middleware(CSRFCookie, secure=https),
+            Middleware(ErrorPage),
         ],
         exception_handlers={
             Refusal: _refusal_page,
