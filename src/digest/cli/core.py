@@ -197,7 +197,8 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
         where = f": {_issue_path(settings, counts.issue_number)}"
     out.print(
         f"issue #{counts.issue_number}{where} — messages {counts.sent} sent, "
-        f"{counts.retry} to retry, {counts.failed} failed",
+        f"{counts.retry} to retry, {counts.failed} failed"
+        + (f", {counts.bounced} subscriber(s) marked bounced" if counts.bounced else ""),
         markup=False,
     )
 

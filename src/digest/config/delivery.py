@@ -18,6 +18,8 @@ class DeliverySection(_Section):
     subject: str = "{title} #{number} — {date}"
     #: List-Id domain part; defaults to the From domain.
     list_id: str | None = None
+    #: A subscriber whose last N deliveries all failed for good is marked ``bounced``.
+    bounce_after: int = Field(default=3, ge=1, le=100)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

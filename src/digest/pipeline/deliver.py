@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from digest.config import Settings
+from digest.errors import ConfigError, DeliveryError
 from digest.models import DeliveryState, IssueContent, RenderedIssue, SubscriberStatus
 from digest.pipeline.wiring import RETRY_BASE, make_sender, make_signer
 from digest.render import (
@@ -32,6 +33,7 @@ from digest.send import (
     OutboxSender,
     Result,
     backoff_delay,
+    header_value,
     list_id_for,
     message_id_for,
     split_from,
@@ -70,6 +72,8 @@ class DeliveryReport:
     #: Rows found ``unknown`` at the start (killed in the ambiguous window) and resent.
     resent_unknown: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Subscribers this run marked ``bounced`` (their last deliveries all failed for good).
+    bounced: list[str] = field(default_factory=list)
     stopped: bool = False
     dry_run: bool = False
     #: Dry run: how many messages a real run would hand over now.
@@ -88,6 +92,7 @@ class MessageFactory:
         self.content = content
         self.secret = secret
         d = settings.delivery
+        _check_shared_headers(settings)
         self.from_addr = d.from_
         self.envelope_from = split_from(d.from_)[1]
         self.domain = address_domain(self.envelope_from)
@@ -161,6 +166,25 @@ class MessageFactory:
         return self.signer.sign(data) if self.signer else data
 
 
+def _check_shared_headers(settings: Settings) -> None:
+    """Values every message carries are checked once, before anyone's row is touched: a line
+    break there is the configuration's fault (ConfigError naming the key), not a reader's."""
+    d = settings.delivery
+    for key, value in (
+        ("delivery.from", d.from_),
+        ("delivery.reply_to", d.reply_to),
+        ("delivery.list_id", d.list_id),
+        ("digest.title", settings.digest.title),
+        ("digest.base_url", settings.digest.base_url),
+    ):
+        if value is None:
+            continue
+        try:
+            header_value(key, value)
+        except DeliveryError as exc:
+            raise ConfigError(f"{settings.source}: {exc}") from None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -198,9 +222,24 @@ class _Run:
         # right in the window between a 250 and its record.
         self._write_lock = threading.Lock()
 
-    def _write(self, changes: list[dict[str, Any]], now: datetime) -> None:
+    def _write(
+        self, changes: list[dict[str, Any]], now: datetime, failed: list[int] | None = None
+    ) -> None:
+        """Apply row changes; ``failed`` rows' subscribers are marked bounced when their last
+        ``[delivery] bounce_after`` deliveries all failed (not retried issue after issue)."""
         with self._write_lock, self.store.begin() as conn:
             dstore.apply(conn, changes, now)
+            if failed:
+                bounced = dstore.bounce_failing(
+                    conn, failed, after=self.settings.delivery.bounce_after
+                )
+                for address in bounced:
+                    log.warning(
+                        "%s marked bounced: the last %d deliveries failed",
+                        address,
+                        self.settings.delivery.bounce_after,
+                    )
+                self.report.bounced.extend(bounced)
 
     def jobs(self) -> Iterator[Job]:
         """Due rows, in-flight ones from a crash first; each small chunk is committed as
@@ -226,6 +265,7 @@ class _Run:
         now = _now()
         changes: list[dict[str, Any]] = []
         jobs: list[Job] = []
+        failed: list[int] = []
         for r in rows:
             # Checked now, at send time: an unsubscribed person never gets another message.
             if r.status is not SubscriberStatus.ACTIVE:
@@ -233,15 +273,34 @@ class _Run:
             elif f.wants_nothing(r.topics):
                 reason = f"no section for topics {';'.join(r.topics)}"
             else:
-                data = f.build(
-                    email=r.email,
-                    name=r.name,
-                    topics=r.topics,
-                    language=r.language,
-                    token_key=r.token_key,
-                    message_id=r.message_id,
-                    now=now,
-                )
+                try:
+                    data = f.build(
+                        email=r.email,
+                        name=r.name,
+                        topics=r.topics,
+                        language=r.language,
+                        token_key=r.token_key,
+                        message_id=r.message_id,
+                        now=now,
+                    )
+                except DeliveryError as exc:
+                    # This reader's message cannot be built (their address or name): their
+                    # row fails with the reason; everyone else's goes on.
+                    reason = f"message not built: {exc}"
+                    log.warning("%s", reason, extra={"subscriber": r.subscriber_id})
+                    changes.append(
+                        {
+                            "id": r.id,
+                            "state": DeliveryState.FAILED,
+                            "attempts": r.attempts + 1,
+                            "last_error": reason,
+                        }
+                    )
+                    failed.append(r.id)
+                    self.report.failed += 1
+                    self.report.failures.append((r.email, reason))
+                    self.done += 1
+                    continue
                 jobs.append(
                     Job(
                         delivery_id=r.id,
@@ -259,7 +318,7 @@ class _Run:
             changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
             self.report.skipped += 1
             self.done += 1
-        self._write(changes, now)
+        self._write(changes, now, failed)
         taken = 0
         try:
             for job in jobs:
@@ -275,6 +334,7 @@ class _Run:
         now = _now()
         max_attempts = self.settings.smtp.max_attempts
         changes: list[dict[str, Any]] = []
+        failed: list[int] = []
         for r in results:
             j = r.job
             attempts = j.attempts + 1
@@ -308,6 +368,7 @@ class _Run:
                 )
                 self.report.failed += 1
                 self.report.failures.append((j.recipient, reason))
+                failed.append(j.delivery_id)
                 self.done += 1
             elif r.outcome is Outcome.TRANSIENT:
                 delay = backoff_delay(attempts, self.retry_base)
@@ -324,7 +385,7 @@ class _Run:
             else:  # NOT_SENT: never handed over, keeps its previous state
                 changes.append({"id": j.delivery_id, "state": j.prior_state})
         self.results_seen += len(results)
-        self._write(changes, now)
+        self._write(changes, now, failed)
         if self.progress is not None:
             self.progress(self.done, self.total)
 

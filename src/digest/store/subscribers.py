@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 T = schema.subscribers
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+# Control characters (C0, DEL, C1) and line/paragraph separators: never part of a name.
+_NAME_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Longer names are cut: a name is a greeting and a display name, not a document.
+MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,17 @@ def email_key(address: str) -> str:
 def erased_hash(secret: bytes, address: str) -> str:
     """Keyed hash kept for an erased address: recognizable again, not readable."""
     return keyed_hash(secret, email_key(address), purpose="erased")
+
+
+def clean_name(name: str | None) -> str | None:
+    """A person's name as stored: control characters and line breaks become spaces, runs of
+    spaces one, at most ``MAX_NAME`` characters; None when nothing is left.
+
+    ``"Evil\\r\\nX: 1"`` -> ``"Evil X: 1"``: a name ends up in a mail header and in the
+    tab-separated ``subscribers list``, where a line break would forge a header or a row.
+    """
+    cleaned = " ".join(_NAME_CONTROLS.sub(" ", name or "").split())[:MAX_NAME].strip()
+    return cleaned or None
 
 
 def parse_topics(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -159,7 +174,7 @@ def new_row(
     return {
         "email": address,
         "email_key": address.casefold(),
-        "name": (name or "").strip() or None,
+        "name": clean_name(name),
         "status": status.value,
         "topics": ";".join(topics),
         "language": language,
@@ -291,7 +306,7 @@ def update_preferences(
     if language is not None:
         values["language"] = check_language(language, languages)
     if name is not None:
-        values["name"] = name.strip() or None
+        values["name"] = clean_name(name)
     if not values:
         return get_by_id(conn, subscriber_id) is not None
     return conn.execute(update(T).where(T.c.id == subscriber_id).values(**values)).rowcount > 0

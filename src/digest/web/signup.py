@@ -171,13 +171,18 @@ def _register(
                 source="signup",
                 now=now,
             )
-        elif record.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
-            # Not receiving anything yet: the latest form wins (applied only once confirmed).
+        elif record.status in (
+            SubscriberStatus.PENDING,
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+        ):
+            # Not receiving anything: the latest form wins (applied only once confirmed). A
+            # bounced reader who confirms has shown their address works again.
             subs.update_preferences(
                 conn, record.id, topics=list(choices.topics), language=choices.language
             )
         else:
-            # Active (or bounced): nothing to confirm, and the page must not say so.
+            # Active: nothing to confirm, and the page must not say so.
             return True, None
         stamp = signups.claim_confirmation(conn, record.id, now, interval=CONFIRM_INTERVAL)
     return True, (record, stamp) if stamp is not None else None
