@@ -64,6 +64,12 @@ class SubscriberRecord:
 
 def normalize_email(address: str) -> str:
     """The address as email-validator normalizes it; UsageError naming it when invalid."""
+    if "\ufffd" in address:
+        # U+FFFD is what a decoder leaves for bytes that were not UTF-8: not the address sent.
+        raise UsageError(
+            f"{address.strip()!r} is not a valid email address: "
+            "it holds bytes that are not UTF-8 text"
+        )
     try:
         return validate_email(address.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:

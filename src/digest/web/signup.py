@@ -6,6 +6,7 @@ email goes out in a background task after the response, at most once per address
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,6 +99,21 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def rate_key(host: str) -> str:
+    """What the per-network sign-up limit counts: an IPv4 address, or the /64 an IPv6 address
+    lies in (one subscriber line gets a whole /64: per address, each would have its own quota).
+    """
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 async def submit(request: Request) -> Response:
     web: Web = request.app.state.web
     lang, _ = web.language(request)
@@ -125,7 +141,7 @@ async def submit(request: Request) -> Response:
         )
 
     now = web.clock()
-    ip_hash = keyed_hash(web.secret, _client_ip(request), purpose="signup-ip")
+    ip_hash = keyed_hash(web.secret, rate_key(_client_ip(request)), purpose="signup-ip")
     allowed, claim = await run_in_threadpool(_register, web, ip_hash, address, choices, now)
     if not allowed:
         log.info("sign-up refused: per-IP limit reached")
@@ -157,6 +173,7 @@ def _register(
     limit = web.settings.web.signups_per_ip_per_hour
     with web.store.begin() as conn:
         signups.prune_attempts(conn, now - IP_WINDOW)
+        signups.prune_pending(conn, now - web.confirm_ttl)
         if not signups.attempt_allowed(conn, ip_hash, now, limit=limit, window=IP_WINDOW):
             return False, None
     with web.store.begin() as conn:
