@@ -43,7 +43,7 @@ def import_(csv_file: Path) -> None:
     """Add the people of a CSV file; present and erased addresses are left alone."""
     from digest.render import LANGUAGES
     from digest.store.subscribers_csv import import_csv
-    from digest.tokens import secret_from_env
+    from digest.tokens import previous_secret_from_env, secret_from_env
 
     settings = STATE.settings()
     secret = secret_from_env()
@@ -54,6 +54,7 @@ def import_(csv_file: Path) -> None:
                 conn,
                 csv_file,
                 secret=secret,
+                previous=previous_secret_from_env(),
                 known_topics=set(settings.topics) or None,
                 languages=LANGUAGES,
             )
@@ -205,7 +206,7 @@ def export(email: str) -> None:
 def unsubscribe(who: str) -> None:
     """Unsubscribe someone by address or by the token of their unsubscribe link."""
     from digest.store import subscribers as subs
-    from digest.tokens import read_token, secret_from_env
+    from digest.tokens import previous_secret_from_env, read_token, secret_from_env
 
     store = _store()
     try:
@@ -216,7 +217,13 @@ def unsubscribe(who: str) -> None:
                     raise UsageError(f"{who}: no such subscriber")
             else:
                 token = who.removeprefix("unsubscribe").strip()
-                key = read_token(secret_from_env(), token, "unsubscribe", datetime.now(UTC))
+                key = read_token(
+                    secret_from_env(),
+                    token,
+                    "unsubscribe",
+                    datetime.now(UTC),
+                    previous=previous_secret_from_env(),
+                )
                 rec = subs.get_by_token_key(conn, key)
                 if rec is None:
                     raise UsageError("unsubscribe token: this subscriber no longer exists")

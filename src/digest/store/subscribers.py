@@ -1,7 +1,8 @@
 """Subscribers and consent: add/import, look up, stream, status, preferences, export, erase.
 
-Addresses are validated with email-validator (no DNS) and unique case-insensitively through
-``email_key``; erased people leave only a keyed hash in ``erased`` so a re-import skips them.
+Addresses are validated with email-validator (no DNS) and unique through ``email_key`` (domain
+and local part lower-cased, never case-folded); erased people leave only a keyed hash in
+``erased`` so a re-import skips them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
 
 from digest.errors import UsageError
 from digest.models import Subscriber, SubscriberStatus
@@ -77,7 +78,27 @@ def normalize_email(address: str) -> str:
 
 
 def email_key(address: str) -> str:
-    """The case-insensitive identity of an address (``Ann@X.org`` == ``ann@x.org``)."""
+    """The identity of an address: two addresses are one person when their keys are equal.
+
+    The rule (docs/subscribers.md): the address as email-validator normalizes it (Unicode NFC,
+    the domain in its normalized lower-case form), then the domain *and* the local part
+    lower-cased with ``str.lower``. So ``Ann@X.org`` == ``ann@x.org``, but never with case
+    folding: ``STRASSE@`` and ``straße@`` are two people (``casefold`` maps ß to ss), as are
+    ``ǅ``/``ǆ``-style pairs that only folding would merge. Dots and ``+tags`` are kept: what a
+    provider ignores is the provider's rule, not the address's.
+    """
+    try:
+        normalized = validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        normalized = address.strip()
+    local, at, domain = normalized.rpartition("@")
+    if not at:
+        return normalized.lower()
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def legacy_email_key(address: str) -> str:
+    """The key before issue 10 (``casefold``): only to recognise erased-address hashes made then."""
     try:
         normalized = validate_email(address.strip(), check_deliverability=False).normalized
     except EmailNotValidError:
@@ -85,9 +106,28 @@ def email_key(address: str) -> str:
     return normalized.casefold()
 
 
+#: ``erased.key_rule`` of hashes made from ``email_key``; "casefold" marks the older ones.
+KEY_RULE = "lower"
+LEGACY_KEY_RULE = "casefold"
+
+
 def erased_hash(secret: bytes, address: str) -> str:
     """Keyed hash kept for an erased address: recognizable again, not readable."""
     return keyed_hash(secret, email_key(address), purpose="erased")
+
+
+def erased_condition(secret: bytes, address: str, previous: bytes | None = None) -> Any:
+    """SQL matching the ``erased`` rows of ``address``: its hash under the current rule, or for
+    markers made before it, under the casefold rule; with the current secret or ``previous``
+    (the secret before a rotation), so an erased address stays erased across both changes."""
+    e = schema.erased.c
+    keys = [secret] if previous is None or previous == secret else [secret, previous]
+    current = [keyed_hash(k, email_key(address), purpose="erased") for k in keys]
+    legacy = [keyed_hash(k, legacy_email_key(address), purpose="erased") for k in keys]
+    return or_(
+        and_(e.key_rule == KEY_RULE, e.email_hash.in_(current)),
+        and_(e.key_rule == LEGACY_KEY_RULE, e.email_hash.in_(legacy)),
+    )
 
 
 def clean_name(name: str | None) -> str | None:
@@ -179,7 +219,7 @@ def new_row(
 ) -> dict[str, Any]:
     return {
         "email": address,
-        "email_key": address.casefold(),
+        "email_key": email_key(address),
         "name": clean_name(name),
         "status": status.value,
         "topics": ";".join(topics),
@@ -374,20 +414,22 @@ def erase_subscriber(
     conn.execute(delete(T).where(T.c.id == rec.id))
     h = erased_hash(secret, rec.email)
     if not conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first():
-        conn.execute(insert(schema.erased).values(email_hash=h, erased_at=aware_now(now)))
+        conn.execute(
+            insert(schema.erased).values(email_hash=h, key_rule=KEY_RULE, erased_at=aware_now(now))
+        )
     return True
 
 
-def is_erased(conn: Connection, secret: bytes, address: str) -> bool:
-    h = erased_hash(secret, address)
-    return (
-        conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first()
-        is not None
-    )
+def is_erased(
+    conn: Connection, secret: bytes, address: str, *, previous: bytes | None = None
+) -> bool:
+    """Whether ``address`` was erased (under either key rule, with either secret)."""
+    cond = erased_condition(secret, address, previous)
+    return conn.execute(select(schema.erased.c.email_hash).where(cond)).first() is not None
 
 
-def forget_erasure(conn: Connection, secret: bytes, address: str) -> None:
+def forget_erasure(
+    conn: Connection, secret: bytes, address: str, *, previous: bytes | None = None
+) -> None:
     """Drop the erased marker: the person signed up again of their own accord."""
-    conn.execute(
-        delete(schema.erased).where(schema.erased.c.email_hash == erased_hash(secret, address))
-    )
+    conn.execute(delete(schema.erased).where(erased_condition(secret, address, previous)))

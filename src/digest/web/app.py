@@ -28,7 +28,7 @@ from digest import config
 from digest.errors import DigestError, ExpiredToken, InvalidToken
 from digest.store import Store
 from digest.store import subscribers as subs
-from digest.tokens import make_token, read_token, secret_from_env
+from digest.tokens import make_token, previous_secret_from_env, read_token, secret_from_env
 from digest.web.i18n import LANGUAGES, Translator, choose_language
 from digest.web.security import (
     CSRF_FIELD,
@@ -64,6 +64,8 @@ class Web:
     clock: Callable[[], datetime]
     confirm_ttl: timedelta
     env: jinja2.Environment = field(repr=False)
+    #: ``$DIGEST_SECRET_PREVIOUS``: verifies links and finds erased addresses, signs nothing.
+    previous_secret: bytes | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ language and URLs
 
@@ -160,7 +162,11 @@ class Web:
         if (
             not sent
             or not isinstance(submitted, str)
-            or not csrf_valid(self.secret, cookie, submitted)
+            or not any(
+                csrf_valid(key, cookie, submitted)
+                for key in (self.secret, self.previous_secret)
+                if key is not None
+            )
         ):
             log.info("form refused: CSRF token missing or wrong", extra={"path": request.url.path})
             raise Refusal(403, "csrf_failed")
@@ -171,7 +177,9 @@ class Web:
         Tampered or foreign tokens -> 400; expired -> 410; a key nobody holds any more -> 410.
         """
         try:
-            key = read_token(self.secret, token, purpose, self.clock())
+            key = read_token(
+                self.secret, token, purpose, self.clock(), previous=self.previous_secret
+            )
         except ExpiredToken:
             raise Refusal(410, "expired_link") from None
         except InvalidToken:
@@ -290,12 +298,14 @@ def create_app(
     store: Store,
     *,
     secret: bytes | None = None,
+    previous_secret: bytes | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The subscribers' web front for ``settings`` and ``store``.
 
-    ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset); ``clock`` lets tests
-    move time forward to expire links.
+    ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset), ``previous_secret`` to
+    ``$DIGEST_SECRET_PREVIOUS`` when ``secret`` is not given; ``clock`` lets tests move time
+    forward to expire links.
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -311,6 +321,11 @@ def create_app(
         clock=clock or (lambda: datetime.now(UTC)),
         confirm_ttl=settings.web.confirm_ttl.delta,
         env=env,
+        previous_secret=(
+            previous_secret
+            if previous_secret is not None or secret is not None
+            else previous_secret_from_env()
+        ),
     )
     base = settings.digest.base_url
     https = bool(base and base.startswith("https://"))

@@ -277,7 +277,7 @@ async def confirm(request: Request) -> Response:
         with web.store.begin() as conn:
             subs.set_status(conn, record.id, SubscriberStatus.ACTIVE, web.clock())
             # Signing up again is new consent: drop any erasure marker left by a past removal.
-            subs.forget_erasure(conn, web.secret, record.email)
+            subs.forget_erasure(conn, web.secret, record.email, previous=web.previous_secret)
         log.info("subscription confirmed", extra={"subscriber": record.id})
         return record
 
