@@ -168,7 +168,10 @@ def test_a_line_break_in_a_shared_header_is_a_config_error_before_anyone_is_touc
 ) -> None:
     add_people(store, OTHERS)
     store_issue(store)
-    cfg = smtp_settings(ascii_relay.port, reply_to="a@example.org\r\nBcc: x@evil.example")
+    # Loading refuses this (test_config); a value that got past it is still stopped here.
+    base = smtp_settings(ascii_relay.port)
+    bad = base.delivery.model_copy(update={"reply_to": "a@example.org\r\nBcc: x@evil.example"})
+    cfg = base.model_copy(update={"delivery": bad})
     with pytest.raises(ConfigError, match=r"delivery\.reply_to"):
         deliver_issue(cfg, store, 1, retry_base=0.01)
     assert ascii_relay.received == []

@@ -252,15 +252,22 @@ def run(once: bool, dry_run: bool) -> None:
 
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
-    """Validate the configuration and the topics' regression examples; list feeds, topics and
-    subscribers. Exits 2 listing every example that no longer holds."""
+    """Validate the configuration, the secrets and credentials in the environment, and the
+    topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
+    error (an example that no longer holds, a secret too short); warnings do not fail it."""
+    from digest.config.checks import environment_findings
     from digest.pipeline.wiring import make_matcher
     from digest.topics import check_examples
 
     settings = STATE.settings()
     topics = settings.topic_defs()
+    found = environment_findings(settings)
+    for line in found.warnings:
+        err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
-    if failures:
+    if failures or found.errors:
+        for line in found.errors:
+            err.print(f"error: {line}", markup=False)
         for line in failures:
             err.print(f"error: {settings.source}: {line}", markup=False)
         sys.exit(2)
