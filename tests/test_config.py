@@ -174,6 +174,7 @@ def test_a_duration_keeps_its_text_and_its_length(n: int, unit: str) -> None:
             "digest.base_url: expected an http(s) URL",
         ),
         ('[digest]\nbase_url = "https://x.example/a b"', "digest.base_url: expected an http(s)"),
+        ('[digest]\nbase_url = "https://bücher.example"', "digest.base_url: 'https://bücher.exa"),
         ('[web]\nconfirm_ttl = "forever"', "web.confirm_ttl: expected a duration like"),
         ('[web]\nconfirm_ttl = "0s"', "web.confirm_ttl: expected a positive duration"),
         ("[web]\nconfirm_ttl = true", "web.confirm_ttl: expected a string"),

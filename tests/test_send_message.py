@@ -213,6 +213,11 @@ def test_outbox_file_names_differ_for_different_addresses() -> None:
     assert len(names) == 4
 
 
+def test_outbox_file_names_follow_the_address_identity_not_case_folding() -> None:
+    assert safe_filename("STRASSE@example.org") == safe_filename("strasse@example.org")
+    assert safe_filename("straße@example.org") != safe_filename("STRASSE@example.org")
+
+
 # --------------------------------------------------------------------------- header injection
 
 HEADER_ARGS = {

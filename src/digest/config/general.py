@@ -44,6 +44,11 @@ class DigestSection(_Section):
         # Whole value: it goes into List-Unsubscribe headers and links (no spaces, no CR/LF).
         if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", v):
             raise ValueError(f"expected an http(s) URL, got {v!r}")
+        if not v.isascii():
+            # It is written into List-Unsubscribe headers, which are ASCII.
+            raise ValueError(
+                f"{v!r}: write the host in its ASCII (xn--) form and %-encode the path"
+            )
         return v.rstrip("/")
 
 

@@ -90,8 +90,12 @@ def unsubscribe_mailto(from_addr: str, token: str) -> str:
 
 
 def safe_filename(address: str) -> str:
-    """A file name for an address: readable when possible, never colliding, never a path."""
-    lowered = address.strip().casefold()
+    """A file name for an address: readable when possible, never colliding, never a path.
+
+    Lower-cased like the address identity (``store.subscribers.email_key``), never case-folded:
+    ``straße@`` and ``STRASSE@`` are two readers and must not share (overwrite) one file.
+    """
+    lowered = address.strip().lower()
     safe = _UNSAFE_FILE_CHARS.sub("_", lowered)[:150]
     if not safe or safe != lowered or safe.startswith("."):
         digest = hashlib.sha256(lowered.encode()).hexdigest()[:10]
