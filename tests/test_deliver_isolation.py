@@ -219,6 +219,8 @@ def test_send_and_status_count_the_failed_and_bounced_readers(
         store_issue(store)
         store.close()
         result = run_cli(capsys, "--config", "digest.toml", "send")
+    assert result.code == 1  # something failed: said, not raised
+    assert "1 message(s) failed: digest deliveries lists each" in result.err
     assert "Traceback" not in result.err
     assert "1 sent" in result.out
     assert "1 failed, 1 subscriber(s) marked bounced" in result.out
@@ -228,3 +230,35 @@ def test_send_and_status_count_the_failed_and_bounced_readers(
     assert doc["subscribers"]["active"] == 1
     text = run_cli(capsys, "--config", "digest.toml", "status")
     assert "Subscribers: 1 active, 1 bounced" in text.out
+
+
+def test_the_reported_case_josé_with_a_crlf_name_imported_then_digest_send(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ascii_relay: SMTPSink,
+) -> None:
+    """Issue 10, item 2, as reported: every `digest send` stopped with "'josé@example.org':
+    cannot be used as a mail address" and everyone stayed pending."""
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    (workdir / "digest.toml").write_text(
+        '[storage]\nurl = "sqlite:///d.db"\n'
+        '[delivery]\nmode = "smtp"\nfrom = "Veille <veille@news.example.org>"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {ascii_relay.port}\nsecurity = "none"\n',
+        encoding="utf-8",
+    )
+    rows = ["email,name", '"josé@example.org","Evil\r\nX: 1"'] + [f"{a},R" for a in OTHERS]
+    (workdir / "people.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert run_cli(capsys, "--config", "digest.toml", "subscribers", "import", "people.csv")[0] == 0
+    store = open_store("sqlite:///d.db")
+    store_issue(store)
+    store.close()
+    result = run_cli(capsys, "--config", "digest.toml", "send")
+    assert "Traceback" not in result.err
+    assert "5 sent, 0 to retry, 1 failed" in result.out
+    assert result.code == 1
+    report = run_cli(capsys, "--config", "digest.toml", "deliveries")
+    assert "failed josé@example.org: RCPT josé@example.org: the relay does not offer SMTPUTF8" in (
+        report.out
+    )
+    assert len(ascii_relay.received) == len(OTHERS)

@@ -91,6 +91,17 @@ def _stopped_exit(stop: threading.Event) -> None:
         sys.exit(1)
 
 
+def _failed_messages_exit(counts: RunCounts) -> None:
+    """Exit 1 when a reader's message failed in this run (the others were sent): a script or a
+    timer unit then sees that something needs a look, without a traceback."""
+    if counts.failed:
+        err.print(
+            f"{counts.failed} message(s) failed: digest deliveries lists each with its reason",
+            markup=False,
+        )
+        sys.exit(1)
+
+
 def _failed_feeds(counts: RunCounts) -> None:
     for url, reason in counts.failures:
         out.print(f"  failed: {url}: {reason}", markup=False)
@@ -217,6 +228,7 @@ def send(dry_run: bool) -> None:
         counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 @app.command(epilog="Example: digest --config config/demo.toml run --once")
@@ -245,6 +257,7 @@ def run(once: bool, dry_run: bool) -> None:
     _failed_feeds(counts)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 # --------------------------------------------------------------------------- check
