@@ -371,6 +371,11 @@ def test_pending_sign_ups_are_forgotten_once_their_link_has_expired(
     with web.store.connect() as conn:
         assert subs.get_by_email(conn, "never@example.org") is None
         assert subs.get_by_email(conn, "other@example.org") is not None  # its link holds
+    web.clock.now += timedelta(hours=48)
+    with TestClient(create_app(web.settings, web.store, secret=SECRET, clock=web.clock)):
+        pass  # a server start prunes too, with no sign-up coming in
+    with web.store.connect() as conn:
+        assert subs.get_by_email(conn, "other@example.org") is None
 
 
 def test_an_address_with_undecodable_bytes_is_refused_and_nothing_is_stored(

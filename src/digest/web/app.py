@@ -7,7 +7,8 @@ request, refusal pages); the routes are in ``archive``, ``signup`` and ``account
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -192,6 +194,17 @@ class Web:
         return record, key
 
 
+def prune_expired_signups(web: Web) -> int:
+    """Delete sign-ups never confirmed whose confirmation link has expired; returns how many."""
+    from digest.store import signups
+
+    with web.store.begin() as conn:
+        pruned = signups.prune_pending(conn, web.clock() - web.confirm_ttl)
+    if pruned:
+        log.info("forgot %d sign-up(s) never confirmed", pruned)
+    return pruned
+
+
 def local_path(path: str) -> str:
     """``path`` as a link that stays on this site: ``//evil.example/x`` (or ``/\\evil``) would
     be read by a browser as another host, so leading slashes and backslashes collapse to one."""
@@ -334,7 +347,15 @@ def create_app(
             "[digest] base_url is not set: links in confirmation emails use the request's "
             "Host header; set it to the public https address (see docs/web.md)"
         )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Sign-ups pruned at start too, not only when the next one comes in (see signup.py).
+        await run_in_threadpool(prune_expired_signups, web)
+        yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=_routes(),
         middleware=[
             Middleware(SecurityHeaders, https=https),

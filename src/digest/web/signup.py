@@ -173,6 +173,7 @@ def _register(
     limit = web.settings.web.signups_per_ip_per_hour
     with web.store.begin() as conn:
         signups.prune_attempts(conn, now - IP_WINDOW)
+        # Every sign-up (and the server's start) forgets the ones whose link has expired.
         signups.prune_pending(conn, now - web.confirm_ttl)
         if not signups.attempt_allowed(conn, ip_hash, now, limit=limit, window=IP_WINDOW):
             return False, None
