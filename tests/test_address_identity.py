@@ -213,3 +213,23 @@ def test_the_cli_unsubscribes_with_a_token_of_the_previous_secret(
     result = run_cli(capsys, "--config", "digest.toml", "unsubscribe", token)
     assert result.code == 0
     assert "unsubscribed reader@example.org" in result.out
+
+
+def test_an_erasure_found_with_the_previous_secret_is_kept_under_the_new_one(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/d.db")
+    with store.begin() as conn:
+        subs.add_subscriber(conn, "ann@example.org", now=NOW)
+        subs.erase_subscriber(conn, OLD, "ann@example.org", NOW)  # before the rotation
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("email\nAnn@example.org\nann@example.org\n", encoding="utf-8")
+    with store.begin() as conn:
+        report = import_csv(conn, csv_file, secret=NEW, previous=OLD)
+    assert (report.added, report.erased_skipped) == (0, 2)  # both spellings, one person
+    with store.begin() as conn:
+        # The previous secret retired: the marker was written again under the new one.
+        assert subs.is_erased(conn, NEW, "ann@example.org")
+        report = import_csv(conn, csv_file, secret=NEW)
+    assert report.added == 0
+    store.close()

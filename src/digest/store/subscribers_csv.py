@@ -134,34 +134,60 @@ def _import_rows(
                 raise UsageError(f"{label}:{line}: {exc}") from None
             batch.append((line, values))
             if len(batch) >= IMPORT_BATCH:
-                _flush(conn, batch, label, secrets, report)
+                _flush(conn, batch, label, secrets, now, report)
                 batch = []
     except csv.Error as exc:
         raise UsageError(f"{label}:{reader.line_num}: bad CSV: {exc}") from None
-    _flush(conn, batch, label, secrets, report)
+    _flush(conn, batch, label, secrets, now, report)
 
 
 def _erased_in(
-    conn: Connection, addresses: list[str], secrets: tuple[bytes, bytes | None]
+    conn: Connection,
+    addresses: list[str],
+    secrets: tuple[bytes, bytes | None],
+    now: datetime,
 ) -> set[str]:
-    """Which of ``addresses`` were erased, in one query.
+    """The address keys (``email_key``) of those of ``addresses`` that were erased, in one query.
 
     A marker is the keyed hash of the address key under today's rule or, for markers made
-    before it, under the casefold rule; with the current secret or the previous one.
+    before it, under the casefold rule; with the current secret or the previous one. A marker
+    found under the previous secret (today's rule) is written again under the current one, so
+    the erasure outlives the previous secret's retirement.
     """
     secret, previous = secrets
     usable = [secret] if previous is None or previous == secret else [secret, previous]
-    wanted: dict[tuple[str, str], str] = {}  # (hash, rule) -> address
+    # (hash, rule) -> the keys it stands for (a casefold hash may stand for several).
+    wanted: dict[tuple[str, str], set[str]] = {}
+    rekey: dict[str, str] = {}  # previous-secret hash -> the current-secret hash of its key
     for address in addresses:
+        key = email_key(address)
         for s in usable:
-            wanted[(keyed_hash(s, email_key(address), purpose="erased"), KEY_RULE)] = address
+            h = keyed_hash(s, key, purpose="erased")
+            wanted.setdefault((h, KEY_RULE), set()).add(key)
+            if s is not secret:
+                rekey[h] = keyed_hash(secret, key, purpose="erased")
             legacy = keyed_hash(s, legacy_email_key(address), purpose="erased")
-            wanted[(legacy, LEGACY_KEY_RULE)] = address
+            wanted.setdefault((legacy, LEGACY_KEY_RULE), set()).add(key)
     e = schema.erased.c
     found = conn.execute(
         select(e.email_hash, e.key_rule).where(e.email_hash.in_({h for h, _ in wanted}))
     ).all()
-    return {wanted[(h, rule)] for h, rule in found if (h, rule) in wanted}
+    gone: set[str] = set()
+    renewed: set[str] = set()
+    for h, rule in found:
+        gone |= wanted.get((h, rule), set())
+        if rule == KEY_RULE and h in rekey:
+            renewed.add(rekey[h])
+    if renewed:
+        present = set(
+            conn.execute(select(e.email_hash).where(e.email_hash.in_(renewed))).scalars()
+        )
+        rows = [
+            {"email_hash": h, "key_rule": KEY_RULE, "erased_at": now} for h in renewed - present
+        ]
+        if rows:
+            conn.execute(insert(schema.erased), rows)
+    return gone
 
 
 def _flush(
@@ -169,17 +195,18 @@ def _flush(
     batch: list[tuple[int, dict[str, Any]]],
     label: str,
     secrets: tuple[bytes, bytes | None],
+    now: datetime,
     report: ImportReport,
 ) -> None:
     if not batch:
         return
     keys = {v["email_key"] for _, v in batch}
     present = set(conn.execute(select(T.c.email_key).where(T.c.email_key.in_(keys))).scalars())
-    gone = _erased_in(conn, [v["email"] for _, v in batch], secrets)
+    gone = _erased_in(conn, [v["email"] for _, v in batch], secrets, now)
     rows: dict[str, dict[str, Any]] = {}
     for line, values in batch:
         key = values["email_key"]
-        if values["email"] in gone:
+        if key in gone:
             report.erased_skipped += 1
             report.warnings.append(
                 f"{label}:{line}: {values['email']} asked to be erased earlier; not re-imported"
