@@ -179,9 +179,7 @@ def _erased_in(
         if rule == KEY_RULE and h in rekey:
             renewed.add(rekey[h])
     if renewed:
-        present = set(
-            conn.execute(select(e.email_hash).where(e.email_hash.in_(renewed))).scalars()
-        )
+        present = set(conn.execute(select(e.email_hash).where(e.email_hash.in_(renewed))).scalars())
         rows = [
             {"email_hash": h, "key_rule": KEY_RULE, "erased_at": now} for h in renewed - present
         ]
