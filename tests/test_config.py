@@ -280,3 +280,42 @@ def test_digest_check_names_the_key_of_a_header_injection(
     result = run_cli(capsys, "--config", str(path), "check")
     assert result.code == 2
     assert f"{path}: delivery.reply_to:" in result.err
+
+
+def test_check_refuses_an_unloadable_ca_file_and_an_outbox_it_cannot_write(tmp_path: Path) -> None:
+    env = {"DIGEST_SECRET": "x" * 43}
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate", encoding="utf-8")
+    smtp = config.parse_settings(
+        {"delivery": {"mode": "smtp"}, "smtp": {"ca_file": str(bad_ca)}}, "t.toml"
+    )
+    assert any(
+        e.startswith("smtp.ca_file: cannot load")
+        for e in config_checks.environment_findings(smtp, env).errors
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    outbox = config.parse_settings({"delivery": {"outbox_dir": str(blocker / "out")}}, "t.toml")
+    assert config_checks.environment_findings(outbox, env).errors == [
+        f"delivery.outbox_dir: {blocker} is not a folder"
+    ]
+    fine = config.parse_settings({"delivery": {"outbox_dir": str(tmp_path / "a" / "b")}}, "t.toml")
+    assert config_checks.environment_findings(fine, env).errors == []
+    assert not (tmp_path / "a").exists()  # check creates nothing
+
+
+def test_digest_check_refuses_an_unreadable_dkim_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_SECRET", "x" * 43)
+    path = write(
+        tmp_path,
+        '[storage]\nurl = "sqlite:///d.db"\n'
+        '[dkim]\nselector = "s"\ndomain = "example.org"\nkey_file = "missing.pem"\n',
+    )
+    result = run_cli(capsys, "--config", str(path), "check")
+    assert result.code == 2
+    assert "error: dkim.key_file: cannot read missing.pem" in result.err

@@ -14,7 +14,7 @@ import click
 
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings
-from digest.errors import UsageError
+from digest.errors import DigestError, UsageError
 from digest.models import RunCounts
 from digest.signals import stop_on_signals
 
@@ -269,12 +269,16 @@ def check() -> None:
     topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
     error (an example that no longer holds, a secret too short); warnings do not fail it."""
     from digest.config.checks import environment_findings
-    from digest.pipeline.wiring import make_matcher
+    from digest.pipeline.wiring import make_matcher, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
     topics = settings.topic_defs()
     found = environment_findings(settings)
+    try:
+        make_signer(settings)  # the DKIM key is read and parsed as a send would
+    except DigestError as exc:
+        found.errors.append(str(exc))
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)

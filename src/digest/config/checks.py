@@ -5,8 +5,10 @@ the environment. Errors would fail (or weaken) a later run; warnings are worth a
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from digest.config.loader import SECRET_ENV, Settings
 
@@ -45,6 +47,15 @@ def environment_findings(settings: Settings, environ: Mapping[str, str] | None =
         else:
             _judge_secret(PREVIOUS_SECRET_ENV, previous, found)
     s = settings.smtp
+    if settings.delivery.mode == "smtp" and s.ca_file:
+        try:
+            ssl.create_default_context(cafile=s.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            found.errors.append(f"smtp.ca_file: cannot load {s.ca_file}: {exc}")
+    if settings.delivery.mode == "outbox":
+        problem = _not_writable(Path(settings.delivery.outbox_dir))
+        if problem:
+            found.errors.append(f"delivery.outbox_dir: {problem}")
     if settings.delivery.mode == "smtp" and s.username:
         if s.security == "none" and s.host.lower() not in _LOOPBACK:
             found.warnings.append(
@@ -59,6 +70,20 @@ def environment_findings(settings: Settings, environ: Mapping[str, str] | None =
                 "sending will stop until it is"
             )
     return found
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why ``folder`` could not be written to (created if missing), or None; creates nothing."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user"
+    return None
 
 
 def _judge_secret(name: str, value: str, found: Findings) -> None:
