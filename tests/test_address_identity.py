@@ -233,3 +233,20 @@ def test_an_erasure_found_with_the_previous_secret_is_kept_under_the_new_one(
         report = import_csv(conn, csv_file, secret=NEW)
     assert report.added == 0
     store.close()
+
+
+def test_the_revision_downgrades_back_to_casefold_keys(tmp_path: Path) -> None:
+    db = tmp_path / "before.db"
+    _database_before_issue_10(db)
+    open_store(f"sqlite:///{db}").close()  # upgrade to head
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "v2_alembic")
+    with engine.connect() as conn:
+        keys = set(conn.exec_driver_sql("SELECT email_key FROM subscribers").scalars())
+        columns = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(erased)")}
+    engine.dispose()
+    assert keys == {"strasse@example.org", "ann@example.org"}
+    assert "key_rule" not in columns
