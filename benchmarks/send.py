@@ -62,7 +62,7 @@ def sample_message() -> bytes:
     from datetime import UTC, datetime
 
     from delivery_kit import issue_content, settings
-    from digest.pipeline.deliver import MessageFactory
+    from digest.pipeline.messages import MessageFactory
 
     f = MessageFactory(
         settings(digest={"base_url": "https://news.example.org"}),
@@ -192,7 +192,7 @@ def child_build(count: int) -> None:
     from sqlalchemy import insert
 
     from delivery_kit import issue_content, settings
-    from digest.pipeline.deliver import MessageFactory
+    from digest.pipeline.messages import MessageFactory
     from digest.store import open_store, schema
     from digest.store.subscribers import list_subscribers
     from digest.tokens import new_token_key
