@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, Protocol, cast
 
-import re2
+import re2  # type: ignore[import-untyped]
 
 from digest.errors import ConfigError
 
