@@ -25,7 +25,7 @@ class FeedSpec:
     always: tuple[str, ...] = ()
     #: Fetch the article page when the feed only carries a teaser.
     full_text: bool = False
-    #: Allow private/loopback addresses for this feed's article pages (tests, intranets).
+    #: Allow private/loopback addresses for this feed and its article pages (intranet feeds).
     allow_private: bool = False
 
 
@@ -36,6 +36,8 @@ class FetchRequest:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    #: May connect to private and loopback addresses (an intranet feed); never to metadata.
+    allow_private: bool = False
 
 
 class FetchStatus(enum.StrEnum):
@@ -89,6 +91,9 @@ class Item:
     language: str | None = None
     #: True when ``published`` came from the feed, False when it is the first-seen time.
     dated: bool = True
+    #: Why this item cannot go into an issue (e.g. its link is not a valid URL), if so: it is
+    #: stored with this reason, counted and never retried.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,3 +316,9 @@ class RunCounts:
     bounced: int = 0
     issue_number: int | None = None
     failures: tuple[tuple[str, str], ...] = field(default=())
+    #: Items that could not be handled this run (bad link, refused by the database, summary
+    #: failed), each recorded on its item; and items beyond ``max_items_per_feed``, not stored.
+    items_failed: int = 0
+    items_over_cap: int = 0
+    #: (feed URL or item, reason) of each failed item, for the end-of-run report.
+    item_failures: tuple[tuple[str, str], ...] = field(default=())

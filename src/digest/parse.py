@@ -28,7 +28,7 @@ import feedparser.api
 from digest.errors import ParseError
 from digest.models import Item, ParsedFeed
 from digest.sanitize import defang_identifier, plain_text, sanitize_html
-from digest.urls import canonical_url
+from digest.urls import InvalidURL, canonical_url, web_url
 
 __all__ = ["ParseJob", "ParsePool", "parse_feed", "parse_many"]
 
@@ -40,6 +40,7 @@ FUTURE_SLACK = timedelta(days=1)
 #: Below this many jobs a process pool costs more than it saves.
 POOL_THRESHOLD = 3
 
+MAX_LANGUAGE_CHARS = 16
 _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 
 
@@ -116,7 +117,10 @@ def _parse(
             reason += f" ({_one_line(str(doc.bozo_exception))})"
         raise ParseError(url, reason[:300])
     meta = doc.get("feed", {})
-    feed_link = _absolute_link(meta.get("link"), url if _is_web_url(url) else "")
+    try:
+        feed_link = _absolute_link(meta.get("link"), url if _is_web_url(url) else "")
+    except InvalidURL:
+        feed_link = None  # the site's own link is only a base for relative item links
     feed_language = _language(meta.get("language")) or _language(
         (doc.get("headers") or {}).get("content-language")
     )
@@ -175,7 +179,18 @@ def _item(
         for x in _raw(entry, "links") or ()
         if isinstance(x, Mapping) and x.get("rel", "alternate") == "alternate"
     ]
-    link = next((u for u in (_absolute_link(c, base) for c in candidates) if u), None)
+    link: str | None = None
+    problem: str | None = None
+    for candidate in candidates:
+        try:
+            link = _absolute_link(candidate, base)
+        except InvalidURL as exc:
+            problem = problem or f"invalid link: {exc.reason} ({exc.url[:200]!r})"
+            continue
+        if link:
+            break
+    if link:
+        problem = None  # a later alternate link is good: the item is usable
     title = plain_text(_text(_raw(entry, "title"))) or UNTITLED
     published, dated = _published(entry, fetched_at)
     guid = _text(_raw(entry, "id")).strip() or link or _hash_guid(entry, title)
@@ -208,6 +223,7 @@ def _item(
         summary_html=summary_html,
         language=language,
         dated=dated,
+        problem=problem,
     )
 
 
@@ -270,21 +286,26 @@ def _language(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     lang = value.strip().lower().replace("_", "-")
-    return lang if _LANG.match(lang) else None
+    if not _LANG.match(lang):
+        return None
+    # A tag longer than the column (16) keeps its primary language: "en" of an "en-x-...".
+    return lang if len(lang) <= MAX_LANGUAGE_CHARS else lang.split("-", 1)[0]
 
 
 def _absolute_link(value: Any, base: str) -> str | None:
-    """An absolute http(s) URL from a possibly relative link, or None."""
+    """An absolute http(s) URL from a possibly relative link, or None when it is not a web
+    link at all ("mailto:", a bare guid); raises ``InvalidURL`` for an http(s) link no client
+    could request ("http://1.2.3.04/a")."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
         absolute = urljoin(base, value.strip()) if base else value.strip()
         parts = urlsplit(absolute)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        raise InvalidURL(value.strip(), str(exc) or "unreadable") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    return absolute
+    return web_url(absolute)
 
 
 def _is_web_url(url: str) -> bool:

@@ -1,14 +1,102 @@
-"""Canonical URLs: one spelling per article, so copies met in several feeds compare equal.
-
-A leaf utility any stage may import; ``canonical_url`` never raises.
+"""URLs from outside, checked once at the edge (``web_url``), and their canonical spelling, so
+copies met in several feeds compare equal. A leaf utility any stage may import.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["canonical_url", "is_tracking_param"]
+import idna
+
+__all__ = ["InvalidURL", "canonical_url", "is_tracking_param", "url_problem", "web_url"]
+
+#: Longer URLs are refused: no real article link comes near, and httpx stops at 64 KiB.
+MAX_URL_CHARS = 8192
+
+
+class InvalidURL(ValueError):
+    """A URL an HTTP client cannot request; ``reason`` says why in a few words."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"invalid URL {url[:200]!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+_DOTTED_NUMBERS = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
+_ASCII_HOST = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def web_url(url: object) -> str:
+    """``url`` stripped, when it is an absolute http(s) URL an HTTP client can request.
+
+    Raises ``InvalidURL`` otherwise: another scheme, no host, a host that is not a valid name or
+    IP literal ("1.2.3.04", "0177.0.0.1", "[v1.x]"), a bad port, spaces or control characters.
+    Every URL from outside (feed links, redirects, OPML, the command line) goes through here
+    once, so a bad one is a recorded error on its unit rather than an exception deep in a fetch.
+    """
+    if not isinstance(url, str):
+        raise InvalidURL(repr(url), "not text")
+    text = url.strip()
+    if not text:
+        raise InvalidURL(text, "empty")
+    if len(text) > MAX_URL_CHARS:
+        raise InvalidURL(text, f"longer than {MAX_URL_CHARS} characters")
+    if _CONTROL_OR_SPACE.search(text):
+        raise InvalidURL(text, "contains spaces or control characters")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise InvalidURL(text, str(exc) or "unreadable") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidURL(text, f"not http(s) but {scheme!r}" if scheme else "not absolute")
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        literal = hostport[1 : hostport.find("]")] if "]" in hostport else ""
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise InvalidURL(text, f"invalid IPv6 address [{literal}]") from None
+    else:
+        host = hostport.rpartition(":")[0] if ":" in hostport else hostport
+        _check_host(text, host)
+    if port == 0:
+        raise InvalidURL(text, "port 0")
+    return text
+
+
+def _check_host(text: str, host: str) -> None:
+    if not host:
+        raise InvalidURL(text, "no host")
+    if _DOTTED_NUMBERS.match(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidURL(text, f"invalid IPv4 address {host}") from None
+        return
+    if host.isascii():
+        if not _ASCII_HOST.match(host.lower()):
+            raise InvalidURL(text, f"invalid host name {host!r}")
+        return
+    try:
+        idna.encode(host.lower())
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidURL(text, f"invalid international host name {host!r}") from None
+
+
+def url_problem(url: object) -> str | None:
+    """Why ``web_url`` refuses ``url`` (its reason), or None when it is a usable http(s) URL."""
+    try:
+        web_url(url)
+    except InvalidURL as exc:
+        return exc.reason
+    return None
+
 
 #: Exact names of query parameters that only identify a campaign or a click, never the page.
 _TRACKING_NAMES = frozenset(

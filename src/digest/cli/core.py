@@ -105,6 +105,12 @@ def _failed_messages_exit(counts: RunCounts) -> None:
 def _failed_feeds(counts: RunCounts) -> None:
     for url, reason in counts.failures:
         out.print(f"  failed: {url}: {reason}", markup=False)
+    shown = counts.item_failures[:20]  # a flood of bad items must not flood the terminal
+    for where, reason in shown:
+        out.print(f"  item failed: {where[:200]}: {reason}", markup=False)
+    if len(counts.item_failures) > len(shown):
+        more = len(counts.item_failures) - len(shown)
+        out.print(f"  ... and {more} more failed item(s): see `digest status`", markup=False)
 
 
 def _issue_path(settings: Settings, number: int) -> Path:
@@ -133,8 +139,10 @@ def fetch(force: bool) -> None:
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
-        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new; "
-        f"kept: {kept}; summarized: {counts.summarized}",
+        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new"
+        + (f", {counts.items_failed} failed" if counts.items_failed else "")
+        + (f", {counts.items_over_cap} over the per-feed cap" if counts.items_over_cap else "")
+        + f"; kept: {kept}; summarized: {counts.summarized}",
         markup=False,
     )
     _failed_feeds(counts)

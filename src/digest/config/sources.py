@@ -95,5 +95,11 @@ class FetchSection(_Section):
     per_host: int = Field(default=8, ge=1, le=1000)
     timeout: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Every feed (and article page) may be on private or loopback addresses: for a digest that
+    #: only reads an intranet. Off by default; one feed can say so with its own allow_private.
+    allow_private: bool = False
+    #: Newest items stored per feed and fetch; a feed's older (or flooding) items are counted,
+    #: not stored: one feed of 20,000 entries cannot swamp the store or an issue.
+    max_items_per_feed: int = Field(default=200, ge=1, le=100_000)
     #: Parsing processes; 0 means one per core.
     parse_workers: int = Field(default=0, ge=0, le=64)

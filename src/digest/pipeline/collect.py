@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from digest.models import (
     FeedSpec,
     FetchResult,
     FetchStatus,
+    Item,
     ParsedFeed,
     RunCounts,
 )
@@ -77,12 +79,13 @@ def collect(
     # The pool is started before fetching: its processes fork before this run's own threads
     # (fetch loop, matcher) exist.
     with ParsePool(workers) as pool, matcher:
+        private = {s.url: s.allow_private for s in specs}
         results, jobs = _fetch(
-            settings, due, pool, matcher, force=force, progress=progress, stop=stop
+            settings, private, due, pool, matcher, force=force, progress=progress, stop=stop
         )
         spec_of = {s.url: s for s in specs}
         outcomes = _store_results(
-            store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
+            settings, store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
         )
     return _counts(due, results, outcomes)
 
@@ -118,8 +121,16 @@ class _MatcherSoon:
         return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
 
 
-#: What became of one fetched feed: its parse outcome (None: nothing parsed) and new items.
-_Outcome = tuple[ParsedFeed | ParseError | None, int, Counter[str]]
+@dataclass
+class _Outcome:
+    """What became of one fetched feed: its parse outcome (None: nothing parsed), new items,
+    kept items per topic, items that failed (with their reason) and items over the cap."""
+
+    got: ParsedFeed | ParseError | None = None
+    new: int = 0
+    kept: Counter[str] = field(default_factory=Counter)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    over_cap: int = 0
 
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
@@ -127,6 +138,7 @@ STORE_BATCH = 50
 
 
 def _store_results(
+    settings: Settings,
     store: Store,
     due: Sequence[FeedState],
     results: Sequence[FetchResult],
@@ -144,13 +156,14 @@ def _store_results(
     Returns the outcome per feed id, for the feeds handled before ``stop`` was set.
     """
     outcomes: dict[int, _Outcome] = {}
+    max_items = settings.fetch.max_items_per_feed
     # Feeds with nothing to parse (304, failures, a body seen before): one short transaction.
     with store.begin() as conn:
         for state, result in zip(due, results, strict=True):
             # A download abandoned for a stop is neither a success nor a failure of the feed.
             if state.id not in jobs and result.status is not FetchStatus.STOPPED:
                 _record(conn, state, result, now)
-                outcomes[state.id] = (None, 0, Counter())
+                outcomes[state.id] = _Outcome()
     parsed = [(s, r) for s, r in zip(due, results, strict=True) if s.id in jobs]
 
     def store_batch(batch: Sequence[tuple[FeedState, FetchResult]]) -> None:
@@ -162,7 +175,7 @@ def _store_results(
                 got = pool.outcome(index)
                 spec = spec_of[state.url]
                 outcomes[state.id] = _store_feed(
-                    conn, state, result, got, digest, spec, matcher, now
+                    conn, state, result, got, digest, spec, matcher, now, cap=max_items
                 )
 
     start = 0
@@ -195,16 +208,44 @@ def _store_feed(
     spec: FeedSpec,
     matcher: _MatcherSoon,
     now: datetime,
+    *,
+    cap: int,
 ) -> _Outcome:
-    """Record one parsed feed: fetch state, content hash, new items and their topics."""
+    """Record one parsed feed: fetch state, content hash, new items and their topics.
+
+    At most ``cap`` items, the newest, are stored; an item the database refuses, or whose link
+    no client can request, fails alone (recorded, counted), never its feed or the run.
+    """
     parse_error = str(got.reason) if isinstance(got, ParseError) else None
     _record(conn, state, result, now, parse_error=parse_error)
-    kept: Counter[str] = Counter()
+    outcome = _Outcome(got=got)
     if isinstance(got, ParseError):
-        return got, 0, kept
+        return outcome
     set_content_hash(conn, state.id, digest, title=got.title, ttl=got.ttl, now=now)
-    new = insert_items(conn, state.id, got.items, now=now)
-    if new:
+    items: Sequence[Item] = got.items
+    if len(items) > cap:
+        outcome.over_cap = len(items) - cap
+        items = sorted(items, key=lambda i: i.published, reverse=True)[:cap]
+        log.warning(
+            "feed has %d items: the newest %d kept, the rest not stored",
+            len(got.items),
+            cap,
+            extra={"feed": state.url},
+        )
+    refused: list[tuple[Item, str]] = []
+    new = insert_items(conn, state.id, items, now=now, failed=refused)
+    for item, reason in refused:
+        outcome.failed.append((item.url or item.guid, reason))
+    usable = []
+    for item_id, item in new:
+        if item.problem:
+            outcome.failed.append((item.url or item.guid, item.problem))
+        else:
+            usable.append((item_id, item))
+    for where, reason in outcome.failed:
+        log.warning("item failed: %s", reason, extra={"feed": state.url, "item": where[:300]})
+    outcome.new = len(new)
+    if usable:
         match = matcher.get().match
         decisions = [
             (
@@ -216,11 +257,11 @@ def _store_feed(
                     always=spec.always,
                 ),
             )
-            for item_id, item in new
+            for item_id, item in usable
         ]
         add_topic_matches(conn, decisions)
-        kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
-    return got, len(new), kept
+        outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
+    return outcome
 
 
 def _record(
@@ -241,15 +282,19 @@ def _counts(
     due: Sequence[FeedState], results: Sequence[FetchResult], outcomes: dict[int, _Outcome]
 ) -> RunCounts:
     """The run's counts, feeds in config order (those left out by a stop are not counted)."""
-    ok = failed = not_modified = new_items = 0
+    ok = failed = not_modified = new_items = over_cap = 0
     kept: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
+    item_failures: list[tuple[str, str]] = []
     for state, result in zip(due, results, strict=True):
         if state.id not in outcomes:
             continue
-        got, new, feed_kept = outcomes[state.id]
-        new_items += new
-        kept.update(feed_kept)
+        outcome = outcomes[state.id]
+        got = outcome.got
+        new_items += outcome.new
+        over_cap += outcome.over_cap
+        kept.update(outcome.kept)
+        item_failures.extend(outcome.failed)
         parse_error = str(got.reason) if isinstance(got, ParseError) else None
         if result.status is FetchStatus.FAILED or parse_error:
             failed += 1
@@ -262,7 +307,13 @@ def _counts(
             ok += 1
     log.info(
         "fetched feeds",
-        extra={"ok": ok, "failed": failed, "not_modified": not_modified, "new": new_items},
+        extra={
+            "ok": ok,
+            "failed": failed,
+            "not_modified": not_modified,
+            "new": new_items,
+            "items_failed": len(item_failures),
+        },
     )
     return RunCounts(
         feeds_ok=ok,
@@ -271,11 +322,15 @@ def _counts(
         items_new=new_items,
         kept_per_topic=tuple(sorted(kept.items())),
         failures=tuple(failures),
+        items_failed=len(item_failures),
+        items_over_cap=over_cap,
+        item_failures=tuple(item_failures),
     )
 
 
 def _fetch(
     settings: Settings,
+    private: dict[str, bool],
     due: Sequence[FeedState],
     pool: ParsePool,
     matcher: _MatcherSoon,
@@ -324,9 +379,17 @@ def _fetch(
 
     if progress is not None:
         progress("fetch", 0, len(due))
-    results = fetch_all_sync(
+    everywhere = settings.fetch.allow_private
+    requests = [
         # A forced fetch also drops the validators, so a 304 cannot hide the body.
-        [s.request(conditional=not force) for s in due],
+        replace(
+            s.request(conditional=not force),
+            allow_private=everywhere or private.get(s.url, False),
+        )
+        for s in due
+    ]
+    results = fetch_all_sync(
+        requests,
         fetch_options(settings),
         on_result=on_result,
         stop=None if stop is None else stop.is_set,

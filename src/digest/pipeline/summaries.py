@@ -107,7 +107,11 @@ def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, st
     # Imported only when a feed asks for full text: trafilatura is slow to import.
     from digest.summarize.fulltext import FullTextRequest, fetch_full_texts
 
-    requests = [FullTextRequest(s.item.url, allow_private=spec.allow_private) for s, spec in wanted]
+    everywhere = settings.fetch.allow_private
+    requests = [
+        FullTextRequest(s.item.url, allow_private=everywhere or spec.allow_private)
+        for s, spec in wanted
+    ]
     got = asyncio.run(fetch_full_texts(requests, timeout=settings.fetch.timeout))
     out: dict[int, str] = {}
     for stored, _ in wanted:

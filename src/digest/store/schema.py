@@ -72,6 +72,10 @@ items = Table(
     Column("summary_html", Text, nullable=False, default=""),
     Column("language", String(16)),
     Column("first_seen", DateTime(timezone=True), nullable=False),
+    # Times this item could not be handled (summary, full text, a link no client can request);
+    # at ``items.MAX_ITEM_FAILURES`` it is skipped for good, ``last_error`` saying why.
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_error", Text),
     UniqueConstraint("feed_id", "guid", name="uq_items_feed_guid"),
     # One article met twice (two feeds, tracking parameters) is stored once.
     UniqueConstraint("canonical_url", name="uq_items_canonical_url"),
