@@ -16,7 +16,7 @@ from digest.models import FeedSpec, StoredItem, Summary
 from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import make_summarizer
 from digest.store import Store
-from digest.store.items import SQLCache, save_summary
+from digest.store.items import SQLCache, record_item_failure, save_summary
 
 if TYPE_CHECKING:
     from digest.summarize import Summarizer
@@ -34,17 +34,37 @@ def summarize_items(
     record: bool = True,
     progress: Progress | None = None,
     stop: StopFlag | None = None,
+    failed: list[tuple[str, str]] | None = None,
 ) -> dict[int, Summary]:
-    """Summarize ``items`` once each (the article page first, for teasers of full-text feeds)."""
+    """Summarize ``items`` once each (the article page first, for teasers of full-text feeds).
+
+    An item whose summary fails is appended to ``failed`` (where, reason) and, with ``record``,
+    has the failure counted on it.
+    """
     if not items:
         return {}
     summarizer = make_summarizer(settings, cache=SQLCache(store))
     try:
-        return _summarize_each(settings, store, summarizer, items, record, progress, stop)
+        return _summarize_each(settings, store, summarizer, items, record, progress, stop, failed)
     finally:
         close = getattr(summarizer, "close", None)  # the LLM engine holds an HTTP client
         if callable(close):
             close()
+
+
+def _item_failed(
+    store: Store,
+    stored: StoredItem,
+    reason: str,
+    record: bool,
+    failed: list[tuple[str, str]] | None,
+) -> None:
+    """Count one failure of an item (recorded on it when ``record``) for the run's report."""
+    if failed is not None:
+        failed.append((stored.item.url or f"item {stored.id}", reason))
+    if record:
+        with store.begin() as conn:
+            record_item_failure(conn, stored.id, reason)
 
 
 def _summarize_each(
@@ -55,6 +75,7 @@ def _summarize_each(
     record: bool,
     progress: Progress | None,
     stop: StopFlag | None,
+    failed: list[tuple[str, str]] | None,
 ) -> dict[int, Summary]:
     full = _full_texts(settings, items)
     out: dict[int, Summary] = {}
@@ -67,8 +88,10 @@ def _summarize_each(
         try:
             summary: Summary | None = summarizer.summarize(item.title, html, language=item.language)
         except DigestError as exc:
-            # One item's failure never stops the run; it is tried again next time.
+            # One item's failure never stops the run; it is tried again next time, and after
+            # MAX_ITEM_FAILURES times it is skipped for good.
             log.warning("summary failed: %s", exc, extra={"item": stored.id})
+            _item_failed(store, stored, f"summary failed: {exc}", record, failed)
             summary = None
         if summary is not None:
             out[stored.id] = summary
