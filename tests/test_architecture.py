@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     **dict.fromkeys(LEAVES, LEAVES),
     **dict.fromkeys(HELPERS, LEAVES | HELPERS),
     **dict.fromkeys(STAGES, LEAVES | HELPERS),
-    "config": LEAVES,
+    "config": LEAVES | {"urls"},
     "store": LEAVES | {"tokens"},
     "metrics": LEAVES | {"store"},
     "healthd": LEAVES | {"metrics"},

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
+from digest.urls import METADATA_ADDRESSES, METADATA_HOSTS, IPAddress
+
 __all__ = [
     "METADATA_ADDRESSES",
     "METADATA_HOSTS",
@@ -25,19 +27,7 @@ __all__ = [
     "guarded_pool",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-#: Cloud instance-metadata endpoints: refused even for allowlisted feeds (credentials live there).
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, OpenStack...
-        "169.254.170.2",  # AWS ECS task metadata
-        "fd00:ec2::254",  # AWS over IPv6
-        "100.100.100.200",  # Alibaba Cloud
-    )
-)
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 

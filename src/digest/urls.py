@@ -10,7 +10,30 @@ from urllib.parse import quote, unquote, urlsplit
 
 import idna
 
-__all__ = ["InvalidURL", "canonical_url", "is_tracking_param", "url_problem", "web_url"]
+__all__ = [
+    "METADATA_ADDRESSES",
+    "METADATA_HOSTS",
+    "InvalidURL",
+    "canonical_url",
+    "feed_url_problem",
+    "is_tracking_param",
+    "url_problem",
+    "web_url",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Cloud instance-metadata endpoints: never fetched, not even for intranet feeds.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack...
+        "169.254.170.2",  # AWS ECS task metadata
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
 
 #: Longer URLs are refused: no real article link comes near, and httpx stops at 64 KiB.
 MAX_URL_CHARS = 8192
@@ -87,6 +110,46 @@ def _check_host(text: str, host: str) -> None:
         idna.encode(host.lower())
     except (idna.IDNAError, UnicodeError, ValueError):
         raise InvalidURL(text, f"invalid international host name {host!r}") from None
+
+
+def feed_url_problem(url: str, *, allow_local: bool = True) -> str | None:
+    """Why ``url`` cannot be a feed's address (None when it can): the one rule of OPML import
+    and ``digest check``.
+
+    An http(s) URL that ``web_url`` accepts and that names no cloud metadata endpoint; or, when
+    ``allow_local``, a local file (``file:`` URL on this host, or a plain path). Any other
+    scheme (``javascript:``, ``ftp:``, ``data:``...) is refused.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        return f"unreadable URL: {exc}"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        problem = url_problem(text)
+        if problem is not None:
+            return problem
+        host = (parts.hostname or "").rstrip(".").lower()
+        if host in METADATA_HOSTS:
+            return f"{host} is a cloud metadata host"
+        try:
+            if ipaddress.ip_address(host.split("%", 1)[0]) in METADATA_ADDRESSES:
+                return f"{host} is a cloud metadata address"
+        except ValueError:
+            pass
+        return None
+    # One letter is a Windows drive ("C:\\feeds\\a.xml"), not a scheme.
+    local = scheme == "file" or not scheme or len(scheme) == 1
+    if not local:
+        return f"only http(s) feeds are read, not {scheme}:"
+    if not allow_local:
+        return "a local file (allowed only with --allow-local)"
+    if scheme == "file" and parts.netloc not in ("", "localhost"):
+        return f"a file on another host ({parts.netloc})"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "contains control characters"
+    return None
 
 
 def url_problem(url: object) -> str | None:

@@ -7,6 +7,7 @@ The config file is the editors' source of truth for feeds, so `feeds import` app
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from digest import config
-from digest.cli.app import STATE, app, out
-from digest.errors import ConfigError
+from digest.cli.app import STATE, app, err, out
+from digest.errors import ConfigError, UsageError
 from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
@@ -223,13 +224,33 @@ def feeds_list() -> None:
 @feeds.command("import", epilog="Example: digest feeds import subscriptions.opml")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
-def feeds_import(file: Path, dry_run: bool) -> None:
-    """Append the OPML file's feeds to the config file as [[feeds]] entries."""
+@click.option(
+    "--allow-local",
+    is_flag=True,
+    help="Also import local files (file: URLs, paths); by default only http(s) feeds.",
+)
+def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
+    """Append the OPML file's feeds to the config file as [[feeds]] entries.
+
+    Only http(s) feeds are imported (local files with --allow-local); other schemes, invalid
+    URLs and cloud metadata addresses are refused, each named on one line (exit 1).
+    """
     from digest import opml
+    from digest.urls import feed_url_problem
 
     settings = STATE.settings()  # the current config must be valid before we add to it
     target = opml.feeds_file(config.config_path(STATE.config_path))
-    outlines = opml.read_opml(file)
+    outlines = []
+    refused = 0
+    for o in opml.read_opml(file):
+        problem = feed_url_problem(o.url, allow_local=allow_local)
+        if problem is None:
+            outlines.append(o)
+            continue
+        refused += 1
+        err.print(f"refused: {o.url[:200]!r}: {problem}", markup=False)
+    if refused and not outlines:
+        raise UsageError(f"{file}: no feed could be imported ({refused} refused)")
     known = [f.url for f in settings.feeds]
     new = []
     for o in outlines:
@@ -258,6 +279,8 @@ def feeds_import(file: Path, dry_run: bool) -> None:
         "the daemon fetches them from its next run",
         markup=False,
     )
+    if refused:
+        sys.exit(1)  # the good ones are in; the refused ones were each named above
 
 
 @feeds.command("export", epilog="Example: digest feeds export feeds.opml")

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from digest.config.base import _Section
 from digest.models import FeedSpec, Term, TopicDef, TopicExample
+from digest.urls import feed_url_problem
 
 
 class FeedSection(_Section):
     url: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _readable_feed_url(cls, v: str) -> str:
+        # The rule of `digest feeds import`, so check refuses what import refuses; a local path
+        # written here by the operator (or imported with --allow-local) stays allowed.
+        problem = feed_url_problem(v, allow_local=True)
+        if problem is not None:
+            raise ValueError(f"{v[:200]!r} cannot be a feed: {problem}")
+        return v.strip()
+
     name: str | None = None
     topics: list[str] = Field(default_factory=list)
     always: list[str] = Field(default_factory=list)
