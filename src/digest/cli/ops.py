@@ -102,6 +102,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
     from digest.store import open_store
+    from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
     from digest.store.subscribers import count_by_status
@@ -113,6 +114,7 @@ def status(issue_count: int, as_json: bool) -> None:
             feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
+            skipped_total, skipped = failed_items(conn, limit=10)
         lock = holder_of(store)
     finally:
         store.close()
@@ -128,6 +130,10 @@ def status(issue_count: int, as_json: bool) -> None:
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
             "subscribers": people,
+            "items_failed": {
+                "total": skipped_total,
+                "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
+            },
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -139,6 +145,13 @@ def status(issue_count: int, as_json: bool) -> None:
     _print_issues(issues, now)
     shown = ", ".join(f"{n} {s}" for s, n in people.items() if n) or "none"
     out.print(f"Subscribers: {shown}", markup=False)
+    if skipped_total:
+        out.print(
+            f"Items skipped (failed {MAX_ITEM_FAILURES} times or unusable): {skipped_total}",
+            markup=False,
+        )
+        for item_id, title, why in skipped:
+            out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
