@@ -77,7 +77,7 @@ def _summarize_each(
     stop: StopFlag | None,
     failed: list[tuple[str, str]] | None,
 ) -> dict[int, Summary]:
-    full = _full_texts(settings, items)
+    full = _full_texts(settings, items, store, record, failed)
     out: dict[int, Summary] = {}
     for n, stored in enumerate(items, 1):
         if stopped(stop):
@@ -109,10 +109,17 @@ def _summarize_each(
     return out
 
 
-def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, str]:
+def _full_texts(
+    settings: Settings,
+    items: Sequence[StoredItem],
+    store: Store,
+    record: bool,
+    failed: list[tuple[str, str]] | None,
+) -> dict[int, str]:
     """Article page text for teaser items (under ``[summary] min_words``) of ``full_text`` feeds.
 
-    A page that cannot be fetched is logged; its item is summarized from the feed's own text.
+    A page that cannot be fetched is logged and counted as a failure of its item (recorded on
+    it); the item is summarized from the feed's own text.
     """
     from digest.summarize.clean import html_to_text
 
@@ -147,4 +154,5 @@ def _full_texts(settings: Settings, items: Sequence[StoredItem]) -> dict[int, st
                 value or "empty page",
                 extra={"item": stored.id},
             )
+            _item_failed(store, stored, f"full text: {value or 'empty page'}", record, failed)
     return out
