@@ -109,6 +109,8 @@ class ParsedFeed:
     warning: str | None = None
     #: Seconds the publisher says the feed may be cached (RSS ``<ttl>``), if it says so.
     ttl: float | None = None
+    #: Entries left out beyond the newest ``max_items`` (see ``parse_feed``).
+    over_cap: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,14 +76,25 @@ feedparser.api.PREFERRED_XML_PARSERS = [__name__]
 
 
 def parse_feed(
-    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None = None
+    content: bytes,
+    *,
+    url: str,
+    fetched_at: datetime,
+    content_type: str | None = None,
+    max_items: int | None = None,
 ) -> ParsedFeed:
-    """Parse one feed document; raises ParseError when the bytes are not a feed."""
+    """Parse one feed document; raises ParseError when the bytes are not a feed.
+
+    ``max_items``: only the newest that many entries become items (the rest are counted in
+    ``ParsedFeed.over_cap``): a feed of 20,000 entries costs no 20,000 sanitized items.
+    """
     if fetched_at.tzinfo is None:
         fetched_at = fetched_at.replace(tzinfo=UTC)
     fetched_at = fetched_at.astimezone(UTC)
     try:
-        return _parse(content, url=url, fetched_at=fetched_at, content_type=content_type)
+        return _parse(
+            content, url=url, fetched_at=fetched_at, content_type=content_type, cap=max_items
+        )
     except ParseError:
         raise
     except Exception as exc:
@@ -92,7 +103,7 @@ def parse_feed(
 
 
 def _parse(
-    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None
+    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None, cap: int | None
 ) -> ParsedFeed:
     if not content or not content.strip():
         raise ParseError(url, "not a feed: empty document")
@@ -126,7 +137,13 @@ def _parse(
     )
     items: list[Item] = []
     seen: set[str] = set()
-    for entry in doc.entries:
+    entries = doc.entries
+    over_cap = 0
+    if cap is not None and len(entries) > cap:
+        # Newest first by the entry's own date (undated ones count as newest: first seen now).
+        ranked = sorted(entries, key=lambda e: _entry_stamp(e, fetched_at), reverse=True)
+        entries, over_cap = ranked[:cap], len(entries) - cap
+    for entry in entries:
         try:
             item = _item(entry, url, feed_link, feed_language, fetched_at)
         except Exception:  # one odd entry must not cost the feed its other items
@@ -149,7 +166,15 @@ def _parse(
         items=tuple(items),
         warning=warning,
         ttl=_ttl(meta.get("ttl")),
+        over_cap=over_cap,
     )
+
+
+def _entry_stamp(entry: Mapping[str, Any], fetched_at: datetime) -> float:
+    try:
+        return _published(entry, fetched_at)[0].timestamp()
+    except Exception:  # a date that cannot even be compared: as if undated
+        return fetched_at.timestamp()
 
 
 def _ttl(value: Any) -> float | None:
@@ -335,13 +360,18 @@ class ParseJob:
     url: str
     fetched_at: datetime
     content_type: str | None = None
+    max_items: int | None = None
 
 
 def _run_job(job: ParseJob) -> ParsedFeed | tuple[str, str]:
     """Worker side: ParseError does not pickle (its __init__ takes two arguments): send a tuple."""
     try:
         return parse_feed(
-            job.content, url=job.url, fetched_at=job.fetched_at, content_type=job.content_type
+            job.content,
+            url=job.url,
+            fetched_at=job.fetched_at,
+            content_type=job.content_type,
+            max_items=job.max_items,
         )
     except ParseError as exc:
         return (exc.url, exc.reason)

@@ -223,13 +223,15 @@ def _store_feed(
         return outcome
     set_content_hash(conn, state.id, digest, title=got.title, ttl=got.ttl, now=now)
     items: Sequence[Item] = got.items
-    if len(items) > cap:
-        outcome.over_cap = len(items) - cap
+    outcome.over_cap = got.over_cap
+    if len(items) > cap:  # parsed elsewhere without the cap
+        outcome.over_cap += len(items) - cap
         items = sorted(items, key=lambda i: i.published, reverse=True)[:cap]
+    if outcome.over_cap:
         log.warning(
             "feed has %d items: the newest %d kept, the rest not stored",
-            len(got.items),
-            cap,
+            len(items) + outcome.over_cap,
+            len(items),
             extra={"feed": state.url},
         )
     refused: list[tuple[Item, str]] = []
@@ -363,6 +365,7 @@ def _fetch(
                 url=result.final_url or state.fetch_url,
                 fetched_at=datetime.now(UTC),
                 content_type=result.content_type,
+                max_items=settings.fetch.max_items_per_feed,
             )
         )
         jobs[state.id] = (index, digest)
