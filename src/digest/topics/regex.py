@@ -20,15 +20,13 @@ _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 
 
-class _Match(Protocol):
-    def group(self, index: int = 0) -> str: ...
-
-
 class Regex(Protocol):
     """What the matcher needs of a compiled pattern (``re.Pattern`` and RE2's alike)."""
 
     @property
     def pattern(self) -> str: ...
+
+    def search(self, text: str) -> Any: ...
 
     def finditer(self, text: str) -> Iterator[Any]: ...
 
