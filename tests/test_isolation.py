@@ -384,3 +384,41 @@ def test_counts_of_failed_items_reach_the_end_of_run_line() -> None:
     line = format_counts(RunCounts(items_new=4, items_failed=3, items_over_cap=7))
     assert "items 4 new, 3 failed, 7 over the per-feed cap" in line
     assert json.dumps({"line": line})  # one line, printable as is
+
+
+def test_regression_issue10_1_from_the_command_line_fetch_send_and_status_name_the_bad_items(
+    httpserver: HTTPServer,
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-" + "x" * 20)
+    httpserver.expect_request("/article").respond_with_data(ARTICLE, content_type="text/html")
+    items = [(f"bad{i}", link, f"{ON_TOPIC} ({i})") for i, link in enumerate(INVALID_LINKS)]
+    items.append(("good", httpserver.url_for("/article"), ON_TOPIC + " today"))
+    httpserver.expect_request("/teasers.xml").respond_with_data(
+        feed(items), content_type="application/rss+xml"
+    )
+    config = workdir / "digest.toml"
+    topics = "".join(
+        f'[topics.{tid}]\ntitle = "{t["title"]}"\ninclude = {json.dumps(t["include"])}\n'
+        for tid, t in TOPICS.items()
+    )
+    config.write_text(
+        '[storage]\nurl = "sqlite:///var/d.db"\n[delivery]\nmode = "outbox"\n'
+        f'[[feeds]]\nurl = "{httpserver.url_for("/teasers.xml")}"\nfull_text = true\n'
+        f"allow_private = true\n{topics}",
+        encoding="utf-8",
+    )
+    fetched = run_cli(capsys, "--config", str(config), "fetch")
+    assert fetched.code == 0
+    assert "items: 4 new, 3 failed" in fetched.out
+    assert "item failed:" in fetched.out
+    assert "invalid IPv4 address 1.2.3.04" in fetched.out
+    sent = run_cli(capsys, "--config", str(config), "subscribers", "add", "ann@example.org")
+    sent = run_cli(capsys, "--config", str(config), "send")
+    assert sent.code == 0
+    assert "issue #1" in sent.out
+    assert "Traceback" not in sent.err
+    status = run_cli(capsys, "--config", str(config), "status")
+    assert "Items skipped (failed 3 times or unusable): 3" in status.out

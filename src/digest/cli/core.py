@@ -235,6 +235,9 @@ def send(dry_run: bool) -> None:
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
         counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
+    if counts.items_failed:
+        out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)
+        _failed_feeds(counts)
     _stopped_exit(stop)
     _failed_messages_exit(counts)
 
