@@ -422,3 +422,21 @@ def test_regression_issue10_1_from_the_command_line_fetch_send_and_status_name_t
     assert "Traceback" not in sent.err
     status = run_cli(capsys, "--config", str(config), "status")
     assert "Items skipped (failed 3 times or unusable): 3" in status.out
+
+
+def test_regression_issue10_7_every_redirect_hop_of_a_feed_is_checked_before_connecting(
+    httpserver: HTTPServer,
+) -> None:
+    from digest.fetch import fetch_all_sync
+
+    # The first hop is allowed (an intranet feed); its 302 points at an address refused even
+    # then (0.0.0.0 reaches this machine's own services): refused before any connection.
+    port = httpserver.port
+    httpserver.expect_request("/feed").respond_with_data(
+        "", status=302, headers={"Location": f"http://0.0.0.0:{port}/internal-admin"}
+    )
+    httpserver.expect_request("/internal-admin").respond_with_data(feed([]))
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"), allow_private=True)])
+    assert result.status is FetchStatus.FAILED
+    assert "unspecified" in (result.error or "")
+    assert [r.path for r, _ in httpserver.log] == ["/feed"]
