@@ -440,3 +440,18 @@ def test_regression_issue10_7_every_redirect_hop_of_a_feed_is_checked_before_con
     assert result.status is FetchStatus.FAILED
     assert "unspecified" in (result.error or "")
     assert [r.path for r, _ in httpserver.log] == ["/feed"]
+
+
+def test_regression_issue10_7_check_refuses_a_feed_on_a_literal_private_address(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    config = workdir / "digest.toml"
+    feeds = '[[feeds]]\nurl = "http://127.0.0.1:8080/feed.xml"\n'
+    config.write_text(f'[delivery]\nmode = "outbox"\n{feeds}', encoding="utf-8")
+    result = run_cli(capsys, "--config", str(config), "check")
+    assert result.code == 2
+    assert "feeds[0].url: http://127.0.0.1:8080/feed.xml is a loopback address" in result.err
+    config.write_text(
+        f'[delivery]\nmode = "outbox"\n{feeds}allow_private = true\n', encoding="utf-8"
+    )
+    assert run_cli(capsys, "--config", str(config), "check").code == 0

@@ -274,6 +274,23 @@ def run(once: bool, dry_run: bool) -> None:
 # --------------------------------------------------------------------------- check
 
 
+def _private_feeds(settings: Settings) -> list[str]:
+    """Feeds whose address is literally private: every fetch would refuse them."""
+    from digest.urls import private_host
+
+    if settings.fetch.allow_private:
+        return []
+    lines = []
+    for i, f in enumerate(settings.feeds):
+        kind = private_host(f.url)
+        if kind is not None and not f.allow_private:
+            lines.append(
+                f"feeds[{i}].url: {f.url} is a {kind} address: fetching it is refused unless "
+                "the feed sets allow_private = true (an intranet feed)"
+            )
+    return lines
+
+
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
     """Validate the configuration, the secrets and credentials in the environment, and the
@@ -293,6 +310,7 @@ def check() -> None:
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
+    failures += _private_feeds(settings)
     if failures or found.errors:
         for line in found.errors:
             err.print(f"error: {line}", markup=False)
