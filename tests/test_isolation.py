@@ -455,3 +455,37 @@ def test_regression_issue10_7_check_refuses_a_feed_on_a_literal_private_address(
         f'[delivery]\nmode = "outbox"\n{feeds}allow_private = true\n', encoding="utf-8"
     )
     assert run_cli(capsys, "--config", str(config), "check").code == 0
+
+
+def test_regression_issue10_5_a_feed_the_database_refuses_fails_alone_and_the_others_are_stored(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    refused = feed([("r", "https://r.example/1", ON_TOPIC)]).replace(
+        "<title>Feed</title>", "<title>Refused feed</title>"
+    )
+    httpserver.expect_request("/refused.xml").respond_with_data(refused)
+    httpserver.expect_request("/fine.xml").respond_with_data(
+        feed([("f", "https://f.example/1", ON_TOPIC)])
+    )
+    settings = settings_for(
+        tmp_path,
+        [{"url": httpserver.url_for("/refused.xml")}, {"url": httpserver.url_for("/fine.xml")}],
+    )
+    store = open_store(settings.storage.url)
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF title ON feeds "
+                "WHEN NEW.title = 'Refused feed' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        )
+    counts = collect(settings, store)
+    assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (1, 1, 1)
+    [(url, reason)] = counts.failures
+    assert url.endswith("/refused.xml")
+    assert "not stored: disk says no" in reason
+    with store.connect() as conn:
+        [stored] = list(iter_items(conn))
+        errors = dict(conn.execute(select(schema.feeds.c.url, schema.feeds.c.last_error)).all())
+    assert stored.item.url == "https://f.example/1"
+    assert "disk says no" in errors[httpserver.url_for("/refused.xml")]

@@ -5,6 +5,7 @@ A failing feed never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
-from digest.errors import ParseError
+from digest.errors import ParseError, StoreError
 from digest.fetch import fetch_all_sync
 from digest.models import (
     FeedSpec,
@@ -31,6 +32,7 @@ from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import fetch_options, make_matcher
 from digest.sanitize import plain_text
 from digest.store import Store
+from digest.store.db import savepoint
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
 from digest.store.items import (
     add_topic_matches,
@@ -174,9 +176,17 @@ def _store_results(
                 index, digest = jobs[state.id]
                 got = pool.outcome(index)
                 spec = spec_of[state.url]
-                outcomes[state.id] = _store_feed(
-                    conn, state, result, got, digest, spec, matcher, now, cap=max_items
-                )
+                try:
+                    # One feed the database refuses fails alone, not the batch or the run.
+                    with savepoint(conn):
+                        outcomes[state.id] = _store_feed(
+                            conn, state, result, got, digest, spec, matcher, now, cap=max_items
+                        )
+                except StoreError as exc:
+                    reason = f"not stored: {exc}"[:300]
+                    outcomes[state.id] = _Outcome(got=ParseError(state.url, reason))
+                    with contextlib.suppress(StoreError), savepoint(conn):
+                        _record(conn, state, result, now, parse_error=reason)
 
     start = 0
     while start < len(parsed):
