@@ -106,14 +106,15 @@ def serve(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> ThreadingHTTP
     return server
 
 
-def write_config(folder: Path, base: str, cap: int | None) -> Path:
+def write_config(folder: Path, base: str, cap: int | None, database: str | None) -> Path:
+    sqlite = f"sqlite:///{folder / 'hostile.db'}"
     lines = [
         "[digest]",
         'title = "Hostile benchmark"',
         "max_items_per_topic = 10",
         "",
         "[storage]",
-        f'url = "sqlite:///{folder / "hostile.db"}"',
+        f'url = "{database or sqlite}"',
         "",
         "[delivery]",
         'mode = "outbox"',
@@ -165,9 +166,29 @@ def run_measured(config: Path, *args: str) -> tuple[float, float, float, int, st
     return wall, cpu, usage.ru_maxrss / 1024, proc.returncode, line[:300]
 
 
+def empty(url: str) -> None:
+    from sqlalchemy import MetaData
+
+    from digest.store import open_store
+
+    store = open_store(url)
+    meta = MetaData()
+    meta.reflect(store.engine)
+    with store.begin() as conn:
+        for table in reversed(meta.sorted_tables):
+            if table.name not in ("alembic_version", "meta"):
+                conn.execute(table.delete())
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flood", type=int, default=20_000, help="items in the flooding feed")
+    ap.add_argument(
+        "--database",
+        help="an empty database URL to use instead of a new SQLite file (e.g. PostgreSQL); "
+        "its tables are emptied before each run",
+    )
     args = ap.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     server = serve(feeds(args.flood))
@@ -175,7 +196,9 @@ def main() -> None:
     try:
         for label, cap in (("shipped cap (200)", None), (f"cap lifted ({args.flood})", args.flood)):
             with tempfile.TemporaryDirectory() as tmp:
-                config = write_config(Path(tmp), base, cap)
+                if args.database:
+                    empty(args.database)
+                config = write_config(Path(tmp), base, cap, args.database)
                 print(f"-- {label}")
                 for command in (("fetch",), ("preview", "--out", str(Path(tmp) / "next.html"))):
                     wall, cpu, rss_mib, code, line = run_measured(config, *command)

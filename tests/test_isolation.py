@@ -384,3 +384,108 @@ def test_counts_of_failed_items_reach_the_end_of_run_line() -> None:
     line = format_counts(RunCounts(items_new=4, items_failed=3, items_over_cap=7))
     assert "items 4 new, 3 failed, 7 over the per-feed cap" in line
     assert json.dumps({"line": line})  # one line, printable as is
+
+
+def test_regression_issue10_1_from_the_command_line_fetch_send_and_status_name_the_bad_items(
+    httpserver: HTTPServer,
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-" + "x" * 20)
+    httpserver.expect_request("/article").respond_with_data(ARTICLE, content_type="text/html")
+    items = [(f"bad{i}", link, f"{ON_TOPIC} ({i})") for i, link in enumerate(INVALID_LINKS)]
+    items.append(("good", httpserver.url_for("/article"), ON_TOPIC + " today"))
+    httpserver.expect_request("/teasers.xml").respond_with_data(
+        feed(items), content_type="application/rss+xml"
+    )
+    config = workdir / "digest.toml"
+    topics = "".join(
+        f'[topics.{tid}]\ntitle = "{t["title"]}"\ninclude = {json.dumps(t["include"])}\n'
+        for tid, t in TOPICS.items()
+    )
+    config.write_text(
+        '[storage]\nurl = "sqlite:///var/d.db"\n[delivery]\nmode = "outbox"\n'
+        f'[[feeds]]\nurl = "{httpserver.url_for("/teasers.xml")}"\nfull_text = true\n'
+        f"allow_private = true\n{topics}",
+        encoding="utf-8",
+    )
+    fetched = run_cli(capsys, "--config", str(config), "fetch")
+    assert fetched.code == 0
+    assert "items: 4 new, 3 failed" in fetched.out
+    assert "item failed:" in fetched.out
+    assert "invalid IPv4 address 1.2.3.04" in fetched.out
+    sent = run_cli(capsys, "--config", str(config), "subscribers", "add", "ann@example.org")
+    sent = run_cli(capsys, "--config", str(config), "send")
+    assert sent.code == 0
+    assert "issue #1" in sent.out
+    assert "Traceback" not in sent.err
+    status = run_cli(capsys, "--config", str(config), "status")
+    assert "Items skipped (failed 3 times or unusable): 3" in status.out
+
+
+def test_regression_issue10_7_every_redirect_hop_of_a_feed_is_checked_before_connecting(
+    httpserver: HTTPServer,
+) -> None:
+    from digest.fetch import fetch_all_sync
+
+    # The first hop is allowed (an intranet feed); its 302 points at an address refused even
+    # then (0.0.0.0 reaches this machine's own services): refused before any connection.
+    port = httpserver.port
+    httpserver.expect_request("/feed").respond_with_data(
+        "", status=302, headers={"Location": f"http://0.0.0.0:{port}/internal-admin"}
+    )
+    httpserver.expect_request("/internal-admin").respond_with_data(feed([]))
+    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"), allow_private=True)])
+    assert result.status is FetchStatus.FAILED
+    assert "unspecified" in (result.error or "")
+    assert [r.path for r, _ in httpserver.log] == ["/feed"]
+
+
+def test_regression_issue10_7_check_refuses_a_feed_on_a_literal_private_address(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    config = workdir / "digest.toml"
+    feeds = '[[feeds]]\nurl = "http://127.0.0.1:8080/feed.xml"\n'
+    config.write_text(f'[delivery]\nmode = "outbox"\n{feeds}', encoding="utf-8")
+    result = run_cli(capsys, "--config", str(config), "check")
+    assert result.code == 2
+    assert "feeds[0].url: http://127.0.0.1:8080/feed.xml is a loopback address" in result.err
+    config.write_text(
+        f'[delivery]\nmode = "outbox"\n{feeds}allow_private = true\n', encoding="utf-8"
+    )
+    assert run_cli(capsys, "--config", str(config), "check").code == 0
+
+
+def test_regression_issue10_5_a_feed_the_database_refuses_fails_alone_and_the_others_are_stored(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    refused = feed([("r", "https://r.example/1", ON_TOPIC)]).replace(
+        "<title>Feed</title>", "<title>Refused feed</title>"
+    )
+    httpserver.expect_request("/refused.xml").respond_with_data(refused)
+    httpserver.expect_request("/fine.xml").respond_with_data(
+        feed([("f", "https://f.example/1", ON_TOPIC)])
+    )
+    settings = settings_for(
+        tmp_path,
+        [{"url": httpserver.url_for("/refused.xml")}, {"url": httpserver.url_for("/fine.xml")}],
+    )
+    store = open_store(settings.storage.url)
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF title ON feeds "
+                "WHEN NEW.title = 'Refused feed' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        )
+    counts = collect(settings, store)
+    assert (counts.feeds_ok, counts.feeds_failed, counts.items_new) == (1, 1, 1)
+    [(url, reason)] = counts.failures
+    assert url.endswith("/refused.xml")
+    assert "not stored: disk says no" in reason
+    with store.connect() as conn:
+        [stored] = list(iter_items(conn))
+        errors = dict(conn.execute(select(schema.feeds.c.url, schema.feeds.c.last_error)).all())
+    assert stored.item.url == "https://f.example/1"
+    assert "disk says no" in errors[httpserver.url_for("/refused.xml")]

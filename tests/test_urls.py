@@ -154,7 +154,8 @@ def test_strip_tracking_never_raises(text: str) -> None:
         ("http://x:99999/", "Port out of range"),
         ("javascript:alert(1)", "not http(s) but 'javascript'"),
         ("http:///x", "no host"),
-        ("http://a b/", "spaces or control characters"),
+        ("http://a b/", "invalid host name 'a b'"),
+        ("http://a.org/x\ty", "control characters"),
         ("", "empty"),
     ],
 )
@@ -176,6 +177,10 @@ def test_web_url_refuses_what_no_client_could_request_with_a_reason(url: str, re
 )
 def test_web_url_accepts_ordinary_links(url: str) -> None:
     assert web_url(f"  {url} ") == url
+
+
+def test_a_space_in_a_path_is_sent_as_percent_20_not_refused() -> None:
+    assert web_url("https://x.org/a b?q=c d") == "https://x.org/a%20b?q=c%20d"
 
 
 _HOSTS = st.sampled_from(

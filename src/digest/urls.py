@@ -50,14 +50,15 @@ class InvalidURL(ValueError):
 
 _DOTTED_NUMBERS = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 _ASCII_HOST = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
-_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def web_url(url: object) -> str:
     """``url`` stripped, when it is an absolute http(s) URL an HTTP client can request.
 
     Raises ``InvalidURL`` otherwise: another scheme, no host, a host that is not a valid name or
-    IP literal ("1.2.3.04", "0177.0.0.1", "[v1.x]"), a bad port, spaces or control characters.
+    IP literal ("1.2.3.04", "0177.0.0.1", "[v1.x]"), a bad port, control characters. Spaces in
+    the path or query come back as ``%20``, as a browser would send them.
     Every URL from outside (feed links, redirects, OPML, the command line) goes through here
     once, so a bad one is a recorded error on its unit rather than an exception deep in a fetch.
     """
@@ -68,8 +69,8 @@ def web_url(url: object) -> str:
         raise InvalidURL(text, "empty")
     if len(text) > MAX_URL_CHARS:
         raise InvalidURL(text, f"longer than {MAX_URL_CHARS} characters")
-    if _CONTROL_OR_SPACE.search(text):
-        raise InvalidURL(text, "contains spaces or control characters")
+    if _CONTROL.search(text):
+        raise InvalidURL(text, "contains control characters")
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError on a port that is not a number in range
@@ -90,7 +91,8 @@ def web_url(url: object) -> str:
         _check_host(text, host)
     if port == 0:
         raise InvalidURL(text, "port 0")
-    return text
+    # A space in a path or query (sloppy feeds) is what a browser sends as %20.
+    return text.replace(" ", "%20")
 
 
 def _check_host(text: str, host: str) -> None:
@@ -149,6 +151,33 @@ def feed_url_problem(url: str, *, allow_local: bool = True) -> str | None:
         return f"a file on another host ({parts.netloc})"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         return "contains control characters"
+    return None
+
+
+def private_host(url: str) -> str | None:
+    """The kind of address ("loopback", "private"...) when ``url`` names a non-public host
+    literally (an IP literal or ``localhost``), else None: such a feed is refused at fetch
+    unless it allows private addresses. Names that resolve privately are only known at fetch."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, test in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("private", ip.is_private),
+        ("non-public", not ip.is_global),
+    ):
+        if test:
+            return kind
     return None
 
 

@@ -14,7 +14,7 @@ import click
 
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings
-from digest.errors import UsageError
+from digest.errors import DigestError, UsageError
 from digest.models import RunCounts
 from digest.signals import stop_on_signals
 
@@ -88,6 +88,17 @@ def _graceful() -> Iterator[threading.Event]:
 def _stopped_exit(stop: threading.Event) -> None:
     if stop.is_set():
         err.print("stopped before the end: run the same command again to resume", markup=False)
+        sys.exit(1)
+
+
+def _failed_messages_exit(counts: RunCounts) -> None:
+    """Exit 1 when a reader's message failed in this run (the others were sent): a script or a
+    timer unit then sees that something needs a look, without a traceback."""
+    if counts.failed:
+        err.print(
+            f"{counts.failed} message(s) failed: digest deliveries lists each with its reason",
+            markup=False,
+        )
         sys.exit(1)
 
 
@@ -212,7 +223,8 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
         where = f": {_issue_path(settings, counts.issue_number)}"
     out.print(
         f"issue #{counts.issue_number}{where} — messages {counts.sent} sent, "
-        f"{counts.retry} to retry, {counts.failed} failed",
+        f"{counts.retry} to retry, {counts.failed} failed"
+        + (f", {counts.bounced} subscriber(s) marked bounced" if counts.bounced else ""),
         markup=False,
     )
 
@@ -230,7 +242,11 @@ def send(dry_run: bool) -> None:
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
         counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
+    if counts.items_failed:
+        out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)
+        _failed_feeds(counts)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 @app.command(epilog="Example: digest --config config/demo.toml run --once")
@@ -259,22 +275,52 @@ def run(once: bool, dry_run: bool) -> None:
     _failed_feeds(counts)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 # --------------------------------------------------------------------------- check
 
 
+def _private_feeds(settings: Settings) -> list[str]:
+    """Feeds whose address is literally private: every fetch would refuse them."""
+    from digest.urls import private_host
+
+    if settings.fetch.allow_private:
+        return []
+    lines = []
+    for i, f in enumerate(settings.feeds):
+        kind = private_host(f.url)
+        if kind is not None and not f.allow_private:
+            lines.append(
+                f"feeds[{i}].url: {f.url} is a {kind} address: fetching it is refused unless "
+                "the feed sets allow_private = true (an intranet feed)"
+            )
+    return lines
+
+
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
-    """Validate the configuration and the topics' regression examples; list feeds, topics and
-    subscribers. Exits 2 listing every example that no longer holds."""
-    from digest.pipeline.wiring import make_matcher
+    """Validate the configuration, the secrets and credentials in the environment, and the
+    topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
+    error (an example that no longer holds, a secret too short); warnings do not fail it."""
+    from digest.config.checks import environment_findings
+    from digest.pipeline.wiring import make_matcher, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
     topics = settings.topic_defs()
+    found = environment_findings(settings)
+    try:
+        make_signer(settings)  # the DKIM key is read and parsed as a send would
+    except DigestError as exc:
+        found.errors.append(str(exc))
+    for line in found.warnings:
+        err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
-    if failures:
+    failures += _private_feeds(settings)
+    if failures or found.errors:
+        for line in found.errors:
+            err.print(f"error: {line}", markup=False)
         for line in failures:
             err.print(f"error: {settings.source}: {line}", markup=False)
         sys.exit(2)

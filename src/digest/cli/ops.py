@@ -17,6 +17,7 @@ import click
 from digest import config
 from digest.cli.app import STATE, app, err, out
 from digest.errors import ConfigError, UsageError
+from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -104,6 +105,7 @@ def status(issue_count: int, as_json: bool) -> None:
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
+    from digest.store.subscribers import count_by_status
 
     settings = STATE.settings()
     store = open_store(settings.storage.url)
@@ -111,10 +113,13 @@ def status(issue_count: int, as_json: bool) -> None:
         with store.connect() as conn:
             feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
             issues = issue_reports(conn, limit=issue_count)
+            found = count_by_status(conn)
             skipped_total, skipped = failed_items(conn, limit=10)
         lock = holder_of(store)
     finally:
         store.close()
+    # Every status, zeros included; "bounced": readers whose last deliveries all failed.
+    people = {s.value: found.get(s.value, 0) for s in SubscriberStatus}
     now = datetime.now(UTC)
     daemon = None
     if lock is not None and not lock.expired:
@@ -124,6 +129,7 @@ def status(issue_count: int, as_json: bool) -> None:
             "daemon": daemon,
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
+            "subscribers": people,
             "items_failed": {
                 "total": skipped_total,
                 "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
@@ -137,6 +143,8 @@ def status(issue_count: int, as_json: bool) -> None:
         out.print("Daemon: not running", markup=False)
     _print_feeds(feeds, now)
     _print_issues(issues, now)
+    shown = ", ".join(f"{n} {s}" for s, n in people.items() if n) or "none"
+    out.print(f"Subscribers: {shown}", markup=False)
     if skipped_total:
         out.print(
             f"Items skipped (failed {MAX_ITEM_FAILURES} times or unusable): {skipped_total}",

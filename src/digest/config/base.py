@@ -4,6 +4,7 @@ values parsed once at load."""
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,49 @@ def parse_duration(value: str | int | float) -> timedelta:
     if not m:
         raise ValueError(f"expected a duration like '30s', '12h' or '7d', got {value!r}")
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+# CR, LF and the other control characters: never in a value that ends up in a mail header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def header_safe(value: str) -> str:
+    """``value`` unless it holds a line break or control character (header injection)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(
+            f"{value!r} holds a control character ({found.group()!r}): it would end up in a "
+            "mail header"
+        )
+    return value
+
+
+#: The fields a subject format may name, and nothing else.
+SUBJECT_FIELDS = frozenset({"title", "number", "date"})
+
+
+def check_subject_format(value: str) -> str:
+    """Only ``{title}``, ``{number}`` and ``{date}`` (with a plain format spec), nothing that
+    reaches an attribute or an index (``{title.__class__}``, ``{title[0]}``)."""
+    header_safe(value)
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ValueError(f"subject {value!r}: {exc}") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in SUBJECT_FIELDS:
+            raise ValueError(
+                f"subject may only use {{title}}, {{number}} and {{date}}, not {{{field}}}"
+            )
+        if conversion is not None or (spec and ("{" in spec or "}" in spec)):
+            raise ValueError(f"subject: {{{field}}} may carry only a plain format spec")
+    try:
+        value.format(title="t", number=1, date="d")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"subject {value!r}: {exc}") from None
+    return value
 
 
 #: Field names of a 6-field crontab (seconds first, as in ``"*/2 * * * * *"``).

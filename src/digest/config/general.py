@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from digest.config.base import Crontab, Duration, _Section
+from digest.config.base import Crontab, Duration, _Section, header_safe
 
 
 class DigestSection(_Section):
@@ -21,6 +21,11 @@ class DigestSection(_Section):
     base_url: str | None = None
     #: An item that fits two topics appears once, under its best topic.
     one_topic_per_item: bool = True
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        return header_safe(v)  # the List-Id phrase and, through {title}, the subject
 
     @field_validator("timezone")
     @classmethod
@@ -36,8 +41,14 @@ class DigestSection(_Section):
     def _base_url(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if not re.match(r"^https?://[^/\s]+", v):
+        # Whole value: it goes into List-Unsubscribe headers and links (no spaces, no CR/LF).
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", v):
             raise ValueError(f"expected an http(s) URL, got {v!r}")
+        if not v.isascii():
+            # It is written into List-Unsubscribe headers, which are ASCII.
+            raise ValueError(
+                f"{v!r}: write the host in its ASCII (xn--) form and %-encode the path"
+            )
         return v.rstrip("/")
 
 

@@ -42,6 +42,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         sent=a.sent + b.sent,
         retry=a.retry + b.retry,
         failed=a.failed + b.failed,
+        bounced=a.bounced + b.bounced,
         issue_number=b.issue_number if b.issue_number is not None else a.issue_number,
         failures=a.failures + b.failures,
         items_failed=a.items_failed + b.items_failed,

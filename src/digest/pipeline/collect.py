@@ -5,6 +5,7 @@ A failing feed never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
-from digest.errors import ParseError
+from digest.errors import ParseError, StoreError
 from digest.fetch import fetch_all_sync
 from digest.models import (
     FeedSpec,
@@ -32,6 +33,7 @@ from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import fetch_options, make_matcher
 from digest.sanitize import plain_text
 from digest.store import Store
+from digest.store.db import savepoint
 from digest.store.feeds import (
     FeedState,
     record_fetch,
@@ -326,17 +328,25 @@ class _Run:
                 assert feed.result is not None
                 assert feed.digest is not None
                 got = self.pool.outcome(feed.job)
-                feed.outcome = _store_feed(
-                    conn,
-                    feed.state,
-                    feed.result,
-                    got,
-                    feed.digest,
-                    feed.spec,
-                    self.matcher,
-                    self.now,
-                    cap=cap,
-                )
+                try:
+                    # One feed the database refuses fails alone, not the batch or the run.
+                    with savepoint(conn):
+                        feed.outcome = _store_feed(
+                            conn,
+                            feed.state,
+                            feed.result,
+                            got,
+                            feed.digest,
+                            feed.spec,
+                            self.matcher,
+                            self.now,
+                            cap=cap,
+                        )
+                except StoreError as exc:
+                    reason = f"not stored: {exc}"[:300]
+                    feed.outcome = _Outcome(parsed=True, parse_error=reason)
+                    with contextlib.suppress(StoreError), savepoint(conn):
+                        _record(conn, feed.state, feed.result, self.now, parse_error=reason)
         for feed in batch:
             self.pool.forget(feed.job or 0)
         self.stored += len(batch)

@@ -339,6 +339,7 @@ def _deliver(
         sent=report.sent,
         retry=report.retried,
         failed=report.failed,
+        bounced=len(report.bounced),
         issue_number=number,
         failures=tuple(report.failures),
     )

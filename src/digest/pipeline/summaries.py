@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.errors import DigestError, StoreError
 from digest.models import FeedSpec, StoredItem, Summary
 from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import make_summarizer
@@ -63,8 +63,11 @@ def _item_failed(
     if failed is not None:
         failed.append((stored.item.url or f"item {stored.id}", reason))
     if record:
-        with store.begin() as conn:
-            record_item_failure(conn, stored.id, reason)
+        try:
+            with store.begin() as conn:
+                record_item_failure(conn, stored.id, reason)
+        except StoreError as exc:  # counted in the run all the same; the database said why
+            log.warning("could not record the failure: %s", exc, extra={"item": stored.id})
 
 
 def _summarize_each(
@@ -96,14 +99,19 @@ def _summarize_each(
         if summary is not None:
             out[stored.id] = summary
             if record:
-                with store.begin() as conn:
-                    save_summary(
-                        conn,
-                        stored.id,
-                        summary,
-                        now=datetime.now(UTC),
-                        full_text=full.get(stored.id),
-                    )
+                try:
+                    with store.begin() as conn:
+                        save_summary(
+                            conn,
+                            stored.id,
+                            summary,
+                            now=datetime.now(UTC),
+                            full_text=full.get(stored.id),
+                        )
+                except StoreError as exc:
+                    # The issue still shows this summary; storing it is tried again next time.
+                    log.warning("summary not stored: %s", exc, extra={"item": stored.id})
+                    _item_failed(store, stored, f"summary not stored: {exc}", record, failed)
         if progress is not None:
             progress("summarize", n, len(items))
     return out

@@ -411,7 +411,7 @@ class SQLCache:
         with self.store.begin() as conn:
             ins = _upsert_insert(conn)
             stmt = ins(schema.llm_cache).values(
-                key=key, summary=value, created=to_db(datetime.now(UTC))
+                key=fit(key, 128), summary=fit(value), created=to_db(datetime.now(UTC))
             )
             conn.execute(
                 stmt.on_conflict_do_update(
