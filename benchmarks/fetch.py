@@ -314,9 +314,9 @@ def time_cli(config: Path, label: str, env: dict[str, str]) -> float:
 
 def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple[float, float]:
     from digest.config import FetchSection
-    from digest.fetch import FetchOptions, fetch_all_sync
     from digest.models import FetchRequest, FetchResult, FetchStatus
-    from digest.parse import ParseJob, ParsePool, parse_many
+    from digest.reader.fetch import FetchOptions, fetch_all_sync
+    from digest.reader.parse import ParseJob, ParsePool, parse_many
 
     def job(r: FetchResult) -> ParseJob:
         return ParseJob(r.content or b"", r.url, datetime.now(UTC), r.content_type)

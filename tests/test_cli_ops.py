@@ -14,7 +14,7 @@ from conftest import run_cli
 from digest import config
 from digest.cli.app import out as stdout_console
 from digest.models import FeedSpec, FetchResult, FetchStatus, IssueContent
-from digest.opml import parse_opml
+from digest.reader.opml import parse_opml
 from digest.store import open_store, schema
 from digest.store.feeds import record_fetch, sync_feeds
 from digest.store.issues import save_issue

@@ -17,8 +17,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from digest.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 from digest.models import FetchRequest, FetchResult, FetchStatus
+from digest.reader.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 
 #: A small synthetic feed: these tests need *a* feed, not the real corpus.
 FEED = Path(__file__).resolve().parent / "data" / "synthetic-news.rss.xml"

@@ -276,7 +276,7 @@ def test_regression_issue10_7_a_feed_on_a_private_address_is_refused_unless_allo
 def test_regression_issue10_7_a_redirect_to_a_metadata_address_is_refused_even_if_private_allowed(
     httpserver: HTTPServer, target: str
 ) -> None:
-    from digest.fetch import fetch_all_sync
+    from digest.reader.fetch import fetch_all_sync
 
     httpserver.expect_request("/feed").respond_with_data(
         "", status=302, headers={"Location": target}
@@ -427,7 +427,7 @@ def test_regression_issue10_1_from_the_command_line_fetch_send_and_status_name_t
 def test_regression_issue10_7_every_redirect_hop_of_a_feed_is_checked_before_connecting(
     httpserver: HTTPServer,
 ) -> None:
-    from digest.fetch import fetch_all_sync
+    from digest.reader.fetch import fetch_all_sync
 
     # The first hop is allowed (an intranet feed); its 302 points at an address refused even
     # then (0.0.0.0 reaches this machine's own services): refused before any connection.

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digest.errors import ConfigError
-from digest.healthd import Health, HealthServer, parse_address
-from digest.metrics import Metrics, run_failure
+from digest.infra.healthd import Health, HealthServer, parse_address
+from digest.infra.metrics import Metrics, run_failure
 from digest.models import RunCounts
 from digest.report import counts_fields, format_counts
 from digest.store import open_store, schema

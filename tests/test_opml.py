@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from digest import config
 from digest.errors import UsageError
 from digest.models import FeedSpec
-from digest.opml import (
+from digest.reader.opml import (
     Outline,
     append_text,
     feeds_file,

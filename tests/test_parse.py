@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from digest.errors import ParseError
 from digest.models import ParsedFeed
-from digest.parse import ParseJob, ParsePool, parse_feed, parse_many
+from digest.reader.parse import ParseJob, ParsePool, parse_feed, parse_many
 from digest.sanitize import sanitize_html
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import load
-from digest.parse import parse_feed
+from digest.reader.parse import parse_feed
 from digest.sanitize import plain_text
 from digest.topics import TopicMatcher
 

@@ -31,15 +31,15 @@ from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from digest import config
 from digest.config import Settings, redact_url
 from digest.errors import ConfigError, DigestError, LockedError
-from digest.healthd import Health, HealthServer
-from digest.metrics import Metrics, run_failure
+from digest.infra.healthd import Health, HealthServer
+from digest.infra.metrics import Metrics, run_failure
+from digest.infra.signals import stop_on_signals
 from digest.models import RunCounts
 from digest.pipeline import merge_counts
 from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.issue import send
 from digest.report import counts_fields, format_counts
-from digest.signals import stop_on_signals
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
 
@@ -382,7 +382,7 @@ def _log_signal(name: str) -> None:
 
 def _apply_log_format(settings: Settings) -> None:
     # `--log-format json` on the command line already wins; `[daemon] log_format` can ask too.
-    from digest.logs import JSONFormatter, configure
+    from digest.infra.logs import JSONFormatter, configure
 
     root = logging.getLogger("digest")
     if settings.daemon.log_format == "json" and not any(

@@ -76,7 +76,7 @@ def app(config_path: Path | None, log_format: str, verbose: int, quiet: bool) ->
 
 
 def setup_logging() -> None:
-    from digest.logs import configure
+    from digest.infra.logs import configure
 
     level = logging.WARNING if STATE.quiet else logging.INFO
     if STATE.verbose >= 2:

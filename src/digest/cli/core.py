@@ -15,8 +15,8 @@ import click
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings
 from digest.errors import DigestError, UsageError
+from digest.infra.signals import stop_on_signals
 from digest.models import RunCounts
-from digest.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -257,7 +257,7 @@ def run(once: bool, dry_run: bool) -> None:
     if not once:
         if dry_run:
             raise click.UsageError("--dry-run only goes with --once")
-        from digest.memory import limit_malloc_arenas
+        from digest.infra.memory import limit_malloc_arenas
         from digest.schedule import run_daemon
 
         # Before any thread starts: a daemon that runs for months must not creep (see memory.py).

@@ -277,7 +277,7 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
     Only http(s) feeds are imported (local files with --allow-local); other schemes, invalid
     URLs and cloud metadata addresses are refused, each named on one line (exit 1).
     """
-    from digest import opml
+    from digest.reader import opml
     from digest.urls import feed_url_problem
 
     settings = STATE.settings()  # the current config must be valid before we add to it
@@ -342,7 +342,7 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
 def feeds_export(file: Path | None) -> None:
     """Write the configured feeds as OPML 2.0 to FILE (default: standard output); a feed that
     moved for good (301/308) is written at its new address."""
-    from digest import opml
+    from digest.reader import opml
 
     settings = STATE.settings()
     data = opml.to_opml(

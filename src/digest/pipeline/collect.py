@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import ParseError, StoreError
-from digest.fetch import fetch_all_sync
 from digest.models import (
     FeedSpec,
     FetchResult,
@@ -28,9 +27,10 @@ from digest.models import (
     ParsedFeed,
     RunCounts,
 )
-from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import fetch_options, make_matcher
+from digest.reader.fetch import fetch_all_sync
+from digest.reader.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.sanitize import plain_text
 from digest.store import Store
 from digest.store.db import savepoint

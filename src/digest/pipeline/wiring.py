@@ -11,7 +11,7 @@ from digest.config import Settings
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
-    from digest.fetch import FetchOptions
+    from digest.reader.fetch import FetchOptions
     from digest.send import DKIMSigner, Sender
     from digest.summarize import LLMOptions, Summarizer, SummaryCache
     from digest.topics import TopicMatcher
@@ -27,7 +27,7 @@ DEFAULT_MAX_WORDS = 60
 
 def fetch_options(settings: Settings) -> FetchOptions:
     """``[fetch]`` as the fetch stage's options."""
-    from digest.fetch import FetchOptions
+    from digest.reader.fetch import FetchOptions
 
     f = settings.fetch
     return FetchOptions(
