@@ -245,9 +245,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=500)
     ap.add_argument("--ports", type=int, default=2, help="ports per address (sites = 250 x ports)")
     ap.add_argument("--sample", type=int, default=500, help="feeds timed with feedparser alone")
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-feeds", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(feeds=[200], latency=0.02, sample=40)
+        args = ap.parse_args()
     if args.child:
         child(args.child, args.sample, args.child_feeds)
         return

@@ -267,7 +267,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS))
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = parser.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        parser.set_defaults(feeds=100, inflight=[50], latency=0.02, repeat=1)
+        args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
