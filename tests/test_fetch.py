@@ -403,3 +403,38 @@ def test_a_stop_that_never_comes_changes_nothing(httpserver: HTTPServer, feed_by
     httpserver.expect_request("/feed").respond_with_data(feed_bytes)
     [result] = fetch_all_sync([Local(httpserver.url_for("/feed"))], stop=lambda: False)
     assert result.status is FetchStatus.OK
+
+
+def test_results_can_leave_the_bodies_to_the_callback(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    seen: list[int] = []
+    [result] = fetch_all_sync(
+        [Local(httpserver.url_for("/feed"))],
+        on_result=lambda r: seen.append(len(r.content or b"")),
+        keep_content=False,
+    )
+    assert seen == [len(feed_bytes)]  # the callback had the body...
+    assert result.status is FetchStatus.OK
+    assert result.content is None  # ...the run's results do not keep it
+
+
+def test_no_download_starts_while_paused(httpserver: HTTPServer, feed_bytes: bytes) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    go = threading.Event()
+    got: list[list[FetchResult]] = []
+    worker = threading.Thread(
+        target=lambda: got.append(
+            fetch_all_sync(
+                [Local(httpserver.url_for("/feed")) for _ in range(3)],
+                pause=lambda: not go.is_set(),
+            )
+        )
+    )
+    worker.start()
+    time.sleep(0.5)  # a paused run waits, however long this is
+    assert httpserver.log == []
+    go.set()
+    worker.join(30)
+    assert [r.status for r in got[0]] == [FetchStatus.OK] * 3

@@ -116,7 +116,8 @@ async def fetch_all(
     concurrency = max(1, options.concurrency)
     gate = asyncio.Semaphore(concurrency)
     go = asyncio.Event()  # cleared while ``pause()`` says so
-    go.set()
+    if pause is None or not pause():
+        go.set()
     per_host = max(1, min(options.per_host, concurrency))
     hosts: dict[str, asyncio.Semaphore] = {}
     headers = {"User-Agent": options.user_agent, "Accept": ACCEPT}
