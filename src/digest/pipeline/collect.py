@@ -29,8 +29,8 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
-from digest.pipeline.wiring import fetch_options, make_matcher
-from digest.sanitize import plain_text
+from digest.pipeline.relevance import decide_all
+from digest.pipeline.wiring import fetch_options, make_decider
 from digest.store import Store
 from digest.store.db import savepoint
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
@@ -42,7 +42,7 @@ from digest.store.items import (
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from digest.topics import TopicMatcher
+    from digest.pipeline.relevance import Decider
 
 # The topic matcher is imported when there is something to match: a run where every feed
 # answers 304 never compiles it.
@@ -93,7 +93,8 @@ def collect(
 
 
 class _MatcherSoon:
-    """The topic matcher, compiled in a helper thread as soon as a changed body arrives.
+    """The topic matcher (and the rules read before it), compiled in a helper thread as soon
+    as a changed body arrives.
 
     Compiling it (inflections from simplemma's dictionaries) takes about half a second: done
     while the feeds download, it is ready when their items are; a run where every feed answers
@@ -103,7 +104,7 @@ class _MatcherSoon:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._helper: ThreadPoolExecutor | None = None
-        self._matcher: Future[TopicMatcher] | None = None
+        self._matcher: Future[Decider] | None = None
 
     def __enter__(self) -> _MatcherSoon:
         return self
@@ -115,9 +116,9 @@ class _MatcherSoon:
     def start(self) -> None:
         if self._matcher is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="digest-matcher")
-            self._matcher = self._helper.submit(make_matcher, self._settings)
+            self._matcher = self._helper.submit(make_decider, self._settings)
 
-    def get(self) -> TopicMatcher:
+    def get(self) -> Decider:
         self.start()
         assert self._matcher is not None
         return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
@@ -258,19 +259,9 @@ def _store_feed(
         log.warning("item failed: %s", reason, extra={"feed": state.url, "item": where[:300]})
     outcome.new = len(new)
     if usable:
-        match = matcher.get().match
-        decisions = [
-            (
-                item_id,
-                match(
-                    item.title,
-                    plain_text(item.content_html or item.summary_html),
-                    scope=spec.topics,
-                    always=spec.always,
-                ),
-            )
-            for item_id, item in usable
-        ]
+        # The source as the store names it: the configured name, the feed's title, its URL.
+        source = spec.name or got.title or state.url
+        decisions = decide_all(matcher.get(), usable, spec, source)
         add_topic_matches(conn, decisions)
         outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
     return outcome
