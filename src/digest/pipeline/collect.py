@@ -29,6 +29,7 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
+from digest.pipeline.coverage import note_coverage
 from digest.pipeline.relevance import decide_all
 from digest.pipeline.wiring import fetch_options, make_decider
 from digest.store import Store
@@ -258,9 +259,18 @@ def _store_feed(
     for where, reason in outcome.failed:
         log.warning("item failed: %s", reason, extra={"feed": state.url, "item": where[:300]})
     outcome.new = len(new)
+    # The source as the store names it: the configured name, the feed's title, its URL.
+    source = spec.name or got.title or state.url
+    fresh = {item.guid for _, item in new} | {item.guid for item, _ in refused}
+    again = [i for i in items if i.guid not in fresh and not i.problem]
+    if again:
+        # A link another feed brought first: coverage of that story, not a new item.
+        outcome.kept.update(
+            note_coverage(
+                conn, state.id, again, decider=matcher.get, spec=spec, source=source, now=now
+            )
+        )
     if usable:
-        # The source as the store names it: the configured name, the feed's title, its URL.
-        source = spec.name or got.title or state.url
         decisions = decide_all(matcher.get(), usable, spec, source)
         add_topic_matches(conn, decisions)
         outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)

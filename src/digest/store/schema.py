@@ -94,6 +94,18 @@ item_topics = Table(
     Column("detail", Text),  # JSON: hits, vetoes, unmet groups
 )
 
+#: The same link carried by another feed after its item was stored: the story's coverage
+#: ("also covered by"), never a second item.
+item_sightings = Table(
+    "item_sightings",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True),
+    Column("url", Text, nullable=False),  # the link as that feed gave it
+    Column("title", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
 #: One summary per item, computed once, never per recipient.
 summaries = Table(
     "summaries",
@@ -222,6 +234,7 @@ __all__ = [
     "feeds",
     "issue_items",
     "issues",
+    "item_sightings",
     "item_topics",
     "items",
     "llm_cache",
