@@ -161,6 +161,7 @@ def explain(item: str | None, title: str | None, text: str) -> None:
     Give a stored item's id or URL, or any text with --title/--text.
     """
     from digest.store import open_store
+    from digest.store.articles import load_full_texts
     from digest.store.items import get_item, load_topic_matches
 
     settings = STATE.settings()
@@ -171,6 +172,7 @@ def explain(item: str | None, title: str | None, text: str) -> None:
     if not item and title is None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title/--text")
     recorded: dict[str, TopicMatch] = {}
+    article: str | None = None
     if item:
         store = open_store(settings.storage.url)
         try:
@@ -178,13 +180,19 @@ def explain(item: str | None, title: str | None, text: str) -> None:
                 stored = get_item(conn, item)
                 if stored is not None:
                     recorded = {m.topic_id: m for m in load_topic_matches(conn, stored.id)}
+                    article = load_full_texts(conn, [stored.id]).get(stored.id)
         finally:
             store.close()
         if stored is None:
             raise UsageError(f"explain: no stored item with id or URL {item!r}")
         out.print(f"[bold]{escape(stored.item.title)}[/bold]")
         out.print(f"item {stored.id} · {escape(stored.source)} · {escape(stored.item.url)}")
-        matches = _match_stored(decider, _feed_specs(settings), stored, explain=True)
+        if article is not None:
+            out.print(
+                f"decided on the article ({len(article.split())} words), fetched for this teaser",
+                markup=False,
+            )
+        matches = _match_stored(decider, _feed_specs(settings), stored, explain=True, text=article)
     else:
         assert title is not None
         out.print(f"[bold]{escape(title)}[/bold]")

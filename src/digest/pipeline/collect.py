@@ -29,6 +29,7 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
+from digest.pipeline.articles import ArticleCandidate, article_candidates, decide_on_articles
 from digest.pipeline.coverage import note_coverage
 from digest.pipeline.relevance import decide_all
 from digest.pipeline.wiring import fetch_options, make_decider
@@ -90,6 +91,12 @@ def collect(
         outcomes = _store_results(
             settings, store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
         )
+        teasers = [c for o in outcomes.values() for c in o.articles]
+        if teasers:
+            # Pages fetched outside the store's transactions: no write lock held meanwhile.
+            gained = decide_on_articles(settings, store, teasers, matcher.get(), stop=stop)
+            for feed_id, topics in gained.items():
+                outcomes[feed_id].kept.update(topics)
     return _counts(due, results, outcomes)
 
 
@@ -135,6 +142,8 @@ class _Outcome:
     kept: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[str, str]] = field(default_factory=list)
     over_cap: int = 0
+    #: Teasers of a full-text feed to decide again on their article, after the store.
+    articles: list[ArticleCandidate] = field(default_factory=list)
 
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
@@ -182,7 +191,17 @@ def _store_results(
                     # One feed the database refuses fails alone, not the batch or the run.
                     with savepoint(conn):
                         outcomes[state.id] = _store_feed(
-                            conn, state, result, got, digest, spec, matcher, now, cap=max_items
+                            conn,
+                            state,
+                            result,
+                            got,
+                            digest,
+                            spec,
+                            matcher,
+                            now,
+                            cap=max_items,
+                            min_words=settings.summary.min_words,
+                            floor=settings.fetch.full_text_floor,
                         )
                 except StoreError as exc:
                     reason = f"not stored: {exc}"[:300]
@@ -222,6 +241,8 @@ def _store_feed(
     now: datetime,
     *,
     cap: int,
+    min_words: int = 40,
+    floor: float = 0.25,
 ) -> _Outcome:
     """Record one parsed feed: fetch state, content hash, new items and their topics.
 
@@ -271,8 +292,19 @@ def _store_feed(
             )
         )
     if usable:
-        decisions = decide_all(matcher.get(), usable, spec, source)
+        decider = matcher.get()
+        decisions = decide_all(decider, usable, spec, source)
         add_topic_matches(conn, decisions)
+        outcome.articles = article_candidates(
+            decisions,
+            dict(usable),
+            spec,
+            feed_id=state.id,
+            source=source,
+            decider=decider,
+            min_words=min_words,
+            floor=floor,
+        )
         outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
     return outcome
 

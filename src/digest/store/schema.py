@@ -76,6 +76,9 @@ items = Table(
     # at ``items.MAX_ITEM_FAILURES`` it is skipped for good, ``last_error`` saying why.
     Column("failures", Integer, nullable=False, default=0, server_default="0"),
     Column("last_error", Text),
+    # The article page's text, fetched once for a teaser of a ``full_text`` feed (to decide
+    # its topics on the article, then to summarize it); None when never fetched.
+    Column("full_text", Text),
     UniqueConstraint("feed_id", "guid", name="uq_items_feed_guid"),
     # One article met twice (two feeds, tracking parameters) is stored once.
     UniqueConstraint("canonical_url", name="uq_items_canonical_url"),
