@@ -168,3 +168,32 @@ def test_the_feed_that_sees_the_link_second_can_still_put_the_story_in_its_topic
     assert entry.topic_id == "data_protection"
     assert entry.source == "Press"
     assert entry.also == (AlsoCovered("Regulator", REGULATOR_PAGE),)
+
+
+def test_the_w12b_revisions_downgrade_and_upgrade_again_with_the_data(
+    press_and_wire: Settings,
+) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from digest.store.migrations import alembic_config
+
+    store = open_store(press_and_wire.storage.url)
+    collect(press_and_wire, store)
+    store.close()
+    engine = create_engine(press_and_wire.storage.url)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "w10_item_failures")
+    with engine.connect() as conn:
+        tables = set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+        columns = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(items)")}
+    engine.dispose()
+    assert "item_sightings" not in tables
+    assert "full_text" not in columns
+    store = open_store(press_and_wire.storage.url)  # back to head, items intact
+    with store.connect() as conn:
+        assert count_items(conn) == 1
+        assert load_sightings(conn, [1]) == {}
+    store.close()

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
 from conftest import run_cli
@@ -193,3 +195,39 @@ def test_the_real_german_heise_item_is_kept_for_readers_of_german(heise: Path) -
     _, matches = _privacy_shield(settings)
     assert matches["data_protection"].kept
     assert not matches["data_protection"].rule
+
+
+_DECIDER = make_decider(
+    parse_settings(
+        {
+            "filters": {"block": ["casino", "url:*/ads/*"]},
+            "feeds": [{"url": "https://f.example/rss", "include": ["cloud"]}],
+            "topics": {"dp": {"title": "DP", "include": ["GDPR", "cloud"]}},
+        },
+        "t.toml",
+    )
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    title=st.text(max_size=80),
+    html=st.text(max_size=300),
+    declared=st.one_of(st.none(), st.text(max_size=12)),
+)
+def test_a_decision_never_fails_whatever_the_feed_sends(
+    title: str, html: str, declared: str | None
+) -> None:
+    spec = FeedSpec("https://f.example/rss", include=("cloud",))
+    item = Item(
+        spec.url,
+        "g",
+        "https://x/1",
+        "https://x/1",
+        "GDPR " + title,
+        NOW,
+        content_html=html,
+        language=declared,
+    )
+    [m] = _DECIDER.decide(item, spec, "F", explain=True)
+    assert m.kept == (not m.rule and m.score >= 1.0)

@@ -139,4 +139,12 @@ def decide_on_articles(
                 continue
             kept = [m.topic_id for m in matches if m.kept]
             gained.setdefault(c.feed_id, Counter()).update(kept)
+    log.info(
+        "decided on the article",
+        extra={
+            "pages": len(chosen),
+            "read": sum(isinstance(got.get(c.item.url), str) for c in chosen),
+            "kept": sum(sum(n.values()) for n in gained.values()),
+        },
+    )
     return gained
