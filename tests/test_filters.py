@@ -118,6 +118,11 @@ def test_a_pattern_re2_cannot_take_is_a_config_error_naming_the_entry() -> None:
         make_rules(_settings([r"regex:(x+)\1"]))
 
 
+def test_a_feed_rule_re2_cannot_take_is_a_config_error_naming_the_feed_key() -> None:
+    with pytest.raises(ConfigError, match=r"^feeds\[0\]\.exclude\[1\] \(term 'regex:\(\?=x\)'\)"):
+        make_rules(_settings([], exclude=["offre", "regex:(?=x)"]))
+
+
 @pytest.mark.parametrize(
     "block",
     [[""], ["source:"], ["url:"], ["x" * 501], ["w"] * 1001],

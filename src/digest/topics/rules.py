@@ -91,6 +91,8 @@ def split_block(entries: Sequence[str], where: str = "filters.block") -> _Split:
 
 
 def _terms_checked(terms: Sequence[str], where: str) -> tuple[Term, ...]:
+    """The terms as include terms of a pseudo-topic; a ``regex:`` one RE2 cannot take is a
+    ``ConfigError`` naming the config key (``feeds[2].include[0]``), not the pseudo-topic."""
     if len(terms) > MAX_RULES:
         raise ConfigError(f"{where}: {len(terms)} terms, at most {MAX_RULES}")
     for i, t in enumerate(terms):
@@ -98,6 +100,8 @@ def _terms_checked(terms: Sequence[str], where: str) -> tuple[Term, ...]:
             raise ConfigError(f"{where}[{i}]: empty term")
         if len(t) > MAX_PATTERN_CHARS:
             raise ConfigError(f"{where}[{i}]: longer than {MAX_PATTERN_CHARS} characters")
+        if t.startswith("regex:"):
+            compile_term(t[len("regex:") :], f"{where}[{i}] (term {t!r})")
     return tuple(Term(t, 1.0) for t in terms)
 
 
@@ -111,12 +115,14 @@ def rule_topics(block: Sequence[str], feeds: Sequence[FeedSpec]) -> tuple[TopicD
     defs: list[TopicDef] = []
     words = split_block(block).words
     if words:
-        defs.append(TopicDef(BLOCK_ID, "[filters] block", _terms_checked(words, BLOCK_ID)))
+        defs.append(
+            TopicDef(BLOCK_ID, "[filters] block", _terms_checked(words, "filters.block words"))
+        )
     for i, spec in enumerate(feeds):
         for kind, terms in (("include", spec.include), ("exclude", spec.exclude)):
             if terms:
                 rid = _feed_rule_id(i, kind)
-                defs.append(TopicDef(rid, rid, _terms_checked(terms, rid)))
+                defs.append(TopicDef(rid, rid, _terms_checked(terms, f"feeds[{i}].{kind}")))
     return tuple(defs)
 
 
