@@ -220,18 +220,11 @@ def test_a_page_that_fails_leaves_the_teaser_decision(
     assert kept(settings) == {"gone": False}
 
 
-def test_explain_says_the_decision_was_taken_on_the_article(
-    teasers: str,
-    tmp_path: Path,
-    workdir: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def cli_config(teasers: str, tmp_path: Path, workdir: Path) -> tuple[Settings, Path]:
+    """The teaser feed collected once, and the same settings as a config file for the CLI."""
     settings = settings_for(tmp_path, teasers)
-    store = open_store(settings.storage.url)
-    collect(settings, store)
-    with store.connect() as conn:
-        [item_id] = [s.id for s in iter_items(conn) if s.item.guid == "ministry"]
+    collect(settings, open_store(settings.storage.url))
     cfg = workdir / "digest.toml"
     cfg.write_text(
         f"""[storage]
@@ -247,9 +240,34 @@ include = [{{ term = "SecNumCloud", weight = 3 }}, "cloud souverain", "sovereign
 """,
         encoding="utf-8",
     )
+    return settings, cfg
+
+
+def test_explain_says_the_decision_was_taken_on_the_article(
+    cli_config: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, cfg = cli_config
+    store = open_store(settings.storage.url)
+    with store.connect() as conn:
+        [item_id] = [s.id for s in iter_items(conn) if s.item.guid == "ministry"]
     monkeypatch.setattr(stdout_console, "_width", 200)
     code, stdout, _ = run_cli(capsys, "--config", str(cfg), "explain", str(item_id))
     assert code == 0
     assert "decided on the article (" in stdout
     assert "sovereign_cloud (Sovereign cloud): KEPT" in stdout
     assert "'SecNumCloud' in text" in stdout
+
+
+def test_topics_test_decides_a_teaser_on_its_article_as_the_fetch_did(
+    cli_config: tuple[Settings, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, cfg = cli_config
+    monkeypatch.setattr(stdout_console, "_width", 200)
+    code, stdout, _ = run_cli(capsys, "--config", str(cfg), "topics", "test", "--since", "1d")
+    assert code == 0
+    assert "sovereign_cloud: keeps 1" in stdout
+    assert "The ministry moves its cloud" in stdout

@@ -262,8 +262,8 @@ class _Tally:
         self.specs = specs
         self.kept: Kept = {t.id: {} for t in decider.matcher.topics}
 
-    def add(self, stored: StoredItem) -> None:
-        for m in _match_stored(self.decider, self.specs, stored):
+    def add(self, stored: StoredItem, article: str | None = None) -> None:
+        for m in _match_stored(self.decider, self.specs, stored, text=article):
             if m.kept:
                 self.kept[m.topic_id][stored.id] = (m.score, stored.item.title)
 
@@ -288,6 +288,7 @@ def test_cmd(since: str, against: Path | None, show: int) -> None:
     "-" items are kept by OTHER and dropped by this config (they leave).
     """
     from digest.store import open_store
+    from digest.store.articles import load_full_texts
     from digest.store.items import iter_items
 
     settings = STATE.settings()
@@ -305,14 +306,21 @@ def test_cmd(since: str, against: Path | None, show: int) -> None:
     if other is not None and other_decider is not None:
         tallies.append(_Tally(other_decider, _feed_specs(other)))
     count = 0
+    teaser_feeds = {f.url for t in tallies for f in t.specs.values() if f.full_text}
     store = open_store(settings.storage.url)
     try:
-        with store.connect() as conn:
+        with store.connect() as conn, store.connect() as lookup:
             # Streamed: only the kept items' ids, scores and titles stay in memory.
             for stored in iter_items(conn, since=start):
                 count += 1
+                # A teaser whose article was read at fetch time is decided on it, as then.
+                article = (
+                    load_full_texts(lookup, [stored.id]).get(stored.id)
+                    if stored.item.feed_url in teaser_feeds
+                    else None
+                )
                 for t in tallies:
-                    t.add(stored)
+                    t.add(stored, article)
     finally:
         store.close()
     kept = tally.kept
