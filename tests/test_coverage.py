@@ -197,3 +197,36 @@ def test_the_w12b_revisions_downgrade_and_upgrade_again_with_the_data(
         assert count_items(conn) == 1
         assert load_sightings(conn, [1]) == {}
     store.close()
+
+
+def test_explain_lists_the_other_sources_of_the_link(
+    press_and_wire: Settings,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conftest import run_cli
+    from digest.cli.app import out as stdout_console
+
+    collect(press_and_wire, open_store(press_and_wire.storage.url))
+    press, wire = (f.url for f in press_and_wire.feeds)
+    cfg = workdir / "digest.toml"
+    cfg.write_text(
+        f"""[storage]
+url = "{press_and_wire.storage.url}"
+[[feeds]]
+url = "{press}"
+name = "Press"
+[[feeds]]
+url = "{wire}"
+name = "Wire"
+[topics.data_protection]
+title = "Data protection"
+include = ["GDPR", "CNIL"]
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(stdout_console, "_width", 200)
+    code, stdout, _ = run_cli(capsys, "--config", str(cfg), "explain", "1")
+    assert code == 0
+    assert f"also carried by Wire: {STORY}?utm_source=rss&utm_medium=feed" in stdout

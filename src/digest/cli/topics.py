@@ -163,6 +163,7 @@ def explain(item: str | None, title: str | None, text: str) -> None:
     from digest.store import open_store
     from digest.store.articles import load_full_texts
     from digest.store.items import get_item, load_topic_matches
+    from digest.store.sightings import load_sightings
 
     settings = STATE.settings()
     decider = _decider(settings)
@@ -173,6 +174,7 @@ def explain(item: str | None, title: str | None, text: str) -> None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title/--text")
     recorded: dict[str, TopicMatch] = {}
     article: str | None = None
+    others: list[tuple[str, str]] = []
     if item:
         store = open_store(settings.storage.url)
         try:
@@ -181,12 +183,15 @@ def explain(item: str | None, title: str | None, text: str) -> None:
                 if stored is not None:
                     recorded = {m.topic_id: m for m in load_topic_matches(conn, stored.id)}
                     article = load_full_texts(conn, [stored.id]).get(stored.id)
+                    others = load_sightings(conn, [stored.id]).get(stored.id, [])
         finally:
             store.close()
         if stored is None:
             raise UsageError(f"explain: no stored item with id or URL {item!r}")
         out.print(f"[bold]{escape(stored.item.title)}[/bold]")
         out.print(f"item {stored.id} · {escape(stored.source)} · {escape(stored.item.url)}")
+        for name, link in others:
+            out.print(f"also carried by {name}: {link}", markup=False, highlight=False)
         if article is not None:
             out.print(
                 f"decided on the article ({len(article.split())} words), fetched for this teaser",

@@ -40,6 +40,6 @@ def block_list(v: Any) -> Any:
 
 class FiltersSection(_Section):
     #: Items dropped before any topic sees them: a word or phrase (the topics' term syntax,
-    #: ``regex:`` under RE2 included), ``source:NAME`` (a feed's name, title, URL or host) or
+    #: ``regex:`` under RE2 included), ``source:NAME`` (the source name shown, feed URL or host) or
     #: ``url:GLOB`` / ``url:regex:PATTERN`` on the item's link.
     block: Annotated[list[str], BeforeValidator(block_list)] = Field(default_factory=list)
