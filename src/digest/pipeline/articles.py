@@ -20,7 +20,7 @@ from digest.pipeline.relevance import item_text
 from digest.store import Store
 from digest.store.articles import save_full_text
 from digest.store.db import savepoint
-from digest.store.items import save_topic_matches
+from digest.store.items import load_topic_matches, save_topic_matches
 
 if TYPE_CHECKING:
     from digest.pipeline.relevance import Decider
@@ -130,6 +130,12 @@ def decide_on_articles(
                 )
                 continue
             matches = decider.decide(c.item, c.spec, c.source, text=text)
+            # The article adds topics, never takes one away: another feed carrying the same
+            # link may have put the story in a topic meanwhile (pipeline.coverage).
+            before = {m.topic_id: m for m in load_topic_matches(conn, c.item_id) if m.kept}
+            matches = tuple(
+                before[m.topic_id] if not m.kept and m.topic_id in before else m for m in matches
+            )
             try:
                 with savepoint(conn):
                     save_full_text(conn, c.item_id, text)
@@ -137,7 +143,7 @@ def decide_on_articles(
             except StoreError as exc:  # this item keeps its teaser decision; the others go on
                 log.warning("article decision not stored: %s", exc, extra={"item": c.item_id})
                 continue
-            kept = [m.topic_id for m in matches if m.kept]
+            kept = [m.topic_id for m in matches if m.kept and m.topic_id not in before]
             gained.setdefault(c.feed_id, Counter()).update(kept)
     log.info(
         "decided on the article",
