@@ -34,7 +34,8 @@ MIXED = rss(
             "de1",
             "Datenschutz: Behörde verhängt Bußgeld nach GDPR gegen einen Händler",
             "Die Aufsichtsbehörde hat gegen den Händler ein Bußgeld verhängt, weil er die "
-            "personal data seiner Kunden zu lange gespeichert hat und die Kunden nicht informiert wurden.",
+            "personal data seiner Kunden zu lange gespeichert hat und die Kunden nicht "
+            "informiert wurden.",
         ),
         (
             "fr1",
