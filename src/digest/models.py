@@ -27,6 +27,10 @@ class FeedSpec:
     full_text: bool = False
     #: Allow private/loopback addresses for this feed and its article pages (intranet feeds).
     allow_private: bool = False
+    #: Keep rule: only this feed's items mentioning one of these terms are considered.
+    include: tuple[str, ...] = ()
+    #: Block rule: this feed's items mentioning one of these terms are dropped.
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,9 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
+    #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
+    rule: str = ""
 
 
 # --------------------------------------------------------------------------- summaries

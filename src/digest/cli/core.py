@@ -297,7 +297,7 @@ def check() -> None:
     topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
     error (an example that no longer holds, a secret too short); warnings do not fail it."""
     from digest.config.checks import environment_findings
-    from digest.pipeline.wiring import make_matcher, make_signer
+    from digest.pipeline.wiring import make_matcher, make_rules, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
@@ -310,6 +310,10 @@ def check() -> None:
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
+    try:
+        make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
+    except DigestError as exc:
+        failures.append(str(exc))
     failures += _private_feeds(settings)
     if failures or found.errors:
         for line in found.errors:
@@ -322,7 +326,13 @@ def check() -> None:
     for f in settings.feeds:
         scope = f" topics={','.join(f.topics)}" if f.topics else ""
         always = f" always={','.join(f.always)}" if f.always else ""
-        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}", markup=False)
+        rules = f" include={len(f.include)}" if f.include else ""
+        rules += f" exclude={len(f.exclude)}" if f.exclude else ""
+        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}{rules}", markup=False)
+    if settings.filters.block:
+        out.print(f"filters: {len(settings.filters.block)} block rule(s)", markup=False)
+    if settings.digest.languages:
+        out.print(f"languages: {', '.join(settings.digest.languages)}", markup=False)
     out.print(f"topics ({len(topics)}):", markup=False)
     for t in topics:
         examples = f", {len(t.examples)} examples hold" if t.examples else ""

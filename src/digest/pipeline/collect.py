@@ -29,8 +29,10 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
-from digest.pipeline.wiring import fetch_options, make_matcher
-from digest.sanitize import plain_text
+from digest.pipeline.articles import ArticleCandidate, article_candidates, decide_on_articles
+from digest.pipeline.coverage import note_coverage
+from digest.pipeline.relevance import decide_all
+from digest.pipeline.wiring import fetch_options, make_decider
 from digest.store import Store
 from digest.store.db import savepoint
 from digest.store.feeds import FeedState, record_fetch, set_content_hash, sync_feeds
@@ -42,7 +44,7 @@ from digest.store.items import (
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from digest.topics import TopicMatcher
+    from digest.pipeline.relevance import Decider
 
 # The topic matcher is imported when there is something to match: a run where every feed
 # answers 304 never compiles it.
@@ -89,11 +91,18 @@ def collect(
         outcomes = _store_results(
             settings, store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
         )
+        teasers = [c for o in outcomes.values() for c in o.articles]
+        if teasers:
+            # Pages fetched outside the store's transactions: no write lock held meanwhile.
+            gained = decide_on_articles(settings, store, teasers, matcher.get(), stop=stop)
+            for feed_id, topics in gained.items():
+                outcomes[feed_id].kept.update(topics)
     return _counts(due, results, outcomes)
 
 
 class _MatcherSoon:
-    """The topic matcher, compiled in a helper thread as soon as a changed body arrives.
+    """The topic matcher (and the rules read before it), compiled in a helper thread as soon
+    as a changed body arrives.
 
     Compiling it (inflections from simplemma's dictionaries) takes about half a second: done
     while the feeds download, it is ready when their items are; a run where every feed answers
@@ -103,7 +112,7 @@ class _MatcherSoon:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._helper: ThreadPoolExecutor | None = None
-        self._matcher: Future[TopicMatcher] | None = None
+        self._matcher: Future[Decider] | None = None
 
     def __enter__(self) -> _MatcherSoon:
         return self
@@ -115,9 +124,9 @@ class _MatcherSoon:
     def start(self) -> None:
         if self._matcher is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="digest-matcher")
-            self._matcher = self._helper.submit(make_matcher, self._settings)
+            self._matcher = self._helper.submit(make_decider, self._settings)
 
-    def get(self) -> TopicMatcher:
+    def get(self) -> Decider:
         self.start()
         assert self._matcher is not None
         return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
@@ -133,6 +142,8 @@ class _Outcome:
     kept: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[str, str]] = field(default_factory=list)
     over_cap: int = 0
+    #: Teasers of a full-text feed to decide again on their article, after the store.
+    articles: list[ArticleCandidate] = field(default_factory=list)
 
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
@@ -180,7 +191,17 @@ def _store_results(
                     # One feed the database refuses fails alone, not the batch or the run.
                     with savepoint(conn):
                         outcomes[state.id] = _store_feed(
-                            conn, state, result, got, digest, spec, matcher, now, cap=max_items
+                            conn,
+                            state,
+                            result,
+                            got,
+                            digest,
+                            spec,
+                            matcher,
+                            now,
+                            cap=max_items,
+                            min_words=settings.summary.min_words,
+                            floor=settings.fetch.full_text_floor,
                         )
                 except StoreError as exc:
                     reason = f"not stored: {exc}"[:300]
@@ -220,6 +241,8 @@ def _store_feed(
     now: datetime,
     *,
     cap: int,
+    min_words: int = 40,
+    floor: float = 0.25,
 ) -> _Outcome:
     """Record one parsed feed: fetch state, content hash, new items and their topics.
 
@@ -257,21 +280,31 @@ def _store_feed(
     for where, reason in outcome.failed:
         log.warning("item failed: %s", reason, extra={"feed": state.url, "item": where[:300]})
     outcome.new = len(new)
-    if usable:
-        match = matcher.get().match
-        decisions = [
-            (
-                item_id,
-                match(
-                    item.title,
-                    plain_text(item.content_html or item.summary_html),
-                    scope=spec.topics,
-                    always=spec.always,
-                ),
+    # The source as the store names it: the configured name, the feed's title, its URL.
+    source = spec.name or got.title or state.url
+    fresh = {item.guid for _, item in new} | {item.guid for item, _ in refused}
+    again = [i for i in items if i.guid not in fresh and not i.problem]
+    if again:
+        # A link another feed brought first: coverage of that story, not a new item.
+        outcome.kept.update(
+            note_coverage(
+                conn, state.id, again, decider=matcher.get, spec=spec, source=source, now=now
             )
-            for item_id, item in usable
-        ]
+        )
+    if usable:
+        decider = matcher.get()
+        decisions = decide_all(decider, usable, spec, source)
         add_topic_matches(conn, decisions)
+        outcome.articles = article_candidates(
+            decisions,
+            dict(usable),
+            spec,
+            feed_id=state.id,
+            source=source,
+            decider=decider,
+            min_words=min_words,
+            floor=floor,
+        )
         outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
     return outcome
 

@@ -29,6 +29,7 @@ from digest.render import personalize, render_issue, render_page
 from digest.store import Store
 from digest.store.issues import last_period_end, next_issue_number, save_issue
 from digest.store.items import KeptItem, kept_items, load_summaries
+from digest.store.sightings import load_sightings
 from digest.summarize.clean import html_to_text
 from digest.tokens import secret_from_env
 from digest.topics import Candidate, select
@@ -102,6 +103,8 @@ def _build(
         settings, store, [k for k in leaders if k.stored.id in used], record, failed
     )
     by_id = {k.stored.id: (k, also) for k, also in stories}
+    with store.connect() as conn:
+        sightings = load_sightings(conn, used)
 
     sections: list[IssueSection] = []
     for topic in topics:
@@ -122,7 +125,7 @@ def _build(
                     topic_id=topic.id,
                     score=match.score,
                     summary_engine=summary.engine if summary else "none",
-                    also=also,
+                    also=_with_sightings(k.stored.source, also, sightings.get(k.stored.id, ())),
                 )
             )
         if entries:
@@ -223,6 +226,20 @@ def _stories(
         )
         out.append((lead, also))
     return out
+
+
+def _with_sightings(
+    source: str, also: tuple[AlsoCovered, ...], sightings: Sequence[tuple[str, str]]
+) -> tuple[AlsoCovered, ...]:
+    """The story's other sources: near-duplicates first, then the feeds that carried the same
+    link; each source once, never the entry's own."""
+    seen = {source.casefold(), *(a.source.casefold() for a in also)}
+    more = []
+    for name, url in sightings:
+        if name.casefold() not in seen:
+            seen.add(name.casefold())
+            more.append(AlsoCovered(name, strip_tracking(url)))
+    return also + tuple(more)
 
 
 def _summaries(

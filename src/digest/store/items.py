@@ -230,6 +230,8 @@ def _match_detail(match: TopicMatch) -> str:
     d = asdict(match)
     for key in ("topic_id", "score", "kept"):
         d.pop(key)
+    if not d.get("rule"):
+        d.pop("rule", None)  # most decisions: no rule decided (the stored JSON stays as before)
     return json.dumps(d, ensure_ascii=False)
 
 
@@ -244,6 +246,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
+        rule=str(d.get("rule", "")),
     )
 
 
