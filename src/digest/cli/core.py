@@ -190,6 +190,14 @@ def preview(out_file: Path | None, text: bool) -> None:
 
 
 def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run: bool) -> None:
+    if counts.waiting is not None and counts.issue_number is None:
+        # [review] mode = "required": nothing goes out before an editor approves the draft.
+        out.print(
+            f"issue #{counts.waiting} is waiting for approval "
+            "(digest draft show; digest draft approve)",
+            markup=False,
+        )
+        return
     if counts.issue_number is None:
         line = "no new items: nothing sent"
         from digest.store.issues import list_issues
