@@ -355,6 +355,23 @@ def check() -> None:
         by_status = count_by_status(conn)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
     out.print(f"subscribers: {summary}", markup=False)
+    r = settings.review
+    if r.required:
+        editors = ", ".join(r.editors) or "none: command line only, the web desk is off"
+        out.print(
+            f"review: required; editors: {editors}; draft: {r.draft or 'with the send job'}; "
+            f"on deadline: {r.on_deadline}; near-miss floor {r.floor:g}; "
+            f"alert after {r.alert_after}",
+            markup=False,
+        )
+        if r.editors and not settings.digest.base_url:
+            err.print(
+                f"warning: {settings.source}: review.editors: [digest] base_url is not set, so "
+                "the daemon cannot mail editors a link to the desk",
+                markup=False,
+            )
+    else:
+        out.print("review: auto (issues go out as the filter builds them)", markup=False)
     out.print(
         f"delivery: {settings.delivery.mode}"
         + (f" to {settings.delivery.outbox_dir}/" if settings.delivery.mode == "outbox" else "")
