@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from digest.config.base import _check_crontab, _Section, parse_duration
+from digest.config.base import Crontab, Duration, _Section
 
 
 class ReviewSection(_Section):
@@ -17,13 +17,13 @@ class ReviewSection(_Section):
     #: Who may open the desk and approve; empty: the desk is used from the command line only.
     editors: list[str] = Field(default_factory=list)
     #: Crontab (daemon): build the draft and mail each editor a link to it.
-    draft: str | None = None
+    draft: Crontab | None = None
     #: At the send time with no approval: "hold" (send nothing, remind once) or "send".
     on_deadline: Literal["hold", "send"] = "hold"
     #: Near misses: items scoring at least this fraction of a topic's threshold.
     floor: float = Field(default=0.5, ge=0.0, le=1.0)
     #: An issue waiting for approval longer than this makes /healthz degraded.
-    alert_after: str = "24h"
+    alert_after: Duration = Duration.parse("24h")
 
     @field_validator("editors")
     @classmethod
@@ -41,16 +41,11 @@ class ReviewSection(_Section):
                 out.append(normal)
         return out
 
-    @field_validator("draft")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        return None if v is None else _check_crontab(v)
-
     @field_validator("alert_after")
     @classmethod
-    def _alert_after(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError(f"expected a positive duration, got {v!r}")
+    def _alert_after(cls, v: Duration) -> Duration:
+        if v.seconds <= 0:
+            raise ValueError(f"expected a positive duration, got {v.text!r}")
         return v
 
     @property
@@ -59,7 +54,7 @@ class ReviewSection(_Section):
 
     @property
     def alert_after_seconds(self) -> float:
-        return parse_duration(self.alert_after).total_seconds()
+        return self.alert_after.seconds
 
     def is_editor(self, address: str) -> bool:
         return address.strip().lower() in self.editors
