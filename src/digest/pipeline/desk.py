@@ -277,7 +277,12 @@ class _TestOutbox(OutboxSender):
 
 
 def send_test(
-    settings: Settings, store: Store, addresses: Sequence[str], *, now: datetime | None = None
+    settings: Settings,
+    store: Store,
+    addresses: Sequence[str],
+    *,
+    now: datetime | None = None,
+    secret: bytes | None = None,
 ) -> list[tuple[str, str | None]]:
     """Send the draft, as a subscriber gets it, to ``addresses`` only, subject "[TEST] ...".
 
@@ -291,8 +296,9 @@ def send_test(
     view = require(settings, store)
     if not view.entries:
         raise UsageError(f"the draft of issue #{view.number} has no entries left")
-    secret = secret_from_env()
-    factory = MessageFactory(settings, view.content, secret, subject_prefix="[TEST] ")
+    factory = MessageFactory(
+        settings, view.content, secret or secret_from_env(), subject_prefix="[TEST] "
+    )
     jobs = []
     for address in dict.fromkeys(clean):
         message_id = make_msgid("test", domain=factory.domain)
