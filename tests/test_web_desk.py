@@ -206,7 +206,7 @@ def test_desk_forms_need_the_csrf_token_and_a_session(
 def test_desk_pages_carry_the_same_security_headers_and_no_script(
     desk: tuple[Settings, Store, TestClient],
 ) -> None:
-    settings, _, client = desk
+    _, _, client = desk
     for response in (client.get("/desk"), client.get("/desk?lang=fr")):
         csp = response.headers["content-security-policy"]
         assert "script-src 'none'" in csp
