@@ -51,8 +51,8 @@ SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
 
 
 def check_subject_format(value: str) -> str:
-    """Only ``{title}``, ``{number}``, ``{date}`` and ``{lead}`` (with a plain format spec), nothing that
-    reaches an attribute or an index (``{title.__class__}``, ``{title[0]}``)."""
+    """Only ``{title}``, ``{number}``, ``{date}`` and ``{lead}`` (with a plain format spec),
+    nothing that reaches an attribute or an index (``{title.__class__}``, ``{title[0]}``)."""
     header_safe(value)
     try:
         parts = list(string.Formatter().parse(value))

@@ -18,9 +18,10 @@ from sqlalchemy import Connection
 from digest.config import Settings
 from digest.errors import DeliveryError, UsageError
 from digest.models import IssueContent, IssueEntry, RunCounts, StoredItem
-from digest.pipeline.deliver import MessageFactory, make_sender
 from digest.pipeline.draft import DraftView, build_draft, current, require
 from digest.pipeline.issue import generic_parts, summaries_for
+from digest.pipeline.messages import MessageFactory
+from digest.pipeline.wiring import make_sender
 from digest.render import render_page
 from digest.send import Job, OutboxSender, Result
 from digest.send.base import Outcome

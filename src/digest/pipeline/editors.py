@@ -16,15 +16,14 @@ from sqlalchemy import select, update
 
 from digest.config import Settings
 from digest.errors import DeliveryError
-from digest.pipeline.deliver import make_sender
+from digest.pipeline.wiring import make_sender, make_signer
 from digest.send import (
-    DKIMSigner,
     Job,
+    MessageParts,
     OutboxSender,
     Result,
     build_message,
     list_id_for,
-    load_key,
     message_bytes,
     split_from,
 )
@@ -108,24 +107,26 @@ def _send(
     domain = from_email.rsplit("@", 1)[-1]
     message_id = make_msgid("desk", domain=domain)
     msg = build_message(
-        html=page,
-        text=f"{text}\n\n{link}\n",
-        subject=subject,
-        from_addr=settings.delivery.from_,
-        to_addr=address,
-        to_name=None,
-        reply_to=None,
-        message_id=message_id,
-        list_id=list_id_for(title, settings.delivery.list_id or domain),
-        unsubscribe_https=None,
-        unsubscribe_mailto=f"mailto:{from_email}",
-        date=now,
+        MessageParts(
+            html=page,
+            text=f"{text}\n\n{link}\n",
+            subject=subject,
+            from_addr=settings.delivery.from_,
+            to_addr=address,
+            to_name=None,
+            reply_to=None,
+            message_id=message_id,
+            list_id=list_id_for(title, settings.delivery.list_id or domain),
+            unsubscribe_https=None,
+            unsubscribe_mailto=f"mailto:{from_email}",
+            date=now,
+        )
     )
     del msg["List-Unsubscribe"]  # a message to the editors, not a list message
     data = message_bytes(msg)
-    if settings.dkim is not None:
-        k = settings.dkim
-        data = DKIMSigner(k.selector, k.domain, load_key(k.key_file, k.key_env)).sign(data)
+    signer = make_signer(settings)
+    if signer is not None:
+        data = signer.sign(data)
     sender = (
         _DeskOutbox(settings.delivery.outbox_dir)
         if settings.delivery.mode == "outbox"

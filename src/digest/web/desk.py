@@ -25,13 +25,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from digest.errors import DigestError, ExpiredToken, InvalidToken, UsageError
 from digest.pipeline import desk as actions
-from digest.pipeline.deliver import MessageFactory
 from digest.pipeline.draft import DraftView, build_draft, current
 from digest.pipeline.editors import (
     check_sign_in,
     send_sign_in,
     use_sign_in,
 )
+from digest.pipeline.messages import MessageFactory
 from digest.render import personalize
 from digest.render.personal import RenderCache
 from digest.store import schema
