@@ -161,12 +161,15 @@ def fetch(force: bool) -> None:
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
-    """Render the next issue from what is stored now; records and sends nothing."""
+    """Render the next issue from what is stored now (with [review] mode = "required", the draft
+    under review as edited, if there is one); records and sends nothing."""
+    from digest.pipeline.draft import current
     from digest.pipeline.issue import build_issue, generic_parts
 
     settings = STATE.settings()
     store = _store(settings)
-    content = build_issue(settings, store, record=False)
+    view = current(settings, store) if settings.review.required else None
+    content = view.content if view is not None else build_issue(settings, store, record=False)
     if content is None:
         err.print("no new items: nothing to preview")
         return
