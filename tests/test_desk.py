@@ -12,6 +12,9 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from conftest import SMTPSink, run_cli
@@ -25,6 +28,8 @@ from digest.pipeline.collect import collect
 from digest.pipeline.draft import build_draft, current
 from digest.pipeline.editors import notify_editors
 from digest.pipeline.issue import send
+from digest.render import note_email_html
+from digest.sanitize import markdown_html
 from digest.store import Store, open_store, schema
 from digest.store import subscribers as subs
 from digest.store.drafts import decisions, set_draft
@@ -357,3 +362,34 @@ threshold = 2.0
     bad = run_cli(capsys, "--config", str(config), "items", "list", "--since", "soon")
     assert bad.code == 2
     assert "--since" in bad.err
+
+
+@settings_hypothesis(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300))
+def test_any_note_renders_to_html_without_script_javascript_or_placeholders(note: str) -> None:
+    for fragment in (markdown_html(note), note_email_html(note)):
+        lowered = fragment.lower()
+        assert "<script" not in lowered
+        assert "javascript:" not in lowered
+        assert "{{{" not in fragment
+        assert " on" not in re.sub(r">[^<]*<", "><", lowered)  # no event-handler attribute
+
+
+def test_the_note_is_on_the_archive_page_and_in_the_atom_entry(
+    env: tuple[Settings, Store],
+) -> None:
+    from starlette.testclient import TestClient
+
+    from digest.web import create_app
+
+    settings, store = env
+    build_draft(settings, store)
+    desk.set_note(settings, store, "A *quiet* week.", editor=EDITOR)
+    desk.approve(settings, store, editor=EDITOR)
+    assert send(settings, store).sent == 2
+    with TestClient(create_app(settings, store, secret=SECRET.encode())) as client:
+        page = client.get("/issues/1").text
+        atom = client.get("/feed.xml").text
+    assert '<aside class="note"' in page
+    assert "<em>quiet</em>" in page
+    assert "A *quiet* week." in atom
