@@ -102,8 +102,8 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
     from digest.store import open_store
-    from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.drafts import open_draft
+    from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
     from digest.store.subscribers import count_by_status

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w11_editors_desk"
-down_revision = "w10b_address_key"
+down_revision = "w10_item_failures"
 branch_labels = None
 depends_on = None
 
