@@ -111,6 +111,7 @@ floor = 0.5
 [[feeds]]
 url = "{feed}"
 name = "Watch"
+allow_private = true
 
 [topics.sovereign_cloud]
 title = "Sovereign cloud"
