@@ -393,3 +393,24 @@ def test_the_note_is_on_the_archive_page_and_in_the_atom_entry(
     assert '<aside class="note"' in page
     assert "<em>quiet</em>" in page
     assert "A *quiet* week." in atom
+
+
+def test_building_a_draft_outside_the_daemon_takes_the_database_lock(
+    env: tuple[Settings, Store],
+) -> None:
+    from digest.errors import LockedError
+    from digest.pipeline.draft import build_draft_exclusive
+    from digest.store.locks import exclusive
+
+    settings, store = env
+    with exclusive(store), pytest.raises(LockedError, match="builds the draft itself"):
+        build_draft_exclusive(settings, store)  # a fetch may be storing items right now
+    assert current(settings, store) is None
+    view, created = build_draft_exclusive(settings, store)
+    assert created
+    assert view is not None
+    with exclusive(store):  # showing the draft needs no lock
+        again, created = build_draft_exclusive(settings, store)
+    assert not created
+    assert again is not None
+    assert again.number == view.number

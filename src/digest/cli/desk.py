@@ -228,11 +228,11 @@ def draft(ctx: click.Context) -> None:
     ids and topics, then the near misses, best first, and the items new since the draft."""
     if ctx.invoked_subcommand is not None:
         return
-    from digest.pipeline.draft import build_draft
+    from digest.pipeline.draft import build_draft_exclusive
 
     settings = STATE.settings()
     store = _store()
-    view, created = build_draft(settings, store)
+    view, created = build_draft_exclusive(settings, store)
     if view is None:
         out.print("no new items: nothing to draft", markup=False)
         return

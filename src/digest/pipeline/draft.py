@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from digest.config import Settings
-from digest.errors import UsageError
+from digest.errors import LockedError, UsageError
 from digest.models import AlsoCovered, IssueContent, IssueEntry, IssueSection, StoredItem
 from digest.pipeline.issue import compose, summaries_for
 from digest.store import Store
@@ -20,11 +20,20 @@ from digest.store import drafts as dstore
 from digest.store.issues import last_period_end, next_issue_number
 from digest.store.items import get_item
 from digest.store.listing import list_items, scored_items
+from digest.store.locks import exclusive
 from digest.urls import strip_tracking
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Candidate", "DraftView", "build_draft", "current", "draft_content", "require"]
+__all__ = [
+    "Candidate",
+    "DraftView",
+    "build_draft",
+    "build_draft_exclusive",
+    "current",
+    "draft_content",
+    "require",
+]
 
 #: Near misses listed at most (best first).
 NEAR_MISSES = 20
@@ -116,6 +125,28 @@ def build_draft(
             extra={"issue": view.number, "items": len(view.entries)},
         )
     return view, created
+
+
+def build_draft_exclusive(
+    settings: Settings, store: Store, *, now: datetime | None = None
+) -> tuple[DraftView | None, bool]:
+    """``build_draft`` from outside the daemon (`digest draft`, the web desk): building takes the
+    database lock like ``send``, so that no fetch stores items behind the draft's period while it
+    is composed (they would be in no draft and no issue). LockedError when another digest holds
+    it; showing an existing draft needs no lock."""
+    found = current(settings, store)
+    if found is not None:
+        return found, False
+    try:
+        with exclusive(
+            store, lease=settings.daemon.lock_lease.delta, wait=settings.daemon.lock_wait.seconds
+        ):
+            return build_draft(settings, store, now=now)
+    except LockedError as exc:
+        raise LockedError(
+            f"{exc} (a running daemon builds the draft itself: at [review] draft, or at the "
+            "send time)"
+        ) from None
 
 
 def current(settings: Settings, store: Store) -> DraftView | None:

@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from digest.errors import DigestError, ExpiredToken, InvalidToken, UsageError
+from digest.errors import DigestError, ExpiredToken, InvalidToken, LockedError, UsageError
 from digest.pipeline import desk as actions
-from digest.pipeline.draft import DraftView, build_draft, current
+from digest.pipeline.draft import DraftView, build_draft_exclusive, current
 from digest.pipeline.editors import (
     check_sign_in,
     send_sign_in,
@@ -283,7 +283,10 @@ async def build(request: Request) -> Response:
     web, editor, _ = await _acting(request)
 
     def act() -> None:
-        view, _ = build_draft(web.settings, web.store, now=web.clock())
+        try:
+            view, _ = build_draft_exclusive(web.settings, web.store, now=web.clock())
+        except LockedError as exc:  # the daemon runs: it builds the draft on its schedule
+            raise UsageError(str(exc)) from None
         if view is None:
             raise UsageError("no new items: nothing to draft")
 
