@@ -414,3 +414,29 @@ def test_building_a_draft_outside_the_daemon_takes_the_database_lock(
     assert not created
     assert again is not None
     assert again.number == view.number
+
+
+def test_at_the_send_time_without_approval_the_daemon_holds_and_reminds_once(
+    tmp_path: Path, env: tuple[Settings, Store], smtp_sink: SMTPSink
+) -> None:
+    import threading
+
+    from digest.schedule import _draft, _send
+
+    _, store = env
+    settings = make(
+        tmp_path,
+        delivery={"mode": "smtp", "from": "Veille <veille@digest.example>"},
+        smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
+    )
+    stop = threading.Event()
+    assert _draft(settings, store, stop).waiting == 1  # the draft job: built, editor told
+    assert _send(settings, store, stop).waiting == 1  # the send time: held, one reminder
+    assert _send(settings, store, stop).waiting == 1  # and no second reminder
+    subjects = [m.message()["Subject"] for m in smtp_sink.received]
+    assert [r for m in smtp_sink.received for r in m.rcpt_tos] == [EDITOR, EDITOR]
+    assert "ready for review" in subjects[0]
+    assert subjects[1].startswith("Reminder:")
+    assert deliveries(store) == 0
+    desk.approve(settings, store, editor=EDITOR)
+    assert _send(settings, store, stop).sent == 2
