@@ -93,6 +93,55 @@ def use_sign_in(store: Store, secret: bytes, token: str, *, now: datetime) -> st
 
 # --------------------------------------------------------------------------- mail
 
+#: The editors' mail in the digest's language ([digest] language), like the rest of the site.
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "sign_in_subject": "Sign in to the desk of {title}",
+        "sign_in": (
+            "Hello,\n\nHere is your link to the editor's desk of {title}. It works once, "
+            "within 15 minutes.\n\nIf you did not ask for it, ignore this message."
+        ),
+        "ready_subject": "Issue #{number} of {title} is ready for review",
+        "ready": (
+            "Hello,\n\nThe draft of issue #{number} of {title} is ready: drop, add or pin "
+            "stories, write the note, send yourself a test, and approve it on the desk. "
+            "The link below signs you in once."
+        ),
+        "reminder_subject": "Reminder: issue #{number} of {title} is waiting for approval",
+        "reminder": (
+            "Hello,\n\nIt is the send time and issue #{number} of {title} has not been "
+            "approved: nothing has been sent to the subscribers. Review and approve it on the "
+            "desk (or with `digest draft approve`); it goes out at the next send."
+        ),
+    },
+    "fr": {
+        "sign_in_subject": "Connexion au bureau de {title}",
+        "sign_in": (
+            "Bonjour,\n\nVoici votre lien vers le bureau de la rédaction de {title}. Il ne "
+            "sert qu'une fois, dans les 15 minutes.\n\nSi vous ne l'avez pas demandé, "
+            "ignorez ce message."
+        ),
+        "ready_subject": "Le numéro {number} de {title} est prêt à relire",
+        "ready": (
+            "Bonjour,\n\nLe brouillon du numéro {number} de {title} est prêt : retirez, "
+            "ajoutez ou mettez à la une des articles, écrivez le mot de la rédaction, "
+            "envoyez-vous un test et approuvez-le sur le bureau. Le lien ci-dessous vous "
+            "connecte une fois."
+        ),
+        "reminder_subject": "Rappel : le numéro {number} de {title} attend votre approbation",
+        "reminder": (
+            "Bonjour,\n\nC'est l'heure d'envoi et le numéro {number} de {title} n'a pas été "
+            "approuvé : rien n'a été envoyé aux abonnés. Relisez-le et approuvez-le sur le "
+            "bureau (ou avec `digest draft approve`) ; il partira au prochain envoi."
+        ),
+    },
+}
+
+
+def _say(settings: Settings, key: str, **values: object) -> str:
+    words = _WORDS.get(settings.digest.language, _WORDS["en"])
+    return words[key].format(title=settings.digest.title, **values)
+
 
 def _send(
     settings: Settings, address: str, subject: str, text: str, link: str, now: datetime
@@ -153,12 +202,8 @@ def send_sign_in(
     """Mail ``editor`` a one-time sign-in link (15 minutes) to ``root_url``/desk."""
     token = sign_in_token(store, secret, editor, now=now, ttl=SIGN_IN_TTL)
     link = f"{root_url}/desk/login/{token}"
-    text = (
-        f"Hello,\n\nHere is your link to the editor's desk of {settings.digest.title}. "
-        "It works once, within 15 minutes.\n\n"
-        "If you did not ask for it, ignore this message."
-    )
-    _send(settings, editor, f"Sign in to the desk of {settings.digest.title}", text, link, now)
+    subject = _say(settings, "sign_in_subject")
+    _send(settings, editor, subject, _say(settings, "sign_in"), link, now)
     log.info("desk sign-in link mailed", extra={"editor": editor})
 
 
@@ -186,20 +231,9 @@ def notify_editors(
         )
         return 0
     ttl = timedelta(seconds=review.alert_after_seconds)
-    title = settings.digest.title
-    if reminder:
-        subject = f"Reminder: issue #{draft.number} of {title} is waiting for approval"
-        text = (
-            f"Hello,\n\nIt is the send time and issue #{draft.number} of {title} has not been "
-            "approved: nothing has been sent to the subscribers. Review and approve it on the "
-            "desk (or with `digest draft approve`); it goes out at the next send."
-        )
-    else:
-        subject = f"Issue #{draft.number} of {title} is ready for review"
-        text = (
-            f"Hello,\n\nThe draft of issue #{draft.number} of {title} is ready: drop, add or pin "
-            "stories, write the note, send yourself a test, and approve it on the desk."
-        )
+    kind = "reminder" if reminder else "ready"
+    subject = _say(settings, f"{kind}_subject", number=draft.number)
+    text = _say(settings, kind, number=draft.number)
     sent = 0
     for editor in review.editors:
         token = sign_in_token(store, secret, editor, now=now, ttl=ttl)
