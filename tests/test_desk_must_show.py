@@ -90,7 +90,10 @@ def test_an_editor_curates_tests_and_approves_the_issue_before_it_reaches_subscr
     out = digest(demo, "send")
     assert "issue #1 is waiting for approval" in out
     assert smtp_sink.received == []
-    assert "waiting" in digest(demo, "status", "--json")
+    review = json.loads(digest(demo, "status", "--json"))["review"]
+    assert review["mode"] == "required"
+    assert review["draft"]["number"] == 1
+    assert review["draft"]["waiting"] is True
 
     # 2. The draft lists its entries.
     draft = json.loads(digest(demo, "draft", "show", "--json"))
