@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w11_editors_desk"
-down_revision = "w10_item_failures"
+down_revision = "w12b_item_full_text"
 branch_labels = None
 depends_on = None
 
