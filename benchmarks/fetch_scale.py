@@ -173,25 +173,10 @@ def child(config: Path, sample: int, feeds: int) -> None:
         return wrapper
 
     collect_mod.fetch_all_sync = timed("network", collect_mod.fetch_all_sync)  # type: ignore[assignment]
-    collect_mod.make_matcher = timed("topics", collect_mod.make_matcher)  # type: ignore[assignment]
+    collect_mod.make_decider = timed("topics", collect_mod.make_decider)  # type: ignore[assignment]
     store_as_ready = collect_mod._Run._store_as_ready
     collect_mod._Run._store_as_ready = timed("store", store_as_ready)  # type: ignore[method-assign]
-    get = collect_mod._MatcherSoon.get
-
-    def matcher_get(self: Any) -> Any:
-        matcher = get(self)
-
-        class Timed:
-            def match(self, *args: Any, **kwargs: Any) -> Any:
-                t = time.thread_time()
-                try:
-                    return matcher.match(*args, **kwargs)
-                finally:
-                    add("match", time.thread_time() - t)
-
-        return Timed()
-
-    collect_mod._MatcherSoon.get = matcher_get  # type: ignore[method-assign]
+    collect_mod.decide_all = timed("match", collect_mod.decide_all)  # type: ignore[assignment]
 
     cycles = []
     for label in ("first", "no change"):

@@ -260,6 +260,23 @@ def test_unchanged_file_is_not_modified(tmp_path: Path) -> None:
     [first] = fetch_all_sync([FetchRequest(str(path))])
     [second] = fetch_all_sync([FetchRequest(str(path), last_modified=first.last_modified)])
     assert second.status is FetchStatus.NOT_MODIFIED
+    [third] = fetch_all_sync(
+        [FetchRequest(str(path), etag=first.etag, last_modified=first.last_modified)]
+    )
+    assert third.status is FetchStatus.NOT_MODIFIED
+
+
+def test_a_file_rewritten_within_the_same_second_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "feed.xml"
+    path.write_bytes(b"<rss version='2.0'><channel/></rss>")
+    [first] = fetch_all_sync([FetchRequest(str(path))])
+    path.write_bytes(b"<rss version='2.0'><channel><title>new</title></channel></rss>")
+    # Last-Modified has a one-second grain; the file's own validator does not.
+    [second] = fetch_all_sync(
+        [FetchRequest(str(path), etag=first.etag, last_modified=first.last_modified)]
+    )
+    assert second.status is FetchStatus.OK
+    assert b"new" in (second.content or b"")
 
 
 def test_missing_or_oversized_file_fails(tmp_path: Path) -> None:

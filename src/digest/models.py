@@ -29,6 +29,10 @@ class FeedSpec:
     allow_private: bool = False
     #: Folders or categories from an OPML import that name no topic (shown, exported).
     labels: tuple[str, ...] = ()
+    #: Keep rule: only this feed's items mentioning one of these terms are considered.
+    include: tuple[str, ...] = ()
+    #: Block rule: this feed's items mentioning one of these terms are dropped.
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,9 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
+    #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
+    rule: str = ""
 
 
 # --------------------------------------------------------------------------- summaries
@@ -253,6 +260,10 @@ class IssueContent:
     period_end: datetime
     sections: tuple[IssueSection, ...]
     base_url: str | None = None
+    #: The editor's introduction (Markdown), shown on top; "" when there is none.
+    note: str = ""
+    #: The story an editor pinned: first in the first section, with a larger treatment.
+    lead_item_id: int | None = None
 
     @property
     def item_count(self) -> int:
@@ -329,3 +340,5 @@ class RunCounts:
     item_failures: tuple[tuple[str, str], ...] = field(default=())
     #: Feeds whose server answered 200 with the same bytes as last time (not parsed again).
     feeds_unchanged: int = 0
+    #: ``[review] mode = "required"``: the issue number whose draft waits for approval.
+    waiting: int | None = None

@@ -168,12 +168,15 @@ def fetch(force: bool) -> None:
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
-    """Render the next issue from what is stored now; records and sends nothing."""
+    """Render the next issue from what is stored now (with [review] mode = "required", the draft
+    under review as edited, if there is one); records and sends nothing."""
+    from digest.pipeline.draft import current
     from digest.pipeline.issue import build_issue, generic_parts
 
     settings = STATE.settings()
     store = _store(settings)
-    content = build_issue(settings, store, record=False)
+    view = current(settings, store) if settings.review.required else None
+    content = view.content if view is not None else build_issue(settings, store, record=False)
     if content is None:
         err.print("no new items: nothing to preview")
         return
@@ -197,6 +200,14 @@ def preview(out_file: Path | None, text: bool) -> None:
 
 
 def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run: bool) -> None:
+    if counts.waiting is not None and counts.issue_number is None:
+        # [review] mode = "required": nothing goes out before an editor approves the draft.
+        out.print(
+            f"issue #{counts.waiting} is waiting for approval "
+            "(digest draft show; digest draft approve)",
+            markup=False,
+        )
+        return
     if counts.issue_number is None:
         line = "no new items: nothing sent"
         from digest.store.issues import list_issues
@@ -304,7 +315,7 @@ def check() -> None:
     topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
     error (an example that no longer holds, a secret too short); warnings do not fail it."""
     from digest.config.checks import environment_findings
-    from digest.pipeline.wiring import make_matcher, make_signer
+    from digest.pipeline.wiring import make_matcher, make_rules, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
@@ -317,6 +328,10 @@ def check() -> None:
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
+    try:
+        make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
+    except DigestError as exc:
+        failures.append(str(exc))
     failures += _private_feeds(settings)
     if failures or found.errors:
         for line in found.errors:
@@ -329,7 +344,13 @@ def check() -> None:
     for f in settings.feeds:
         scope = f" topics={','.join(f.topics)}" if f.topics else ""
         always = f" always={','.join(f.always)}" if f.always else ""
-        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}", markup=False)
+        rules = f" include={len(f.include)}" if f.include else ""
+        rules += f" exclude={len(f.exclude)}" if f.exclude else ""
+        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}{rules}", markup=False)
+    if settings.filters.block:
+        out.print(f"filters: {len(settings.filters.block)} block rule(s)", markup=False)
+    if settings.digest.languages:
+        out.print(f"languages: {', '.join(settings.digest.languages)}", markup=False)
     out.print(f"topics ({len(topics)}):", markup=False)
     for t in topics:
         examples = f", {len(t.examples)} examples hold" if t.examples else ""
@@ -344,6 +365,23 @@ def check() -> None:
         by_status = count_by_status(conn)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
     out.print(f"subscribers: {summary}", markup=False)
+    r = settings.review
+    if r.required:
+        editors = ", ".join(r.editors) or "none: command line only, the web desk is off"
+        out.print(
+            f"review: required; editors: {editors}; draft: {r.draft or 'with the send job'}; "
+            f"on deadline: {r.on_deadline}; near-miss floor {r.floor:g}; "
+            f"alert after {r.alert_after}",
+            markup=False,
+        )
+        if r.editors and not settings.digest.base_url:
+            err.print(
+                f"warning: {settings.source}: review.editors: [digest] base_url is not set, so "
+                "the daemon cannot mail editors a link to the desk",
+                markup=False,
+            )
+    else:
+        out.print("review: auto (issues go out as the filter builds them)", markup=False)
     out.print(
         f"delivery: {settings.delivery.mode}"
         + (f" to {settings.delivery.outbox_dir}/" if settings.delivery.mode == "outbox" else "")

@@ -18,6 +18,7 @@ from digest.config.base import (
     redact_url,
 )
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
+from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.loader import (
     CONFIG_ENV,
@@ -29,6 +30,7 @@ from digest.config.loader import (
     load,
     parse_settings,
 )
+from digest.config.review import ReviewSection
 from digest.config.sources import (
     ExampleEntry,
     FeedSection,
@@ -54,7 +56,9 @@ __all__ = [
     "ExampleEntry",
     "FeedSection",
     "FetchSection",
+    "FiltersSection",
     "LLMSection",
+    "ReviewSection",
     "SMTPSection",
     "ScheduleSection",
     "Settings",

@@ -16,7 +16,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.base import _Section, redact_url
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
+from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
+from digest.config.review import ReviewSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
 from digest.config.web import WebSection
@@ -34,6 +36,7 @@ class Settings(_Section):
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     feeds: list[FeedSection] = Field(default_factory=list)
     topics: dict[str, TopicSection] = Field(default_factory=dict)
+    filters: FiltersSection = Field(default_factory=FiltersSection)
     fetch: FetchSection = Field(default_factory=FetchSection)
     summary: SummarySection = Field(default_factory=SummarySection)
     delivery: DeliverySection = Field(default_factory=DeliverySection)
@@ -41,6 +44,7 @@ class Settings(_Section):
     dkim: DKIMSection | None = None
     daemon: DaemonSection = Field(default_factory=DaemonSection)
     web: WebSection = Field(default_factory=WebSection)
+    review: ReviewSection = Field(default_factory=ReviewSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).
     source: str = "<defaults>"

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, field_validator
 
 from digest.config.base import _Section
+from digest.config.filters import rule_list
 from digest.models import FeedSpec, Term, TopicDef, TopicExample
 from digest.urls import feed_url_problem
 
@@ -31,6 +32,10 @@ class FeedSection(_Section):
     allow_private: bool = False
     #: Folders or categories from an OPML import that name no topic.
     labels: list[str] = Field(default_factory=list)
+    #: Keep rule: only items mentioning one of these terms are considered (then the topics).
+    include: Annotated[list[str], BeforeValidator(rule_list)] = Field(default_factory=list)
+    #: Block rule: items mentioning one of these terms are dropped.
+    exclude: Annotated[list[str], BeforeValidator(rule_list)] = Field(default_factory=list)
 
     def to_model(self) -> FeedSpec:
         return FeedSpec(
@@ -41,6 +46,8 @@ class FeedSection(_Section):
             full_text=self.full_text,
             allow_private=self.allow_private,
             labels=tuple(self.labels),
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
         )
 
 
@@ -116,5 +123,11 @@ class FetchSection(_Section):
     #: Newest items stored per feed and fetch; a feed's older (or flooding) items are counted,
     #: not stored: one feed of 20,000 entries cannot swamp the store or an issue.
     max_items_per_feed: int = Field(default=200, ge=1, le=100_000)
+    #: Article pages fetched per run to decide teaser items of ``full_text`` feeds on the
+    #: article rather than the teaser (0: decide on the teaser only).
+    full_text_decisions: int = Field(default=30, ge=0, le=10_000)
+    #: Fraction of a topic's threshold a teaser must score for its article to be fetched before
+    #: the decision (0: every teaser of a full-text feed, up to ``full_text_decisions``).
+    full_text_floor: float = Field(default=0.25, ge=0, le=1)
     #: Parsing processes; 0 means one per core.
     parse_workers: int = Field(default=0, ge=0, le=64)

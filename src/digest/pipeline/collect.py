@@ -28,10 +28,12 @@ from digest.models import (
     RunCounts,
 )
 from digest.pipeline import Progress, StopFlag, stopped
-from digest.pipeline.wiring import fetch_options, make_matcher
+from digest.pipeline.articles import ArticleCandidate, article_candidates, decide_on_articles
+from digest.pipeline.coverage import note_coverage
+from digest.pipeline.relevance import decide_all
+from digest.pipeline.wiring import fetch_options, make_decider
 from digest.reader.fetch import fetch_all_sync
 from digest.reader.parse import POOL_THRESHOLD, ParseJob, ParsePool
-from digest.sanitize import plain_text
 from digest.store import Store
 from digest.store.db import savepoint
 from digest.store.feeds import (
@@ -49,7 +51,7 @@ from digest.store.items import (
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from digest.topics import TopicMatcher
+    from digest.pipeline.relevance import Decider
 
 # The topic matcher is imported when there is something to match: a run where every feed
 # answers 304 never compiles it.
@@ -94,6 +96,15 @@ def collect(
     with ParsePool(workers) as pool, matcher:
         run = _Run(settings, store, pool, matcher, now=now, stop=stop)
         run.fetch_and_store(feeds, progress=progress)
+        teasers = [c for f in feeds if f.outcome is not None for c in f.outcome.articles]
+        if teasers:
+            # Pages fetched outside the store's transactions: no write lock held meanwhile.
+            gained = decide_on_articles(settings, store, teasers, matcher.get(), stop=stop)
+            by_id = {f.state.id: f for f in feeds}
+            for feed_id, topics in gained.items():
+                outcome = by_id[feed_id].outcome
+                if outcome is not None:
+                    outcome.kept.update(topics)
     return _counts(feeds)
 
 
@@ -112,7 +123,8 @@ class _Feed:
 
 
 class _MatcherSoon:
-    """The topic matcher, compiled in a helper thread as soon as a changed body arrives.
+    """The topic matcher (and the rules read before it), compiled in a helper thread as soon
+    as a changed body arrives.
 
     Compiling it (inflections from simplemma's dictionaries) takes about half a second: done
     while the feeds download, it is ready when their items are; a run where every feed answers
@@ -122,7 +134,7 @@ class _MatcherSoon:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._helper: ThreadPoolExecutor | None = None
-        self._matcher: Future[TopicMatcher] | None = None
+        self._matcher: Future[Decider] | None = None
 
     def __enter__(self) -> _MatcherSoon:
         return self
@@ -134,9 +146,9 @@ class _MatcherSoon:
     def start(self) -> None:
         if self._matcher is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="digest-matcher")
-            self._matcher = self._helper.submit(make_matcher, self._settings)
+            self._matcher = self._helper.submit(make_decider, self._settings)
 
-    def get(self) -> TopicMatcher:
+    def get(self) -> Decider:
         self.start()
         assert self._matcher is not None
         return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
@@ -154,14 +166,19 @@ class _Outcome:
     kept: Counter[str] = field(default_factory=Counter)
     failed: list[tuple[str, str]] = field(default_factory=list)
     over_cap: int = 0
+    #: Teasers of a full-text feed to decide again on their article, after the store.
+    articles: list[ArticleCandidate] = field(default_factory=list)
 
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
 STORE_BATCH = 50
 #: How often the store loop looks for finished parses while feeds are still arriving.
 POLL = 0.05
-#: Bodies handed to the parse pool and not stored yet, per parse worker, beyond which no new
-#: download starts: memory holds a window of feeds, not a run's worth, when parsing is behind.
+#: Parsed feeds kept waiting behind a slower one earlier in config order before they are stored
+#: out of order.
+REORDER = 256
+#: Bodies handed to the parse pool and not stored yet, per parse worker, beyond which (on top of
+#: ``REORDER``) no new download starts: memory holds a window of feeds, not a run's worth.
 BACKLOG_PER_WORKER = 64
 
 
@@ -192,13 +209,13 @@ class _Run:
         # backlog that pauses new downloads.
         self.submitted = 0
         self.stored = 0
-        self.max_backlog = BACKLOG_PER_WORKER * max(1, pool.workers)
+        self.max_backlog = REORDER + BACKLOG_PER_WORKER * max(1, pool.workers)
 
     def fetch_and_store(self, feeds: Sequence[_Feed], *, progress: Progress | None) -> None:
         with ThreadPoolExecutor(1, thread_name_prefix="digest-fetch") as helper:
             fetching = helper.submit(self._fetch, feeds, progress)
             try:
-                self._store_as_ready()
+                self._store_as_ready(feeds)
             finally:
                 fetching.result()  # the fetch's own failure (a bug) is raised here
 
@@ -271,8 +288,15 @@ class _Run:
 
     # ------------------------------------------------------------------ store (this thread)
 
-    def _store_as_ready(self) -> None:
-        waiting: list[_Feed] = []  # submitted to the pool, not stored yet
+    def _store_as_ready(self, feeds: Sequence[_Feed]) -> None:
+        """Store parsed feeds in config order (the first configured feed brings an item two
+        feeds share), each as soon as it and those before it are done; past ``REORDER`` parsed
+        feeds waiting behind a slow one, those are stored out of order: memory stays bounded
+        and a slow site never stalls the run."""
+        place = {id(f): i for i, f in enumerate(feeds)}
+        done = [False] * len(feeds)
+        head = 0  # the first feed in config order not handled yet
+        waiting: dict[int, _Feed] = {}  # submitted to the pool, not stored yet, by place
         fetching = True
         while fetching or waiting:
             answered: list[_Feed] = []
@@ -300,21 +324,35 @@ class _Run:
                         log.warning(warning, extra={"feed": url})
                 for feed in plain:
                     feed.outcome = _Outcome()
-            waiting += [f for f in answered if f.job is not None]
+            for feed in answered:
+                if feed.job is None:
+                    done[place[id(feed)]] = True
+                else:
+                    waiting[place[id(feed)]] = feed
             if stopped(self.stop):
                 # Stopping: one last batch of what is parsed already; the rest waits.
-                self._store_batch([f for f in waiting if self.pool.done(f.job or 0)])
-                waiting = []
+                ready = sorted(i for i, f in waiting.items() if self.pool.done(f.job or 0))
+                self._store_batch([waiting[i] for i in ready])
+                waiting.clear()
                 continue
-            # Every feed whose parse is done, in arrival order; when nothing else is coming,
-            # wait for the oldest.
-            ready = [f for f in waiting if self.pool.done(f.job or 0)]
-            if not ready and waiting and not fetching:
-                ready = waiting[:1]
-            for start in range(0, len(ready), STORE_BATCH):
-                self._store_batch(ready[start : start + STORE_BATCH])
-            stored = {id(f) for f in ready}
-            waiting = [f for f in waiting if id(f) not in stored]
+            batch: list[_Feed] = []
+            while head < len(feeds) and (
+                done[head] or (head in waiting and self.pool.done(waiting[head].job or 0))
+            ):
+                if not done[head]:
+                    batch.append(waiting.pop(head))
+                    done[head] = True
+                head += 1
+            if len(waiting) > REORDER or (not fetching and waiting and not batch):
+                # Behind a slow feed (or nothing more to come): what is parsed, in config order;
+                # with nothing parsed and nothing to come, wait for the first one.
+                ready = sorted(i for i, f in waiting.items() if self.pool.done(f.job or 0))
+                ready = ready or ([min(waiting)] if not fetching else [])
+                for i in ready:
+                    batch.append(waiting.pop(i))
+                    done[i] = True
+            for start in range(0, len(batch), STORE_BATCH):
+                self._store_batch(batch[start : start + STORE_BATCH])
 
     def _store_batch(self, batch: Sequence[_Feed]) -> None:
         """A feed's fetch state, its new items and their topic decisions land together or not
@@ -341,6 +379,8 @@ class _Run:
                             self.matcher,
                             self.now,
                             cap=cap,
+                            min_words=self.settings.summary.min_words,
+                            floor=self.settings.fetch.full_text_floor,
                         )
                 except StoreError as exc:
                     reason = f"not stored: {exc}"[:300]
@@ -363,6 +403,8 @@ def _store_feed(
     now: datetime,
     *,
     cap: int,
+    min_words: int = 40,
+    floor: float = 0.25,
 ) -> _Outcome:
     """Record one parsed feed: fetch state, content hash, new items and their topics.
 
@@ -400,21 +442,31 @@ def _store_feed(
     for where, reason in outcome.failed:
         log.warning("item failed: %s", reason, extra={"feed": state.url, "item": where[:300]})
     outcome.new = len(new)
-    if usable:
-        match = matcher.get().match
-        decisions = [
-            (
-                item_id,
-                match(
-                    item.title,
-                    plain_text(item.content_html or item.summary_html),
-                    scope=spec.topics,
-                    always=spec.always,
-                ),
+    # The source as the store names it: the configured name, the feed's title, its URL.
+    source = spec.name or got.title or state.url
+    fresh = {item.guid for _, item in new} | {item.guid for item, _ in refused}
+    again = [i for i in items if i.guid not in fresh and not i.problem]
+    if again:
+        # A link another feed brought first: coverage of that story, not a new item.
+        outcome.kept.update(
+            note_coverage(
+                conn, state.id, again, decider=matcher.get, spec=spec, source=source, now=now
             )
-            for item_id, item in usable
-        ]
+        )
+    if usable:
+        decider = matcher.get()
+        decisions = decide_all(decider, usable, spec, source)
         add_topic_matches(conn, decisions)
+        outcome.articles = article_candidates(
+            decisions,
+            dict(usable),
+            spec,
+            feed_id=state.id,
+            source=source,
+            decider=decider,
+            min_words=min_words,
+            floor=floor,
+        )
         outcome.kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
     return outcome
 

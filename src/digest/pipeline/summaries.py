@@ -16,6 +16,7 @@ from digest.models import FeedSpec, StoredItem, Summary
 from digest.pipeline import Progress, StopFlag, stopped
 from digest.pipeline.wiring import make_summarizer
 from digest.store import Store
+from digest.store.articles import load_full_texts
 from digest.store.items import SQLCache, record_item_failure, save_summary
 
 if TYPE_CHECKING:
@@ -142,6 +143,12 @@ def _full_texts(
             wanted.append((stored, spec))
     if not wanted:
         return {}
+    # Pages fetched before the topic decision are kept with their item: never fetched twice.
+    with store.connect() as conn:
+        out = load_full_texts(conn, [s.id for s, _ in wanted])
+    wanted = [(s, spec) for s, spec in wanted if s.id not in out]
+    if not wanted:
+        return out
     # Imported only when a feed asks for full text: trafilatura is slow to import.
     from digest.summarize.fulltext import FullTextRequest, fetch_full_texts
 
@@ -151,7 +158,6 @@ def _full_texts(
         for s, spec in wanted
     ]
     got = asyncio.run(fetch_full_texts(requests, timeout=settings.fetch.timeout))
-    out: dict[int, str] = {}
     for stored, _ in wanted:
         value = got.get(stored.item.url)
         if isinstance(value, str) and value.strip():

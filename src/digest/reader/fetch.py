@@ -405,17 +405,21 @@ def _file_path(url: str) -> Path:
 
 
 def _read_file(request: FetchRequest, path: Path, max_bytes: int) -> FetchResult:
-    """Read a local feed with the same size cap; its mtime plays the part of Last-Modified."""
+    """Read a local feed with the same size cap. Its mtime plays the part of Last-Modified and
+    (mtime in nanoseconds, size) of an ETag: a file rewritten within the same second is read."""
     url = request.url
     try:
         with path.open("rb") as fh:
-            mtime = os.fstat(fh.fileno()).st_mtime
-            last_modified = email.utils.formatdate(mtime, usegmt=True)
-            if request.last_modified == last_modified:
+            st = os.fstat(fh.fileno())
+            last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+            same = request.etag == etag if request.etag else request.last_modified == last_modified
+            if same:
                 return FetchResult(
                     url=url,
                     status=FetchStatus.NOT_MODIFIED,
                     final_url=url,
+                    etag=etag,
                     last_modified=last_modified,
                 )
             content = fh.read(max_bytes + 1)
@@ -428,6 +432,7 @@ def _read_file(request: FetchRequest, path: Path, max_bytes: int) -> FetchResult
         status=FetchStatus.OK,
         content=content,
         final_url=url,
+        etag=etag,
         last_modified=last_modified,
     )
 

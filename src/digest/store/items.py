@@ -230,6 +230,8 @@ def _match_detail(match: TopicMatch) -> str:
     d = asdict(match)
     for key in ("topic_id", "score", "kept"):
         d.pop(key)
+    if not d.get("rule"):
+        d.pop("rule", None)  # most decisions: no rule decided (the stored JSON stays as before)
     return json.dumps(d, ensure_ascii=False)
 
 
@@ -244,6 +246,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
+        rule=str(d.get("rule", "")),
     )
 
 
@@ -358,11 +361,14 @@ def kept_items(
 
     Each comes with its kept decisions, best score first.
     """
+    ii = schema.issue_items
     cond = and_(
         schema.items.c.first_seen <= to_db(until),
         schema.items.c.published >= to_db(not_before),
         schema.items.c.failures < MAX_ITEM_FAILURES,
         _kept_exists(),
+        # An editor may add an item newer than the draft: it must not come back next issue.
+        ~exists().where(ii.c.item_id == schema.items.c.id),
     )
     if since is not None:
         cond = and_(cond, schema.items.c.first_seen > to_db(since))
