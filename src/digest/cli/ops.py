@@ -256,11 +256,17 @@ def _moved() -> dict[str, str]:
     from digest.store.feeds import list_feeds
 
     settings = STATE.settings()
+    url = settings.storage.url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}  # never fetched: no database to create just to list the feeds
     try:
-        store = open_store(settings.storage.url)
-        with store.connect() as conn:
-            rows = list_feeds(conn, [f.url for f in settings.feeds])
-    except Exception:  # no database yet (never fetched) or unreadable: nothing known to move
+        store = open_store(url)
+        try:
+            with store.connect() as conn:
+                rows = list_feeds(conn, [f.url for f in settings.feeds])
+        finally:
+            store.close()
+    except Exception:  # an unreadable database: nothing known to have moved
         return {}
     return {r.url: r.moved_to for r in rows if r.moved_to and r.moved_to != r.url}
 
