@@ -11,7 +11,9 @@ distinctive words (several outlets reporting one event). A story goes to one sid
 held-out item is never the same story as a tuning item. Groups are ordered by a SHA-256 hash of
 their smallest key and fill the held-out set until it holds about 40 % of each (language,
 labels) stratum. An item already in tuning.jsonl or heldout.jsonl never moves; a new item that
-belongs to an already assigned story follows it.
+belongs to an already assigned story follows it. When a new item's words chain two stories that
+are already on different sides (several CNIL fines reported alike), nothing moves: the new item
+follows the assigned item it shares most words with.
 """
 
 from __future__ import annotations
@@ -125,11 +127,25 @@ def main() -> int:
         members[g].append(i)
 
     side: dict[int, str] = {}
-    for g, idx in members.items():  # a story with an assigned member keeps that side
+    bags = [words(r) for r in rows]
+    for g, idx in list(members.items()):  # a story with an assigned member keeps that side
         sides = {assigned[key(rows[i])] for i in idx if key(rows[i]) in assigned}
         if len(sides) > 1:
-            print(f"story split across sets: {[rows[i]['title'] for i in idx]}", file=sys.stderr)
-            return 1
+            # A new item chained two stories already on different sides: never move an
+            # assigned item; each new item follows the assigned item it is closest to.
+            old = [i for i in idx if key(rows[i]) in assigned]
+            print(f"note: {len(idx)} items chained across both sets, kept apart", file=sys.stderr)
+            del members[g]
+            for i in idx:
+                if key(rows[i]) in assigned:
+                    nearest = i
+                else:
+                    nearest = max(old, key=lambda j: len(bags[i] & bags[j]) / len(bags[i] | bags[j] or {""}))
+                sub = -1 - i  # a one-item story of its own, on its nearest neighbour's side
+                group[i] = sub
+                members[sub] = [i]
+                side[sub] = assigned[key(rows[nearest])]
+            continue
         if sides:
             side[g] = sides.pop()
     if check:
