@@ -140,7 +140,7 @@ def main() -> int:
                 if key(rows[i]) in assigned:
                     nearest = i
                 else:
-                    nearest = max(old, key=lambda j: len(bags[i] & bags[j]) / len(bags[i] | bags[j] or {""}))
+                    nearest = max(old, key=lambda j: len(bags[i] & bags[j]) / (len(bags[i] | bags[j]) or 1))
                 sub = -1 - i  # a one-item story of its own, on its nearest neighbour's side
                 group[i] = sub
                 members[sub] = [i]

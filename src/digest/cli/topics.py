@@ -209,7 +209,15 @@ def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_j
         raise UsageError(f"topics suggest: no topic {topic!r} (configured: {known})")
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    found = suggest(tdef, _read_rows(tuning), _read_rows(heldout) if heldout else (), limit=limit)
+    from digest.pipeline.wiring import make_matcher
+
+    found = suggest(
+        tdef,
+        _read_rows(tuning),
+        _read_rows(heldout) if heldout else (),
+        compile=make_matcher,
+        limit=limit,
+    )
     if as_json:
         sys.stdout.write(
             json.dumps({"topic": topic, "suggestions": [_as_dict(s) for s in found]}) + "\n"
