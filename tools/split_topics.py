@@ -32,8 +32,7 @@ OUT = DATA / "topics"
 HELDOUT_SHARE = 0.4
 
 # Words too common in this corpus to tie two stories together.
-STOP = set(  # noqa: SIM905 (a word list reads better as text)
-    """
+_STOP_TEXT = """
     about after again against also among because been before being between both cannot could
     data does down during each from have having here into itself just more most much must only
     other over same should since some such than that their them then there these they this those
@@ -41,8 +40,8 @@ STOP = set(  # noqa: SIM905 (a word list reads better as text)
     said says today week new news million billion first last users user company companies
     avec dans pour sont leur leurs plus cette mais comme être fait entre après depuis deux
     selon aussi donc alors sans sous chez était ainsi encore toute tous tout très données
-    """.split()
-)
+    """
+STOP = set(_STOP_TEXT.split())
 
 
 def fold(text: str) -> str:
@@ -140,7 +139,9 @@ def main() -> int:
                 if key(rows[i]) in assigned:
                     nearest = i
                 else:
-                    nearest = max(old, key=lambda j: len(bags[i] & bags[j]) / (len(bags[i] | bags[j]) or 1))
+                    nearest = max(
+                        old, key=lambda j: len(bags[i] & bags[j]) / (len(bags[i] | bags[j]) or 1)
+                    )
                 sub = -1 - i  # a one-item story of its own, on its nearest neighbour's side
                 group[i] = sub
                 members[sub] = [i]
