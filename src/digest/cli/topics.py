@@ -22,7 +22,8 @@ from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 
 if TYPE_CHECKING:
     from digest.pipeline.relevance import Decider
-    from digest.topics import EvalReport, TopicMatcher
+    from digest.topics import EvalReport, EvalRow, TopicMatcher
+    from digest.topics.suggest import Effect, Suggestion
 
 # The matcher, the parser's text function and the store are imported inside the commands,
 # so that the other commands (`digest fetch` first) start without what they do not use.
@@ -69,7 +70,7 @@ def _match_stored(
     return decider.decide(stored.item, spec, stored.source, text=text, explain=explain)
 
 
-@app.group("topics", epilog="Example: digest topics eval tests/data/topics_dev.jsonl --json")
+@app.group("topics", epilog="Example: digest topics eval tests/data/topics/tuning.jsonl --json")
 def topics_group() -> None:
     """Measure, preview and explain the editors' topic filters ([topics.<id>] in the config)."""
 
@@ -79,16 +80,19 @@ def topics_group() -> None:
 
 @topics_group.command(
     "eval",
-    epilog="Example: digest --config config/digest.toml topics eval tests/data/topics_dev.jsonl",
+    epilog="Example: digest -c config/digest.toml topics eval tests/data/topics/tuning.jsonl",
 )
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object with the figures per topic."
 )
 def eval_cmd(file: Path, as_json: bool) -> None:
-    """Precision, recall and F1 of each topic on labeled items, and the items it got wrong.
+    """Precision, recall, F1 and confusion counts of each topic on labeled items.
 
-    FILE is JSON Lines: {"title", "summary", "lang", "labels": [topic ids]} per line.
+    Per scorer: the rules, the learned scorer (when a model is installed) and their combination;
+    then the items this config's actual decisions got wrong. FILE is JSON Lines:
+    {"title", "summary", "lang", "labels": [topic ids]} per line. --json prints
+    {"topics": {...}} for the actual decisions and "scorers": {"rules", "learned", "combined"}.
     """
     from digest.topics import evaluate, parse_eval_lines
 
@@ -116,23 +120,35 @@ def _print_report(report: EvalReport, file: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{file}: {report.rows} items", title_justify="left")
-    for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
-        table.add_column(col, justify="left" if col == "topic" else "right")
-    for tid, s in report.topics.items():
-        table.add_row(
-            tid,
-            f"{s.precision:.3f}",
-            f"{s.recall:.3f}",
-            f"{s.f1:.3f}",
-            str(s.tp),
-            str(s.fp),
-            str(s.fn),
-        )
+    width = max((len(tid) for tid in report.topics), default=5)
+    for col in ("scorer", "topic", "precision", "recall", "F1", "tp", "fp", "fn", "tn"):
+        if col in ("scorer", "topic"):
+            table.add_column(col, no_wrap=True, min_width=width if col == "topic" else 8)
+        else:
+            table.add_column(col, justify="right")
+    for name, figures in report.scorers.items():
+        if figures is None:
+            continue
+        for tid, s in figures.items():
+            table.add_row(
+                name,
+                tid,
+                f"{s.precision:.3f}",
+                f"{s.recall:.3f}",
+                f"{s.f1:.3f}",
+                str(s.tp),
+                str(s.fp),
+                str(s.fn),
+                str(s.tn),
+            )
     out.print(table)
+    out.print(f"learned scorer: {escape(report.learned_status)}")
+    deciding = ", ".join(f"{tid} by {how}" for tid, how in report.deciding.items())
+    out.print(f"this config decides: {deciding}")
     if not report.misclassified:
         out.print("No misclassified item.")
         return
-    out.print(f"Misclassified ({len(report.misclassified)}):")
+    out.print(f"Misclassified by this config's decisions ({len(report.misclassified)}):")
     for w in report.misclassified:
         kind = "missed" if w.expected else "wrongly kept"
         m = w.match
@@ -144,6 +160,112 @@ def _print_report(report: EvalReport, file: Path) -> None:
         out.print(
             f"  line {w.row.line}: {w.topic_id} {kind} ({why}): {escape(w.row.title)}",
         )
+
+
+# --------------------------------------------------------------------------- topics suggest
+
+
+def _read_rows(file: Path) -> list[EvalRow]:
+    from digest.topics import parse_eval_lines
+
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"{file}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{file}: cannot read: {exc}") from None
+    return parse_eval_lines(lines, str(file))
+
+
+@topics_group.command(
+    "suggest",
+    epilog="Example: digest topics suggest sovereign_cloud tests/data/topics/tuning.jsonl "
+    "--heldout tests/data/topics/heldout.jsonl",
+)
+@click.argument("topic")
+@click.argument("tuning", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--heldout",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Labeled items never tuned on: each edit's effect on them is shown, not used to rank.",
+)
+@click.option("--limit", default=10, show_default=True, help="Edits listed at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print the edits as one JSON object.")
+def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_json: bool) -> None:
+    """Concrete edits to TOPIC (a term to add, a require group to relax, a weight to lower).
+
+    Mined from the items of TUNING (JSON Lines, as for `topics eval`) that TOPIC misses or wrongly
+    keeps; ranked by F1 gained on TUNING, each shown with its effect on --heldout: recall gained,
+    precision lost, and the items it would flip. Nothing is written: paste what you accept into
+    config/topics.toml.
+    """
+    from digest.topics.suggest import suggest
+
+    settings = STATE.settings()
+    matcher = _matcher(settings)
+    tdef = matcher.topic(topic)
+    if tdef is None:
+        known = ", ".join(t.id for t in matcher.topics)
+        raise UsageError(f"topics suggest: no topic {topic!r} (configured: {known})")
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    from digest.pipeline.wiring import make_matcher
+
+    found = suggest(
+        tdef,
+        _read_rows(tuning),
+        _read_rows(heldout) if heldout else (),
+        compile=make_matcher,
+        limit=limit,
+    )
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"topic": topic, "suggestions": [_as_dict(s) for s in found]}) + "\n"
+        )
+        return
+    if not found:
+        out.print(f"{topic}: no edit improves F1 on {escape(str(tuning))}")
+        return
+    for i, s in enumerate(found, start=1):
+        t = s.tuning
+        out.print(f"[bold]{i}. {escape(s.summary)}[/bold]")
+        out.print(f"   {escape(s.toml)}", markup=False, highlight=False)
+        out.print(
+            f"   tuning: F1 {t.before.f1:.3f} -> {t.after.f1:.3f} "
+            f"(recall {t.recall_gain:+.3f}, precision {t.precision_change:+.3f})"
+        )
+        if s.heldout is not None:
+            h = s.heldout
+            out.print(
+                f"   held-out: F1 {h.before.f1:.3f} -> {h.after.f1:.3f} "
+                f"(recall {h.recall_gain:+.3f}, precision {h.precision_change:+.3f})"
+            )
+            for title in h.gained[:5]:
+                out.print(f"     + {title}", markup=False, highlight=False)
+            for title in h.lost[:5]:
+                out.print(f"     - {title}", markup=False, highlight=False)
+
+
+def _as_dict(s: Suggestion) -> dict[str, object]:
+    def eff(e: Effect | None) -> dict[str, object] | None:
+        if e is None:
+            return None
+        return {
+            "before": e.before.as_dict(tn=True),
+            "after": e.after.as_dict(tn=True),
+            "recall_gain": e.recall_gain,
+            "precision_change": e.precision_change,
+            "gained": list(e.gained),
+            "lost": list(e.lost),
+        }
+
+    return {
+        "kind": s.kind,
+        "summary": s.summary,
+        "toml": s.toml,
+        "tuning": eff(s.tuning),
+        "heldout": eff(s.heldout),
+    }
 
 
 # --------------------------------------------------------------------------- explain

@@ -129,9 +129,10 @@ def _compile(defs: Sequence[TopicDef]) -> TopicMatcher:
     return TopicMatcher(defs)
 
 
-def make_matcher(settings: Settings) -> TopicMatcher:
-    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second)."""
-    return _compile(settings.topic_defs())
+def make_matcher(settings: Settings | Sequence[TopicDef]) -> TopicMatcher:
+    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second), or for
+    the given topic definitions (``digest topics suggest`` trying edits to one topic)."""
+    return _compile(settings.topic_defs() if isinstance(settings, Settings) else settings)
 
 
 def make_rules(settings: Settings) -> KeepRules:
