@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from digest.models import FeedSpec, FetchRequest, FetchResult, FetchStatus
 from digest.store import schema
@@ -179,23 +179,28 @@ def record_fetch(
 def record_fetches(
     conn: Connection, fetched: Iterable[tuple[FeedState, FetchResult]], now: datetime
 ) -> list[tuple[str, str]]:
-    """``record_fetch`` for many feeds (their rows as read before the fetch), in one statement
-    per shape of change: a thousand 304s cost one executemany, not a thousand round trips.
+    """``record_fetch`` for many feeds (their rows as read before the fetch). Values a feed
+    already holds are not written again, so feeds with the same change (a thousand 304s that
+    repeat their validators) share one ``UPDATE ... WHERE id IN (...)``.
     Returns (feed URL, warning) pairs."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     warnings: list[tuple[str, str]] = []
     for state, result in fetched:
         values, said = _fetch_values(state, result, now)
         warnings += [(state.url, w) for w in said]
-        values["feed_id"] = state.id
-        groups.setdefault(tuple(sorted(values)), []).append(values)
-    for keys, rows in groups.items():
-        stmt = (
-            update(schema.feeds)
-            .where(schema.feeds.c.id == bindparam("feed_id"))
-            .values({k: bindparam(k) for k in keys if k != "feed_id"})
-        )
-        conn.execute(stmt, rows)
+        held = {
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "failures": state.failures,
+            "last_error": state.last_error,
+        }
+        change = tuple(sorted((k, v) for k, v in values.items() if k not in held or held[k] != v))
+        groups.setdefault(change, []).append(state.id)
+    feeds = schema.feeds
+    for change, ids in groups.items():
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            conn.execute(update(feeds).where(feeds.c.id.in_(chunk)).values(dict(change)))
     return warnings
 
 
