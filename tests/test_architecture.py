@@ -21,7 +21,18 @@ SRC = REPO / "src" / "digest"
 LEAVES = {"models", "errors"}
 #: Small shared helpers any stage may use: they import nothing but the leaves.
 HELPERS = {"urls", "sanitize", "tokens", "netguard"}
-STAGES = {"fetch", "parse", "topics", "dedup", "summarize", "render", "send", "opml", "report"}
+STAGES = {
+    "fetch",
+    "parse",
+    "topics",
+    "dedup",
+    "summarize",
+    "render",
+    "send",
+    "opml",
+    "report",
+    "bounces",
+}
 #: What each part of the package may import from the others (besides itself).
 ALLOWED: dict[str, set[str]] = {
     **dict.fromkeys(LEAVES, LEAVES),

@@ -101,6 +101,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
+    from digest.store import bounces as bstore
     from digest.store import open_store
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
@@ -115,6 +116,7 @@ def status(issue_count: int, as_json: bool) -> None:
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
             skipped_total, skipped = failed_items(conn, limit=10)
+            bounces = bstore.counts(conn)
         lock = holder_of(store)
     finally:
         store.close()
@@ -134,6 +136,7 @@ def status(issue_count: int, as_json: bool) -> None:
                 "total": skipped_total,
                 "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
             },
+            "bounces": bounces,
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -152,6 +155,10 @@ def status(issue_count: int, as_json: bool) -> None:
         )
         for item_id, title, why in skipped:
             out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
+    out.print(
+        "Bounces and complaints: " + ", ".join(f"{n} {kind}" for kind, n in bounces.items()),
+        markup=False,
+    )
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:

@@ -17,6 +17,7 @@ from digest.config.base import (
     parse_duration,
     redact_url,
 )
+from digest.config.bounces import BouncesSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ENV_OVERRIDES",
     "SECRET_ENV",
+    "BouncesSection",
     "Crontab",
     "DKIMSection",
     "DaemonSection",

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.base import _Section, redact_url
+from digest.config.bounces import BouncesSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -43,6 +44,7 @@ class Settings(_Section):
     dkim: DKIMSection | None = None
     daemon: DaemonSection = Field(default_factory=DaemonSection)
     web: WebSection = Field(default_factory=WebSection)
+    bounces: BouncesSection = Field(default_factory=BouncesSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).
     source: str = "<defaults>"

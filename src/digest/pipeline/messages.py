@@ -9,6 +9,7 @@ from datetime import datetime
 from digest.config import Settings
 from digest.errors import ConfigError, DeliveryError
 from digest.models import IssueContent, RenderedIssue
+from digest.pipeline.bounces import return_path_for
 from digest.pipeline.wiring import make_signer
 from digest.render import LANGUAGES, RenderCache, personalize, select_sections
 from digest.send import (
@@ -56,6 +57,12 @@ class MessageFactory:
             if len(self._variants) < 1024:  # topic sets are few; never unbounded
                 self._variants[key] = found
         return found
+
+    def envelope_for(self, subscriber_id: int) -> str:
+        """MAIL FROM of one message: its VERP return path when configured, else the From."""
+        if self.settings.delivery.return_path is None:
+            return self.envelope_from
+        return return_path_for(self.settings, self.secret, self.content.number, subscriber_id)
 
     def message_id(self, token_key: str) -> str:
         return message_id_for(self.secret, self.content.number, token_key, self.domain)
