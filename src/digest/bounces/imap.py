@@ -72,7 +72,10 @@ class Mailbox:
             typ, data = client.select(_quote(o.folder))
             if typ != "OK":
                 raise DeliveryError(f"{o.where()}: cannot open folder {o.folder!r}: {data!r}")
-            self._can_move = "MOVE" in client.capabilities
+            # The capabilities after login (the greeting's may not list MOVE yet).
+            typ, caps = client.capability()
+            words = caps[0].upper().split() if typ == "OK" and caps and caps[0] else []
+            self._can_move = b"MOVE" in words or "MOVE" in client.capabilities
             if o.after == "move":
                 # Create the processed folder when missing ("already exists" is fine).
                 client.create(_quote(o.processed_folder))
