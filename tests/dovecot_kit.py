@@ -48,7 +48,7 @@ class Dovecot:
     def count(self, folder: str) -> int:
         c = self.client()
         try:
-            typ, data = c.select(f'"{folder}"', readonly=True)
+            typ, _ = c.select(f'"{folder}"', readonly=True)
             if typ != "OK":
                 return 0
             typ, found = c.uid("SEARCH", "UNDELETED")
