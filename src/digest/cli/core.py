@@ -353,3 +353,8 @@ def check() -> None:
         + f"; storage: {store.url}; checked at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         markup=False,
     )
+    from digest.pipeline.deliverability import provider_warnings
+
+    # Mailbox-provider rules: warnings only, a send is never blocked by them.
+    for warning in provider_warnings(settings):
+        err.print(f"warning: {warning}", markup=False)

@@ -18,6 +18,7 @@ from digest.config.base import (
     redact_url,
 )
 from digest.config.bounces import BouncesSection
+from digest.config.brand import BrandSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -48,6 +49,7 @@ __all__ = [
     "ENV_OVERRIDES",
     "SECRET_ENV",
     "BouncesSection",
+    "BrandSection",
     "Crontab",
     "DKIMSection",
     "DaemonSection",

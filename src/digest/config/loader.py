@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.base import _Section, redact_url
 from digest.config.bounces import BouncesSection
+from digest.config.brand import BrandSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -45,6 +46,7 @@ class Settings(_Section):
     daemon: DaemonSection = Field(default_factory=DaemonSection)
     web: WebSection = Field(default_factory=WebSection)
     bounces: BouncesSection = Field(default_factory=BouncesSection)
+    brand: BrandSection = Field(default_factory=BrandSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).
     source: str = "<defaults>"

@@ -1,0 +1,42 @@
+"""``[brand]``: the operator's look without touching a template (name, logo, accent colour,
+footer text) and who sends the list, from where (``postal_address``)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from digest.config.base import _Section
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class BrandSection(_Section):
+    #: Who sends the list, as the footer names it (default: the digest's title).
+    name: str | None = None
+    #: An https URL of the logo (emails load nothing else), with its alt text and size in px.
+    logo_url: str | None = None
+    logo_alt: str = ""
+    logo_width: int = Field(default=120, ge=16, le=600)
+    logo_height: int = Field(default=40, ge=16, le=300)
+    #: Accent colour (links, headings rules) as #rrggbb.
+    accent: str = "#1a5fb4"
+    #: One short paragraph added to the footer.
+    footer: str | None = None
+    #: The sender's postal address, printed in the footer (CAN-SPAM; most providers expect it).
+    postal_address: str | None = None
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL (mail clients block the rest)")
+        return v
+
+    @field_validator("accent")
+    @classmethod
+    def _colour(cls, v: str) -> str:
+        if not _COLOUR.match(v):
+            raise ValueError("expected a colour as #rrggbb")
+        return v.lower()
