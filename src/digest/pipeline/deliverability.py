@@ -62,12 +62,6 @@ def provider_warnings(settings: Settings) -> list[str]:
                 f"[delivery] return_path domain {rp_domain!r} is not aligned with the From "
                 f"domain {from_domain!r}: SPF passes for it but does not count for DMARC"
             )
-    smtp = settings.smtp
-    if smtp.security == "none" and (smtp.username or smtp.password()):
-        warnings.append(
-            f'[smtp] security = "none" with credentials: the password crosses the network in '
-            f"clear to {smtp.host}:{smtp.port}; use starttls or tls"
-        )
     if not settings.brand.postal_address:
         warnings.append(
             "[brand] postal_address is not set: the footer does not say who sends the list "
