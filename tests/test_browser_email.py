@@ -24,6 +24,8 @@ CHECKS = """() => ({
   imagesWithoutAlt: [...document.images].filter(i => !i.hasAttribute('alt')).map(i => i.src),
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
   lang: document.documentElement.getAttribute('lang'),
+  cardBackground: getComputedStyle(document.querySelector('.card > div, .card')).backgroundColor,
+  headingColor: getComputedStyle(document.querySelector('h1')).color,
 })"""
 
 
@@ -65,8 +67,8 @@ def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
         preferences_url="https://digest.example/preferences/p.key.sig",
     )
     ARTIFACTS.mkdir(exist_ok=True)
-    for width in (375, 800):
-        page = browser.new_page(viewport={"width": width, "height": 900})
+    for width, scheme in ((375, "light"), (800, "light"), (375, "dark"), (800, "dark")):
+        page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
         requested: list[str] = []
 
         def refuse(route: Any, _request: Any, requested: list[str] = requested) -> None:
@@ -76,7 +78,13 @@ def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
         page.route("**/*", refuse)
         page.set_content(html, wait_until="load")
         found = page.evaluate(CHECKS)
-        page.screenshot(path=str(ARTIFACTS / f"email-{language}-{width}.png"), full_page=True)
+        name = f"email-{language}-{width}" + ("-dark" if scheme == "dark" else "")
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        anchors_missing = page.evaluate(
+            """() => [...document.querySelectorAll('a[href^="#"]')]
+                 .map(a => a.getAttribute('href').slice(1))
+                 .filter(id => !document.getElementById(id))"""
+        )
         page.close()
 
         if width == 375:
@@ -85,8 +93,15 @@ def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
             )
         assert found["imagesWithoutAlt"] == []
         assert found["links"], "the email has no link at all"
-        bad = [h for h in found["links"] if not h.startswith(("https://", "mailto:"))]
+        # Besides web and mail links, only the table of contents' anchors to its own sections.
+        bad = [h for h in found["links"] if not h.startswith(("https://", "mailto:", "#topic-"))]
         assert bad == [], f"links that are not absolute https or mailto: {bad}"
+        assert anchors_missing == [], f"table-of-contents links to nothing: {anchors_missing}"
+        assert any(h.startswith("#topic-") for h in found["links"])
+        dark = scheme == "dark"
+        # The dark palette takes over (a light page otherwise): dark card, light headings.
+        assert (found["cardBackground"] == "rgb(22, 27, 34)") is dark, found["cardBackground"]
+        assert (found["headingColor"] == "rgb(230, 237, 243)") is dark, found["headingColor"]
         assert "https://digest.example/unsubscribe/u.key.sig" in found["links"]
         assert found["lang"] == language
         assert requested == [], f"the email fetched remote resources: {requested}"

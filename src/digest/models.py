@@ -232,6 +232,10 @@ class IssueEntry:
     score: float = 0.0
     summary_engine: str = "extractive"
     also: tuple[AlsoCovered, ...] = ()
+    #: The article's language ("fr", "en-us"), when the feed or the summarizer knows it.
+    language: str | None = None
+    #: Minutes the whole article takes to read (about 230 words a minute); 0 when unknown.
+    reading_minutes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +262,26 @@ class IssueContent:
     period_end: datetime
     sections: tuple[IssueSection, ...]
     base_url: str | None = None
+    #: The story an editor pinned: first in the first section, with a larger treatment.
+    lead_item_id: int | None = None
 
     @property
     def item_count(self) -> int:
         return sum(len(s.entries) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """The operator's look and identity in the email (``[brand]``); every field optional."""
+
+    name: str | None = None
+    logo_url: str | None = None
+    logo_alt: str = ""
+    logo_width: int = 120
+    logo_height: int = 40
+    accent: str = "#1a5fb4"
+    footer: str | None = None
+    postal_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import re
 from pydantic import Field, field_validator
 
 from digest.config.base import _Section
+from digest.models import Brand
 
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -40,3 +41,15 @@ class BrandSection(_Section):
         if not _COLOUR.match(v):
             raise ValueError("expected a colour as #rrggbb")
         return v.lower()
+
+    def to_model(self) -> Brand:
+        return Brand(
+            name=self.name,
+            logo_url=self.logo_url,
+            logo_alt=self.logo_alt,
+            logo_width=self.logo_width,
+            logo_height=self.logo_height,
+            accent=self.accent,
+            footer=self.footer,
+            postal_address=self.postal_address,
+        )

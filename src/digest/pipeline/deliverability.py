@@ -68,3 +68,21 @@ def provider_warnings(settings: Settings) -> list[str]:
             "from where (CAN-SPAM requires a postal address; providers expect one)"
         )
     return warnings
+
+
+#: About how many entries fit in full within the HTML budget (~1.1 KB each over ~12 KB).
+ENTRIES_THAT_FIT = 75
+
+
+def size_warnings(settings: Settings) -> list[str]:
+    """Without an online issue to link to, a large issue is cut to what fits: say so."""
+    d = settings.digest
+    most = d.max_items_per_topic * max(1, len(settings.topics))
+    if d.base_url or most <= ENTRIES_THAT_FIT:
+        return []
+    return [
+        f"without [digest] base_url, an issue of up to {most} items "
+        f"(max_items_per_topic {d.max_items_per_topic} x {len(settings.topics)} topics) cannot "
+        f"link to its online version: past about {ENTRIES_THAT_FIT} items the email keeps what "
+        "fits under Gmail's ~102 KB clipping point and leaves the rest out"
+    ]

@@ -126,6 +126,10 @@ def _build(
                     score=match.score,
                     summary_engine=summary.engine if summary else "none",
                     also=_with_sightings(k.stored.source, also, sightings.get(k.stored.id, ())),
+                    language=(summary.language if summary else None) or item.language,
+                    reading_minutes=_reading_minutes(
+                        summary.source_text if summary else "", item.content_html
+                    ),
                 )
             )
         if entries:
@@ -196,6 +200,18 @@ def _stories_for_issue(
         if all(led[t] >= per_topic or waiting[t] <= limit for t in order):
             return stories
         limit *= 4
+
+
+#: Words a minute of an adult reading on screen (the usual figure for "N min read").
+READING_SPEED = 230
+
+
+def _reading_minutes(source_text: str, content_html: str) -> int:
+    """Minutes to read the whole article: its cleaned full text when the summarizer kept it,
+    else the feed's content; 0 when the feed gave only a teaser (too short to tell)."""
+    text = source_text or html_to_text(content_html)
+    n = len(text.split())
+    return 0 if n < 120 else max(1, round(n / READING_SPEED))
 
 
 def _stories(
@@ -270,6 +286,7 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
         content,
         subject_format=settings.delivery.subject,
         mark_machine_written=settings.summary.mark_machine_written,
+        brand=settings.brand.to_model(),
     )
     if content.base_url:
         leave = f"{content.base_url}/"

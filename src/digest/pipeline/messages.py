@@ -43,6 +43,7 @@ class MessageFactory:
         self.cache = RenderCache(
             subject_format=d.subject,
             mark_machine_written=settings.summary.mark_machine_written,
+            brand=settings.brand.to_model(),
         )
         self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
         self.signer: DKIMSigner | None = make_signer(settings)
@@ -94,7 +95,11 @@ class MessageFactory:
                 self.secret, "preferences", token_key
             )
         html, text = personalize(
-            rendered, name=name, unsubscribe_url=https or mailto, preferences_url=prefs
+            rendered,
+            name=name,
+            unsubscribe_url=https or mailto,
+            preferences_url=prefs,
+            email=email,
         )
         parts = MessageParts(
             html=html,

@@ -5,8 +5,11 @@ personalization, the issue as a web page, and the subject line. Templates: diges
 from __future__ import annotations
 
 from .core import (
+    HTML_BUDGET,
     PLACEHOLDERS,
+    first_sentence,
     format_subject,
+    lead_entry,
     page_style_csp_source,
     render_issue,
     render_page,
@@ -17,11 +20,14 @@ from .i18n import LANGUAGES
 from .personal import RenderCache, forget_templates, personalize
 
 __all__ = [
+    "HTML_BUDGET",
     "LANGUAGES",
     "PLACEHOLDERS",
     "RenderCache",
+    "first_sentence",
     "forget_templates",
     "format_subject",
+    "lead_entry",
     "page_style_csp_source",
     "personalize",
     "render_issue",

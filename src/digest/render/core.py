@@ -6,6 +6,7 @@ Personal bits are left as placeholders (see ``personal``) so one compile serves 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import string
@@ -20,13 +21,15 @@ from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from digest.errors import RenderError
-from digest.models import IssueContent, IssueSection, RenderedIssue
+from digest.models import Brand, IssueContent, IssueEntry, IssueSection, RenderedIssue
 
 from .i18n import Words, words
 
 __all__ = [
+    "HTML_BUDGET",
     "PLACEHOLDERS",
     "format_subject",
+    "lead_entry",
     "page_style_csp_source",
     "render_issue",
     "render_page",
@@ -43,7 +46,29 @@ PLACEHOLDERS = {
     # The preferences link is optional: personalize drops everything between these two.
     "preferences_open": "{{{#preferences_url}}}",
     "preferences_close": "{{{/preferences_url}}}",
+    # Who the message was sent to (footer); optional like the preferences link.
+    "email": "{{{email}}}",
+    "email_open": "{{{#email}}}",
+    "email_close": "{{{/email}}}",
 }
+
+#: Largest compiled HTML part, in bytes (UTF-8, before base64). Gmail clips a message whose
+#: HTML passes ~102 KB, hiding the rest (the footer and its unsubscribe link among it); the
+#: margin leaves room for the personal values and the MIME framing of the part.
+HTML_BUDGET = 96 * 1024
+#: Largest plain-text part: bounded likewise, so no client truncates it either.
+TEXT_BUDGET = 96 * 1024
+#: Preheader padding: after the lead's sentence, invisible characters fill the inbox preview
+#: so clients do not pull the body text in after it (combining grapheme joiner, zero-width
+#: non-joiner, no-break space).
+PREHEADER_PAD = "\u034f\u200c\u00a0" * 90
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[A-ZÀ-ÖØ-Þ«\"“(])")
+#: Light and dark both supported (Apple Mail, iOS, Outlook.com read these); mjml drops raw
+#: elements from its head, so they are put in after compiling.
+_COLOR_SCHEME_META = (
+    '<meta name="color-scheme" content="light dark">'
+    '<meta name="supported-color-schemes" content="light dark">'
+)
 
 _URL_SAFE = "/:@!$&'()*+,;=?%~"
 _DOUBLE_BRACE = re.compile(r"\{(?=\{)")
@@ -53,7 +78,7 @@ _JS_SCHEME = re.compile(r"(javascript):", re.IGNORECASE)
 _SCRIPT_TAG = re.compile(r"<(?=script)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n\s*\n")
 _SPACES = re.compile(r"\s+")
-_SUBJECT_FIELDS = frozenset({"title", "number", "date"})
+_SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
 
 
 def safe_http_url(url: str) -> str | None:
@@ -191,14 +216,78 @@ def _section_title(section: IssueSection, language: str) -> str:
     return section.title
 
 
-def _context(content: IssueContent, sections: tuple[IssueSection, ...], w: Words) -> dict[str, Any]:
+def lead_entry(
+    content: IssueContent, sections: Sequence[IssueSection] | None = None
+) -> IssueEntry | None:
+    """The lead story: the one pinned on the editor's desk when this reader gets it, else the
+    best-scored (the first of equals); None when there are no entries."""
+    chosen = content.sections if sections is None else sections
+    entries = [e for s in chosen for e in s.entries]
+    if not entries:
+        return None
+    if content.lead_item_id is not None:
+        for e in entries:
+            if e.item_id == content.lead_item_id:
+                return e
+    return max(entries, key=lambda e: e.score)  # max keeps the first of equal scores
+
+
+def first_sentence(text: str, limit: int = 150) -> str:
+    """The first sentence of ``text`` (cut at a word near ``limit`` characters)."""
+    flat = _SPACES.sub(" ", _INVALID_CHARS.sub("", text)).strip()
+    sentence = _SENTENCE_END.split(flat, maxsplit=1)[0]
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:—-")
+    return f"{cut}…"
+
+
+def _domain(url: str) -> str:
+    """``https://www.example.com/x`` -> ``example.com`` (shown beside the source's name)."""
+    safe = safe_http_url(url)
+    host = (urlsplit(safe).hostname or "") if safe else ""
+    return host.removeprefix("www.")
+
+
+def _primary(language: str | None) -> str:
+    return (language or "").replace("_", "-").split("-", 1)[0].lower()
+
+
+def _entry_extras(e: IssueEntry, w: Words) -> dict[str, Any]:
+    lang = _primary(e.language)
+    other = bool(lang) and lang != w.language and lang.isalpha() and len(lang) <= 3
+    return {
+        "lang": lang if other else None,
+        "marker": lang.upper() if other else None,
+        "domain": _domain(e.url),
+        "minutes": w("reading_time", n=e.reading_minutes) if e.reading_minutes > 0 else None,
+    }
+
+
+def _anchor(topic_id: str) -> str:
+    return "topic-" + re.sub(r"[^a-z0-9_-]", "-", topic_id.lower())
+
+
+def _context(
+    content: IssueContent,
+    sections: tuple[IssueSection, ...],
+    w: Words,
+    brand: Brand | None = None,
+) -> dict[str, Any]:
     count = sum(len(s.entries) for s in sections)
     base = safe_http_url(content.base_url) if content.base_url else None
+    lead = lead_entry(content, sections)
+    brand = brand or Brand()
+    preheader = ""
+    if lead is not None:
+        preheader = first_sentence(lead.summary) if lead.summary.strip() else lead.title
     return {
         "content": content,
         "lang": w.language,
         "w": w,
         "sections": [(s, _section_title(s, w.language)) for s in sections],
+        "anchors": {s.topic_id: _anchor(s.topic_id) for s in sections},
+        "extras": {e.item_id: _entry_extras(e, w) for s in sections for e in s.entries},
         "count": count,
         "articles": w.plural("articles", count),
         "period": w.period(content.period_start, content.period_end),
@@ -206,11 +295,28 @@ def _context(content: IssueContent, sections: tuple[IssueSection, ...], w: Words
         "issue_url": f"{base.rstrip('/')}/issues/{content.number}" if base else None,
         "archive_url": f"{base.rstrip('/')}/" if base else None,
         "ph": {k: Markup(v) for k, v in PLACEHOLDERS.items()},
+        "lead": lead,
+        "preheader": preheader,
+        "preheader_pad": PREHEADER_PAD,
+        "brand": brand,
+        "sender_name": brand.name or content.title,
+        "accent": brand.accent,
+        "logo": safe_http_url(brand.logo_url) if brand.logo_url else None,
+        # Filled in by the size budget (render_issue): entries shown as title + source only,
+        # and how many entries the email leaves to the online issue.
+        "compact": frozenset(),
+        "more": 0,
     }
 
 
-def format_subject(fmt: str, content: IssueContent, language: str | None = None) -> str:
-    """``fmt`` with {title}, {number} and {date} (the issue's date, long form, in its language)."""
+def format_subject(
+    fmt: str,
+    content: IssueContent,
+    language: str | None = None,
+    sections: Sequence[IssueSection] | None = None,
+) -> str:
+    """``fmt`` with {title}, {number}, {date} (the issue's date, long form, in its language) and
+    {lead} (the lead story's title: the pinned one, else the best-scored of ``sections``)."""
     try:
         parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(fmt) if f]
     except ValueError as exc:
@@ -224,11 +330,15 @@ def format_subject(fmt: str, content: IssueContent, language: str | None = None)
     if unknown:
         raise RenderError(
             f"subject format {fmt!r}: unknown field {{{unknown[0]}}} "
-            "(use {title}, {number}, {date})"
+            "(use {title}, {number}, {date}, {lead})"
         )
     w = words(language or content.language, content.timezone)
+    lead = lead_entry(content, sections) if "lead" in fields else None
     subject = fmt.format(
-        title=content.title, number=content.number, date=w.date(content.created, "long")
+        title=content.title,
+        number=content.number,
+        date=w.date(content.created, "long"),
+        lead=lead.title if lead is not None else "",
     )
     # A header value: no line breaks whatever the title holds.
     return _SPACES.sub(" ", _INVALID_CHARS.sub("", subject)).strip()
@@ -241,9 +351,15 @@ def render_issue(
     language: str | None = None,
     topics: Sequence[str] | None = None,
     mark_machine_written: bool = True,
+    brand: Brand | None = None,
+    html_budget: int = HTML_BUDGET,
+    text_budget: int = TEXT_BUDGET,
 ) -> RenderedIssue:
     """Compile the issue (or a reader's topic subset) once, with personal placeholders left in.
 
+    Never clipped: when the full issue would pass ``html_budget`` (or ``text_budget``), the
+    later entries become title + source lines and the email ends with "N more articles in the
+    online issue" (with ``base_url``); without an online issue they are left out.
     Raises RenderError when the subset has no entries: nobody gets an empty issue.
     """
     w = words(language or content.language, content.timezone)
@@ -251,22 +367,85 @@ def render_issue(
     if not sections:
         wanted = "all topics" if topics is None else f"topics {', '.join(topics) or '(none)'}"
         raise RenderError(f"issue #{content.number} has no entries for {wanted}")
-    subject = format_subject(subject_format, content, w.language)
-    ctx = _context(content, sections, w)
+    subject = format_subject(subject_format, content, w.language, sections)
+    ctx = _context(content, sections, w, brand)
     ctx.update(subject=subject, machine_mark=mark_machine_written)
+    html, text = _compile(content, ctx)
+    if len(html.encode()) <= html_budget and len(text.encode()) <= text_budget:
+        return RenderedIssue(subject, html, text, w.language, tuple(s.topic_id for s in sections))
+    html, text = _fit(content, sections, ctx, html_budget, text_budget)
+    return RenderedIssue(subject, html, text, w.language, tuple(s.topic_id for s in sections))
+
+
+def _compile(content: IssueContent, ctx: dict[str, Any]) -> tuple[str, str]:
     mjml = _render_template("digest.mjml.j2", **ctx)
     try:
         html = mjml2html(mjml, disable_comments=True, fonts={})
     except ValueError as exc:
         raise RenderError(f"MJML compile of issue #{content.number}: {exc}") from exc
-    text = _render_template("digest.txt.j2", **ctx)
-    return RenderedIssue(
-        subject=subject,
-        html=html,
-        text=text,
-        language=w.language,
-        topics=tuple(s.topic_id for s in sections),
-    )
+    html = html.replace("<title>", _COLOR_SCHEME_META + "<title>", 1)
+    return html, _render_template("digest.txt.j2", **ctx)
+
+
+def _fit(
+    content: IssueContent,
+    sections: tuple[IssueSection, ...],
+    ctx: dict[str, Any],
+    html_budget: int,
+    text_budget: int,
+) -> tuple[str, str]:
+    """The largest prefix of full entries that fits, the rest compact (with an online issue)
+    or left out (without); each step re-measures the compiled parts."""
+    order = [e.item_id for s in sections for e in s.entries]
+    online = ctx["issue_url"] is not None
+
+    def attempt(full: int, shown: int) -> tuple[str, str, bool]:
+        keep = set(order[:shown])
+        trimmed = [
+            (s, title, tuple(e for e in s.entries if e.item_id in keep))
+            for s, title in ctx["sections"]
+        ]
+        trial = dict(ctx)
+        trial["sections"] = [
+            (dataclasses.replace(s, entries=entries), title)
+            for s, title, entries in trimmed
+            if entries
+        ]
+        trial["compact"] = frozenset(order[full:shown])
+        trial["more"] = len(order) - full
+        html, text = _compile(content, trial)
+        fits = len(html.encode()) <= html_budget and len(text.encode()) <= text_budget
+        return html, text, fits
+
+    total = len(order)
+    shown = total if online else 0
+    if not online:
+        # No online issue to send readers to: full entries only, as many as fit.
+        lo, hi = 1, total  # at least the first entry, whatever its size
+        best = attempt(1, 1)[:2]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            html, text, fits = attempt(mid, mid)
+            if fits:
+                lo, best = mid, (html, text)
+            else:
+                hi = mid - 1
+        return best
+    # With an online issue: every entry stays listed; find how many keep their summary, then
+    # if even the title lines do not fit, how many are listed at all.
+    html, text, fits = attempt(0, shown)
+    while not fits and shown > 1:
+        shown = max(1, shown * 3 // 4)
+        html, text, fits = attempt(0, shown)
+    lo, hi, best = 0, shown, (html, text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        h, t, ok = attempt(mid, shown)
+        if ok:
+            lo, best = mid, (h, t)
+        else:
+            hi = mid - 1
+    return best
 
 
 def render_page(content: IssueContent, *, language: str | None = None) -> str:
