@@ -75,6 +75,7 @@ def config(tmp_path: Path, httpserver: HTTPServer, base_url: str | None) -> Path
         + (f'base_url = "{base_url}"\n' if base_url else "")
         + f'[storage]\nurl = "sqlite:///{tmp_path}/d.db"\n'
         f'[delivery]\nfrom = "Big <big@example.org>"\noutbox_dir = "{tmp_path}/outbox"\n'
+        "[fetch]\nallow_private = true  # the test feeds are on loopback\n"
         '[topics.cloud]\ntitle = "Cloud"\ninclude = ["cloud"]\n'
         '[topics.privacy]\ntitle = "Privacy"\ninclude = ["privacy"]\n' + feeds
     )

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w15_bounces"
-down_revision = "w10b_address_key"
+down_revision = "w10_item_failures"
 branch_labels = None
 depends_on = None
 
