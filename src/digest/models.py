@@ -279,7 +279,7 @@ class Brand:
     logo_alt: str = ""
     logo_width: int = 120
     logo_height: int = 40
-    accent: str = "#1a5fb4"
+    accent: str = "#0b57d0"
     footer: str | None = None
     postal_address: str | None = None
 

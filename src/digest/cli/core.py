@@ -307,6 +307,12 @@ def check() -> None:
         make_signer(settings)  # the DKIM key is read and parsed as a send would
     except DigestError as exc:
         found.errors.append(str(exc))
+    if settings.render.templates:
+        from digest.render import check_templates
+
+        # A send falls back to the shipped template; check says the operator's look is broken.
+        for problem in check_templates(settings.render.templates, settings.brand.to_model()):
+            found.errors.append(f"render.templates: {problem}")
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)

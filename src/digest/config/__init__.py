@@ -32,6 +32,7 @@ from digest.config.loader import (
     load,
     parse_settings,
 )
+from digest.config.render import RenderSection
 from digest.config.sources import (
     ExampleEntry,
     FeedSection,
@@ -61,6 +62,7 @@ __all__ = [
     "FetchSection",
     "FiltersSection",
     "LLMSection",
+    "RenderSection",
     "SMTPSection",
     "ScheduleSection",
     "Settings",

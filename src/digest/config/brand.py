@@ -22,7 +22,7 @@ class BrandSection(_Section):
     logo_width: int = Field(default=120, ge=16, le=600)
     logo_height: int = Field(default=40, ge=16, le=300)
     #: Accent colour (links, headings rules) as #rrggbb.
-    accent: str = "#1a5fb4"
+    accent: str = "#0b57d0"
     #: One short paragraph added to the footer.
     footer: str | None = None
     #: The sender's postal address, printed in the footer (CAN-SPAM; most providers expect it).

@@ -287,6 +287,7 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
         subject_format=settings.delivery.subject,
         mark_machine_written=settings.summary.mark_machine_written,
         brand=settings.brand.to_model(),
+        templates=settings.render.templates,
     )
     if content.base_url:
         leave = f"{content.base_url}/"
@@ -299,7 +300,9 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
 
 def _record(settings: Settings, store: Store, content: IssueContent) -> None:
     _, text, subject = generic_parts(settings, content)
-    page = render_page(content)
+    page = render_page(
+        content, brand=settings.brand.to_model(), templates=settings.render.templates
+    )
     with store.begin() as conn:
         save_issue(conn, content, subject=subject, html=page, text=text)
     # The delivery writes outbox/<number>/index.html from this stored page (outbox mode).

@@ -44,6 +44,7 @@ class MessageFactory:
             subject_format=d.subject,
             mark_machine_written=settings.summary.mark_machine_written,
             brand=settings.brand.to_model(),
+            templates=settings.render.templates,
         )
         self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
         self.signer: DKIMSigner | None = make_signer(settings)

@@ -1,5 +1,6 @@
 """Render an issue: email HTML (Jinja2 + MJML) and text with personal placeholders, per-reader
-personalization, the issue as a web page, and the subject line. Templates: digest/templates/.
+personalization, the issue as a web page, and the subject line. Templates: the repository's
+top-level templates/ (digest/templates/ in the wheel), an operator's [render] folder first.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 from .core import (
     HTML_BUDGET,
     PLACEHOLDERS,
+    TEMPLATE_NAMES,
+    check_templates,
     first_sentence,
     format_subject,
     lead_entry,
@@ -23,7 +26,9 @@ __all__ = [
     "HTML_BUDGET",
     "LANGUAGES",
     "PLACEHOLDERS",
+    "TEMPLATE_NAMES",
     "RenderCache",
+    "check_templates",
     "first_sentence",
     "forget_templates",
     "format_subject",

@@ -8,11 +8,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import logging
 import re
 import string
 import textwrap
 from collections.abc import Sequence
 from functools import cache
+from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -25,9 +28,13 @@ from digest.models import Brand, IssueContent, IssueEntry, IssueSection, Rendere
 
 from .i18n import Words, words
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "HTML_BUDGET",
     "PLACEHOLDERS",
+    "TEMPLATE_NAMES",
+    "check_templates",
     "format_subject",
     "lead_entry",
     "page_style_csp_source",
@@ -157,10 +164,29 @@ def _underline(text: str, char: str = "=") -> str:
     return char * min(len(text), 72)
 
 
+#: A checkout's templates (the package holds them only once built into a wheel).
+_REPO_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+#: The templates an operator may override, each looked up in ``[render] templates`` first.
+TEMPLATE_NAMES = ("digest.mjml.j2", "digest.txt.j2", "_blocks.html.j2", "page.html.j2", "page.css")
+
+
 @cache
-def _env(html: bool) -> jinja2.Environment:
+def _shipped_loader() -> jinja2.BaseLoader:
+    """The templates shipped in the wheel (hatch force-include), with the package loader; in a
+    source checkout (editable install), the repository's top-level ``templates/``."""
+    if resources.files("digest").joinpath("templates").is_dir():
+        return jinja2.PackageLoader("digest", "templates")
+    return jinja2.FileSystemLoader(_REPO_TEMPLATES)
+
+
+@cache
+def _env(html: bool, override: str | None = None) -> jinja2.Environment:
+    loader = _shipped_loader()
+    if override is not None:
+        # The operator's folder first, the shipped templates for whatever it does not hold.
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(override), loader])
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("digest", "templates"),
+        loader=loader,
         autoescape=html,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -172,25 +198,60 @@ def _env(html: bool) -> jinja2.Environment:
     return env
 
 
-def _render_template(name: str, **context: Any) -> str:
+def template_error(exc: BaseException, override: str | None) -> str:
+    """``file:line: message`` for a template failure, pointing into the operator's folder when
+    the fault is there (syntax errors carry it; runtime errors are found in the traceback)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename or exc.name or '?'}:{exc.lineno}: {exc.message}"
+    found: tuple[str, int] | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.endswith((".j2", ".css")) and (override is None or name.startswith(override)):
+            found = (name, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None:
+        return f"{type(exc).__name__}: {exc}"
+    return f"{found[0]}:{found[1]}: {exc}"
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _render_template(name: str, templates: str | None = None, /, **context: Any) -> str:
+    """Render ``name``, the operator's version first; a broken override never stops a send:
+    it is logged once (file and line) and the shipped template is used instead."""
     html = not name.endswith(".txt.j2")
+    if templates is not None:
+        try:
+            return _env(html, templates).get_template(name).render(**context)
+        except Exception as exc:  # any fault in an operator's template, not only TemplateError
+            _fallback_warning(name, templates, exc)
     try:
         return _env(html).get_template(name).render(**context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {name}: {exc}") from exc
 
 
-@cache
-def _page_css() -> str:
-    loader = _env(True).loader
+def _fallback_warning(name: str, templates: str, exc: BaseException) -> None:
+    problem = template_error(exc, templates)
+    if (name, problem) not in _warned:
+        _warned.add((name, problem))
+        log.warning(
+            "template override in %s is broken, using the shipped %s: %s", templates, name, problem
+        )
+
+
+def _page_css(templates: str | None = None) -> str:
+    loader = _env(True, templates).loader
     assert loader is not None
-    source, _, _ = loader.get_source(_env(True), "page.css")
+    source, _, _ = loader.get_source(_env(True, templates), "page.css")
     return source.strip()
 
 
-def page_style_csp_source() -> str:
+def page_style_csp_source(templates: str | None = None) -> str:
     """The CSP source (``'sha256-...'``) allowing the issue page's one inline style element."""
-    digest = hashlib.sha256(_page_css().encode("utf-8")).digest()
+    digest = hashlib.sha256(_page_css(templates).encode("utf-8")).digest()
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
@@ -352,6 +413,7 @@ def render_issue(
     topics: Sequence[str] | None = None,
     mark_machine_written: bool = True,
     brand: Brand | None = None,
+    templates: str | None = None,
     html_budget: int = HTML_BUDGET,
     text_budget: int = TEXT_BUDGET,
 ) -> RenderedIssue:
@@ -360,6 +422,7 @@ def render_issue(
     Never clipped: when the full issue would pass ``html_budget`` (or ``text_budget``), the
     later entries become title + source lines and the email ends with "N more articles in the
     online issue" (with ``base_url``); without an online issue they are left out.
+    ``templates``: the operator's folder, looked up before the shipped templates.
     Raises RenderError when the subset has no entries: nobody gets an empty issue.
     """
     w = words(language or content.language, content.timezone)
@@ -370,6 +433,7 @@ def render_issue(
     subject = format_subject(subject_format, content, w.language, sections)
     ctx = _context(content, sections, w, brand)
     ctx.update(subject=subject, machine_mark=mark_machine_written)
+    ctx["templates"] = templates
     html, text = _compile(content, ctx)
     if len(html.encode()) <= html_budget and len(text.encode()) <= text_budget:
         return RenderedIssue(subject, html, text, w.language, tuple(s.topic_id for s in sections))
@@ -378,13 +442,19 @@ def render_issue(
 
 
 def _compile(content: IssueContent, ctx: dict[str, Any]) -> tuple[str, str]:
-    mjml = _render_template("digest.mjml.j2", **ctx)
+    """(HTML, text) of the issue; ``ctx["templates"]`` names the operator's folder, if any."""
+    templates = ctx.get("templates")
+    mjml = _render_template("digest.mjml.j2", templates, **ctx)
     try:
         html = mjml2html(mjml, disable_comments=True, fonts={})
     except ValueError as exc:
-        raise RenderError(f"MJML compile of issue #{content.number}: {exc}") from exc
+        if templates is None:
+            raise RenderError(f"MJML compile of issue #{content.number}: {exc}") from exc
+        # The operator's template made MJML the compiler refuses: the shipped one instead.
+        _fallback_warning("digest.mjml.j2", templates, exc)
+        return _compile(content, {**ctx, "templates": None})
     html = html.replace("<title>", _COLOR_SCHEME_META + "<title>", 1)
-    return html, _render_template("digest.txt.j2", **ctx)
+    return html, _render_template("digest.txt.j2", templates, **ctx)
 
 
 def _fit(
@@ -448,13 +518,60 @@ def _fit(
     return best
 
 
-def render_page(content: IssueContent, *, language: str | None = None) -> str:
+def render_page(
+    content: IssueContent,
+    *,
+    language: str | None = None,
+    brand: Brand | None = None,
+    templates: str | None = None,
+) -> str:
     """The whole issue as a standalone web page (archive, outbox index.html): nothing personal."""
     w = words(language or content.language, content.timezone)
-    ctx = _context(content, select_sections(content, None), w)
+    ctx = _context(content, select_sections(content, None), w, brand)
     ctx.update(
         machine_mark=True,
         page_title=f"{content.title} — {ctx['issue_label']}",
-        css=Markup(_page_css()),
+        css=Markup(_page_css(templates)),
     )
-    return _render_template("page.html.j2", **ctx)
+    return _render_template("page.html.j2", templates, **ctx)
+
+
+def check_templates(templates: str, brand: Brand | None = None) -> list[str]:
+    """Render a sample issue (email, text, page; every branch the size budget can take) with
+    the operator's folder and no fallback: one ``file:line: problem`` per fault found."""
+    from .sample import sample_issue
+
+    problems: list[str] = []
+    present = [n for n in TEMPLATE_NAMES if (Path(templates) / n).is_file()]
+    if not present:
+        return [f"{templates}: holds none of {', '.join(TEMPLATE_NAMES)}"]
+    for language in ("en", "fr"):
+        for base_url in ("https://example.org", None):
+            content = sample_issue(language, base_url)
+            w = words(language, content.timezone)
+            ctx = _context(content, select_sections(content, None), w, brand)
+            ctx.update(
+                subject="Sample",
+                machine_mark=True,
+                page_title="Sample",
+                compact=frozenset({2}),
+                more=3,
+                css=Markup(""),
+            )
+            for name in ("digest.mjml.j2", "digest.txt.j2", "page.html.j2"):
+                try:
+                    out = _env(not name.endswith(".txt.j2"), templates).get_template(name)
+                    rendered = out.render(**ctx)
+                except Exception as exc:  # an operator's template may fail in any way
+                    problems.append(template_error(exc, templates))
+                    continue
+                if name == "digest.mjml.j2":
+                    try:
+                        mjml2html(rendered, disable_comments=True, fonts={})
+                    except ValueError as exc:
+                        problems.append(f"{templates}/{name}: MJML does not compile: {exc}")
+    try:
+        _page_css(templates)
+    except jinja2.TemplateError as exc:
+        problems.append(template_error(exc, templates))
+    return list(dict.fromkeys(problems))

@@ -121,11 +121,13 @@ class RenderCache:
         subject_format: str = "{title} #{number} — {date}",
         mark_machine_written: bool = True,
         brand: Brand | None = None,
+        templates: str | None = None,
         maxsize: int = 64,
     ) -> None:
         self.subject_format = subject_format
         self.mark_machine_written = mark_machine_written
         self.brand = brand
+        self.templates = templates
         self.maxsize = maxsize
         self.hits = 0
         self.misses = 0
@@ -161,6 +163,7 @@ class RenderCache:
                 topics=None if topics is None else selected,
                 mark_machine_written=self.mark_machine_written,
                 brand=self.brand,
+                templates=self.templates,
             )
             self._items[key] = rendered
             if len(self._items) > self.maxsize:
