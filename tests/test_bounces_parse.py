@@ -139,3 +139,17 @@ def test_garbage_inside_a_real_report_never_raises(junk: str, name: str) -> None
     cut = len(data) // 2
     mangled = data[:cut] + junk.encode("utf-8", "replace") + data[cut:]
     assert parse_report(mangled).kind in set(Kind)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_a_return_path_token_is_ours_or_refused(token: str) -> None:
+    from digest.errors import InvalidToken
+    from digest.tokens import read_verp_token, verp_token
+
+    secret = b"verp-test-secret-0123456789abcdef"
+    try:
+        issue, subscriber = read_verp_token(secret, token)
+    except InvalidToken:
+        return
+    assert verp_token(secret, issue, subscriber) == token.strip().lower()

@@ -42,6 +42,8 @@ def hard_issue(language: str) -> Any:
         summary=("Un résumé assez long pour tenir sur plusieurs lignes. " * 6).strip(),
         topic_id="data_protection",
         also=(AlsoCovered("LeMagIT", "https://lemagit.example/" + "x" * 120),),
+        language="fr",
+        reading_minutes=3,
     )
     sections = list(content.sections)
     dp = sections[1]
@@ -65,6 +67,7 @@ def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
         name="Ann",
         unsubscribe_url="https://digest.example/unsubscribe/u.key.sig",
         preferences_url="https://digest.example/preferences/p.key.sig",
+        email="ann@example.org",
     )
     ARTIFACTS.mkdir(exist_ok=True)
     for width, scheme in ((375, "light"), (800, "light"), (375, "dark"), (800, "dark")):

@@ -101,3 +101,15 @@ def test_check_prints_the_warnings_and_still_exits_0(
     assert "warning: [digest] base_url is not set" in result.err
     assert "'unrelated.example' is not aligned with the From domain 'example.org'" in result.err
     assert "warning: [brand] postal_address is not set" in result.err
+
+
+def test_the_bounce_mailbox_warns_about_a_missing_password_and_clear_text() -> None:
+    from digest.pipeline.deliverability import bounce_warnings
+
+    assert bounce_warnings(cfg()) == []
+    remote = cfg(bounces={"host": "imap.example.org", "username": "b", "security": "none"})
+    found = bounce_warnings(remote, environ={})
+    assert any("in clear text" in w for w in found)
+    assert any("$DIGEST_BOUNCES_PASSWORD is not set" in w for w in found)
+    local = cfg(bounces={"host": "127.0.0.1", "username": "b", "security": "none"})
+    assert bounce_warnings(local, environ={"DIGEST_BOUNCES_PASSWORD": "x"}) == []

@@ -359,8 +359,9 @@ def check() -> None:
         + f"; storage: {store.url}; checked at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         markup=False,
     )
-    from digest.pipeline.deliverability import provider_warnings, size_warnings
+    from digest.pipeline.deliverability import bounce_warnings, provider_warnings, size_warnings
 
     # Mailbox-provider rules: warnings only, a send is never blocked by them.
-    for warning in [*provider_warnings(settings), *size_warnings(settings)]:
+    found_later = [*provider_warnings(settings), *size_warnings(settings)]
+    for warning in found_later + bounce_warnings(settings):
         err.print(f"warning: {warning}", markup=False)

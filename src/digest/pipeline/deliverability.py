@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
@@ -86,3 +88,26 @@ def size_warnings(settings: Settings) -> list[str]:
         f"link to its online version: past about {ENTRIES_THAT_FIT} items the email keeps what "
         "fits under Gmail's ~102 KB clipping point and leaves the rest out"
     ]
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def bounce_warnings(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``[bounces]`` mailbox as a poll would find it: password, clear-text login."""
+    b = settings.bounces
+    if not b.host:
+        return []
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    if b.security == "none" and b.host.lower() not in _LOOPBACK:
+        found.append(
+            f'bounces.security = "none": the IMAP password goes to {b.host} in clear text; '
+            'use "tls" or "starttls"'
+        )
+    if not b.password_env or not env.get(b.password_env):
+        found.append(
+            f"bounces.password_env: ${b.password_env} is not set here: the bounce mailbox "
+            "cannot be read until it is"
+        )
+    return found
