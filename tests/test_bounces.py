@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -221,6 +222,20 @@ def test_with_a_verp_return_path_each_message_has_its_own_envelope_sender_and_bo
     handled = handle_message(cfg, store, bare)
     assert handled.actions == ["bob@example.org: hard 5.1.1 -> bounced"]
     assert status_of(store, "bob@example.org") is SubscriberStatus.BOUNCED
+
+
+def test_the_outbox_shows_each_messages_return_path(store: Store, tmp_path: Path) -> None:
+    store_issue(store)
+    add_people(store, ["ann@example.org"])
+    cfg = settings(
+        delivery={
+            "outbox_dir": str(tmp_path / "outbox"),
+            "return_path": "bounces+{token}@news.example.org",
+        }
+    )
+    deliver_issue(cfg, store, 1)
+    first = (tmp_path / "outbox" / "1" / "ann@example.org.eml").read_bytes().split(b"\r\n")[0]
+    assert re.fullmatch(rb"Return-Path: <bounces\+1s\d+-[0-9a-f]{16}@news\.example\.org>", first)
 
 
 # ----------------------------------------------------------------------- as a user would
