@@ -296,6 +296,61 @@ def test_must_show_a_piped_hard_bounce_lists_the_subscriber_bounced_and_the_next
     assert b'"bounces"' in status.stdout
 
 
+def test_receive_reads_the_envelope_recipient_an_mta_pipe_sets(
+    store: Store, tmp_path: Path, smtp_sink: SMTPSink
+) -> None:
+    store_issue(store)
+    add_people(store, ["ann@example.org"])
+    cfg = settings(
+        delivery={"mode": "smtp", "return_path": "bounces+{token}@news.example.org"},
+        smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
+    )
+    deliver_issue(cfg, store, 1, retry_base=0.01)
+    [sent] = smtp_sink.received
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path}/d.db"\n[delivery]\n'
+        'from = "Veille <veille@news.example.org>"\n'
+        'return_path = "bounces+{token}@news.example.org"\n'
+    )
+    # Addressed to the plain mailbox, quoting nothing: only the pipe's envelope tells.
+    bare = (
+        b"From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@news.example.org\r\n"
+        b"Subject: failure notice\r\nMessage-ID: <b9@mx>\r\n\r\n"
+        b"Hi. This is the qmail-send program at mx.example.net.\r\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        b"<someone@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
+    )
+    env = {**os.environ, "DIGEST_SECRET": SECRET, "ORIGINAL_RECIPIENT": sent.mail_from}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), "bounces", "receive"],
+        input=bare,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"ann@example.org: hard 5.1.1 -> bounced" in done.stderr
+
+
+def test_receive_exits_75_without_its_secret_so_the_mta_keeps_the_bounce(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text('[delivery]\nfrom = "Veille <veille@news.example.org>"\n')
+    env = {k: v for k, v in os.environ.items() if k != "DIGEST_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), "bounces", "receive"],
+        input=(SAMPLES / "postfix-5.1.1.eml").read_bytes(),
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 75
+    assert b"DIGEST_SECRET is not set" in done.stderr
+
+
 def test_receive_exits_75_when_the_store_is_down(tmp_path: Path) -> None:
     config = tmp_path / "digest.toml"
     config.write_text(

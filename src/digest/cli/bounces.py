@@ -10,7 +10,8 @@ import sys
 import click
 
 from digest.cli.app import STATE, app, err, fail, out
-from digest.errors import StoreError
+from digest.errors import ConfigError, StoreError
+from digest.tokens import secret_from_env
 
 log = logging.getLogger("digest.bounces")
 
@@ -42,7 +43,13 @@ def receive(recipient: str | None) -> None:
 
     data = sys.stdin.buffer.read(MAX_MESSAGE + 1)[:MAX_MESSAGE]
     rcpt = recipient or os.environ.get("ORIGINAL_RECIPIENT") or os.environ.get("RECIPIENT")
-    settings = STATE.settings()
+    try:
+        settings = STATE.settings()
+        secret_from_env()
+    except ConfigError as exc:
+        # A bounce lost to a configuration slip cannot be had again: the MTA keeps it.
+        err.print(f"error: {exc}; the MTA will retry once it is fixed", markup=False)
+        sys.exit(EX_TEMPFAIL)
     try:
         store = open_store(settings.storage.url)
         try:
