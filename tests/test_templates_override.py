@@ -49,7 +49,7 @@ def test_the_wheel_carries_the_templates_inside_the_package(tmp_path: Path) -> N
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import digest.render.core as c; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import digest.render.templating as c; "
         "print(type(c._shipped_loader()).__name__, c.__file__)"
     )
     out = subprocess.run(
