@@ -33,6 +33,7 @@ from digest.config.loader import (
     parse_settings,
 )
 from digest.config.render import RenderSection
+from digest.config.review import ReviewSection
 from digest.config.sources import (
     ExampleEntry,
     FeedSection,
@@ -63,6 +64,7 @@ __all__ = [
     "FiltersSection",
     "LLMSection",
     "RenderSection",
+    "ReviewSection",
     "SMTPSection",
     "ScheduleSection",
     "Settings",

@@ -21,6 +21,7 @@ from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.render import RenderSection
+from digest.config.review import ReviewSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
 from digest.config.web import WebSection
@@ -49,6 +50,7 @@ class Settings(_Section):
     bounces: BouncesSection = Field(default_factory=BouncesSection)
     brand: BrandSection = Field(default_factory=BrandSection)
     render: RenderSection = Field(default_factory=RenderSection)
+    review: ReviewSection = Field(default_factory=ReviewSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).
     source: str = "<defaults>"

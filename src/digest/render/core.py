@@ -22,6 +22,7 @@ from digest.errors import RenderError
 from digest.models import Brand, IssueContent, IssueEntry, IssueSection, RenderedIssue
 
 from .i18n import Words, words
+from .note import note_email_html, note_html, note_lines
 from .templating import (
     INVALID_CHARS,
     SPACES,
@@ -44,6 +45,7 @@ __all__ = [
     "check_templates",
     "format_subject",
     "lead_entry",
+    "note_email_html",
     "page_style_csp_source",
     "render_issue",
     "render_page",
@@ -189,6 +191,14 @@ def _context(
         "archive_url": f"{base.rstrip('/')}/" if base else None,
         "ph": {k: Markup(v) for k, v in PLACEHOLDERS.items()},
         "lead": lead,
+        # Only a pinned story gets the "Top story" treatment (the best-scored one otherwise
+        # stays in its place, plain: it leads the preheader and the subject only).
+        "lead_id": (
+            lead.item_id if lead is not None and lead.item_id == content.lead_item_id else None
+        ),
+        "note_html": Markup(note_html(content.note)) if content.note.strip() else None,
+        "note_email": Markup(note_email_html(content.note)) if content.note.strip() else None,
+        "note_lines": note_lines(content.note),
         "preheader": preheader,
         "preheader_pad": PREHEADER_PAD,
         "brand": brand,

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w15_bounces"
-down_revision = "w12b_item_full_text"
+down_revision = "w11_editors_desk"
 branch_labels = None
 depends_on = None
 
