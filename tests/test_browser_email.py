@@ -1,4 +1,5 @@
-"""The built email, opened in headless Chromium: fits a phone, alt text on images, safe links.
+"""The built email, opened in headless Chromium: fits a phone, alt text on images, safe links,
+the editor's note and the pinned lead story on top, light and dark.
 
 Screenshots land in test-artifacts/ (not committed) for a human to look at.
 """
@@ -26,11 +27,18 @@ CHECKS = """() => ({
   lang: document.documentElement.getAttribute('lang'),
   cardBackground: getComputedStyle(document.querySelector('.card > div, .card')).backgroundColor,
   headingColor: getComputedStyle(document.querySelector('h1')).color,
+  noteBottom: document.querySelector('[role=note]').getBoundingClientRect().bottom,
+  noteColor: getComputedStyle(document.querySelector('[role=note] p')).color,
+  firstSectionTop: document.querySelector('h2').getBoundingClientRect().top,
+  firstStory: document.querySelector('h3').textContent.trim(),
+  firstStorySize: parseFloat(getComputedStyle(document.querySelector('h3')).fontSize),
+  otherStorySize: parseFloat(getComputedStyle(document.querySelectorAll('h3')[1]).fontSize),
 })"""
 
 
 def hard_issue(language: str) -> Any:
-    """The sample issue plus what breaks layouts: an unbreakable word, a long URL, accents."""
+    """The sample issue plus what breaks layouts (an unbreakable word, a long URL, accents),
+    an editor's note and a pinned lead story (first in the first section, as the desk puts it)."""
     content = sample_issue(3)
     long_word = "Anticonstitutionnellement" * 4
     extra = IssueEntry(
@@ -48,7 +56,13 @@ def hard_issue(language: str) -> Any:
     sections = list(content.sections)
     dp = sections[1]
     sections[1] = IssueSection(dp.topic_id, dp.title, (*dp.entries, extra))
-    return dataclasses.replace(content, sections=tuple(sections), language=language)
+    return dataclasses.replace(
+        content,
+        sections=tuple(sections),
+        language=language,
+        note="Three stories matter this week: **start with the cloud**.",
+        lead_item_id=sections[0].entries[0].item_id,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +121,9 @@ def test_email_fits_a_phone_has_alt_text_and_only_absolute_https_links(
         assert (found["headingColor"] == "rgb(230, 237, 243)") is dark, found["headingColor"]
         assert "https://digest.example/unsubscribe/u.key.sig" in found["links"]
         assert found["lang"] == language
+        # The note on top (above the first section), then the pinned story, larger, first.
+        assert found["noteBottom"] <= found["firstSectionTop"]
+        assert found["firstStory"] == "A page is turning for the French sovereign cloud"
+        assert found["firstStorySize"] > found["otherStorySize"]
+        assert (found["noteColor"] == "rgb(230, 237, 243)") is dark, found["noteColor"]
         assert requested == [], f"the email fetched remote resources: {requested}"
