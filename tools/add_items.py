@@ -32,8 +32,12 @@ def main() -> None:
                     if o.get("url"):
                         seen_urls.add(o["url"] + "#" + norm(o["title"]))
     added = 0
+    entries = json.load(sys.stdin)
+    for entry in entries:  # validate all before writing any
+        assert re.fullmatch(r"\d{4}(-\d\d-\d\d)?", entry[5]), entry
+        assert len(entry[1]) <= 330 and entry[2] in CODES, entry
     with out.open("a", encoding="utf-8") as fh:
-        for entry in json.load(sys.stdin):
+        for entry in entries:
             title, summary, code, source, url, date = entry[:6]
             key = norm(title)
             if key in seen_titles or url + "#" + key in seen_urls:
