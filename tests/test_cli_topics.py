@@ -126,12 +126,40 @@ def test_eval_json_is_exactly_one_object_with_the_figures(run: Run, workdir: Pat
     code, stdout, _ = run("topics", "eval", str(rows), "--json")
     assert code == 0
     data = json.loads(stdout)
-    assert data == {
-        "topics": {
-            "dp": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0},
-            "sc": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0},
-        }
+    assert data["topics"] == {
+        "dp": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0},
+        "sc": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0},
     }
+    rules = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0, "tn": 1}
+    assert data["scorers"]["rules"]["dp"] == rules
+    assert data["scorers"]["combined"]["dp"] == rules
+    # No model is installed: the learned scorer is reported as missing, and said so.
+    assert data["scorers"]["learned"] is None
+    assert data["learned_status"].startswith("none: no learned model")
+    assert data["deciding"] == {"dp": "rules", "sc": "rules"}
+    assert data["rows"] == 2
+
+
+def test_eval_table_shows_each_scorer_with_confusion_counts_and_says_no_model(
+    run: Run, workdir: Path
+) -> None:
+    rows = write_jsonl(
+        workdir / "rows.jsonl",
+        {"title": "La CNIL sanctionne", "summary": "", "lang": "fr", "labels": ["dp"]},
+        {"title": "Recette de cookies CNIL", "summary": "", "lang": "fr", "labels": []},
+    )
+    code, stdout, _ = run("topics", "eval", str(rows))
+    assert code == 0
+    cells = [
+        [c.strip() for c in line.strip().strip("│").split("│")]
+        for line in stdout.splitlines()
+        if line.startswith("│")
+    ]
+    dp = [row for row in cells if row[1] == "dp"]
+    assert [row[0] for row in dp] == ["rules", "combined"]
+    assert dp[0][-4:] == ["1", "0", "0", "1"]  # tp fp fn tn
+    assert "learned scorer: none: no learned model is installed" in stdout
+    assert "this config decides: dp by rules, sc by rules" in stdout
 
 
 def test_eval_of_the_dev_set_with_the_shipped_topics_reaches_f1_090(

@@ -67,11 +67,14 @@ def test_collected_items_are_real_published_headlines_with_their_source(name: st
     assert len(rows) >= 250
     urls_titles = set()
     for row in rows:
-        assert isinstance(row["title"], str) and row["title"].strip()
-        assert isinstance(row["summary"], str) and len(row["summary"]) <= 400, row["title"]
+        assert isinstance(row["title"], str)
+        assert row["title"].strip()
+        assert isinstance(row["summary"], str)
+        assert len(row["summary"]) <= 400, row["title"]
         assert row["lang"] in ("fr", "en")
         assert set(row["labels"]) <= TOPICS
-        assert row["source"] and str(row["url"]).startswith("http"), row["title"]
+        assert row["source"], row["title"]
+        assert str(row["url"]).startswith("http"), row["title"]
         assert re.fullmatch(r"\d{4}(-\d\d(-\d\d)?)?", str(row["date"])), row["title"]
         assert 2013 <= int(str(row["date"])[:4]) <= 2026, row["title"]
         key = (row["url"], _norm(row["title"]))
@@ -80,7 +83,11 @@ def test_collected_items_are_real_published_headlines_with_their_source(name: st
 
 
 def test_every_collected_item_is_in_exactly_one_set() -> None:
-    collected = {(r["url"], _norm(r["title"])) for n in ("labeled-en.jsonl", "labeled-fr.jsonl") for r in _rows(n)}
+    collected = {
+        (r["url"], _norm(r["title"]))
+        for n in ("labeled-en.jsonl", "labeled-fr.jsonl")
+        for r in _rows(n)
+    }
     split = [(r.get("url"), _norm(r["title"])) for r in TUNING + HELDOUT]
     assert len(split) == len(set(split))
     assert collected <= set(split)

@@ -9,7 +9,12 @@ import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CODES = {"S": ["sovereign_cloud"], "D": ["data_protection"], "SD": ["sovereign_cloud", "data_protection"], "": []}
+CODES = {
+    "S": ["sovereign_cloud"],
+    "D": ["data_protection"],
+    "SD": ["sovereign_cloud", "data_protection"],
+    "": [],
+}
 
 
 def norm(t: str) -> str:
@@ -23,7 +28,10 @@ def main() -> None:
     lang = sys.argv[2]
     seen_titles: set[str] = set()
     seen_urls: set[str] = set()
-    for f in [ROOT / "tests/data/topics_dev.jsonl", *sorted((ROOT / "tests/data/topics").glob("labeled-*.jsonl"))]:
+    for f in [
+        ROOT / "tests/data/topics_dev.jsonl",
+        *sorted((ROOT / "tests/data/topics").glob("labeled-*.jsonl")),
+    ]:
         if f.exists():
             for line in f.read_text(encoding="utf-8").splitlines():
                 if line.strip():
@@ -45,8 +53,15 @@ def main() -> None:
                 continue
             assert re.fullmatch(r"\d{4}(-\d\d-\d\d)?", date), date
             assert len(summary) <= 330, (title, len(summary))
-            obj = {"title": title, "summary": summary, "lang": lang, "labels": CODES[code],
-                   "source": source, "url": url, "date": date}
+            obj = {
+                "title": title,
+                "summary": summary,
+                "lang": lang,
+                "labels": CODES[code],
+                "source": source,
+                "url": url,
+                "date": date,
+            }
             if len(entry) > 6 and entry[6] == "slug":
                 obj["title_from"] = "url"
             fh.write(json.dumps(obj, ensure_ascii=False) + "\n")

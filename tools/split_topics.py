@@ -30,7 +30,7 @@ OUT = DATA / "topics"
 HELDOUT_SHARE = 0.4
 
 # Words too common in this corpus to tie two stories together.
-STOP = set(
+STOP = set(  # noqa: SIM905 (a word list reads better as text)
     """
     about after again against also among because been before being between both cannot could
     data does down during each from have having here into itself just more most much must only
@@ -142,7 +142,9 @@ def main() -> int:
 
     total = Counter(stratum(r) for r in rows)
     target = {s: round(HELDOUT_SHARE * n) for s, n in total.items()}
-    held = Counter(stratum(rows[i]) for g, idx in members.items() if side.get(g) == "heldout" for i in idx)
+    held = Counter(
+        stratum(rows[i]) for g, idx in members.items() if side.get(g) == "heldout" for i in idx
+    )
     order = sorted(
         (g for g in members if g not in side),
         key=lambda g: hashlib.sha256(min(key(rows[i]) for i in members[g]).encode()).hexdigest(),

@@ -58,7 +58,7 @@ def _match_stored(
     )
 
 
-@app.group("topics", epilog="Example: digest topics eval tests/data/topics_dev.jsonl --json")
+@app.group("topics", epilog="Example: digest topics eval tests/data/topics/tuning.jsonl --json")
 def topics_group() -> None:
     """Measure, preview and explain the editors' topic filters ([topics.<id>] in the config)."""
 
@@ -68,16 +68,19 @@ def topics_group() -> None:
 
 @topics_group.command(
     "eval",
-    epilog="Example: digest --config config/digest.toml topics eval tests/data/topics_dev.jsonl",
+    epilog="Example: digest -c config/digest.toml topics eval tests/data/topics/tuning.jsonl",
 )
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object with the figures per topic."
 )
 def eval_cmd(file: Path, as_json: bool) -> None:
-    """Precision, recall and F1 of each topic on labeled items, and the items it got wrong.
+    """Precision, recall, F1 and confusion counts of each topic on labeled items.
 
-    FILE is JSON Lines: {"title", "summary", "lang", "labels": [topic ids]} per line.
+    Per scorer: the rules, the learned scorer (when a model is installed) and their combination;
+    then the items this config's actual decisions got wrong. FILE is JSON Lines:
+    {"title", "summary", "lang", "labels": [topic ids]} per line. --json prints
+    {"topics": {...}} for the actual decisions and "scorers": {"rules", "learned", "combined"}.
     """
     from digest.topics import evaluate, parse_eval_lines
 
@@ -105,23 +108,35 @@ def _print_report(report: EvalReport, file: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{file}: {report.rows} items", title_justify="left")
-    for col in ("topic", "precision", "recall", "F1", "tp", "fp", "fn"):
-        table.add_column(col, justify="left" if col == "topic" else "right")
-    for tid, s in report.topics.items():
-        table.add_row(
-            tid,
-            f"{s.precision:.3f}",
-            f"{s.recall:.3f}",
-            f"{s.f1:.3f}",
-            str(s.tp),
-            str(s.fp),
-            str(s.fn),
-        )
+    width = max((len(tid) for tid in report.topics), default=5)
+    for col in ("scorer", "topic", "precision", "recall", "F1", "tp", "fp", "fn", "tn"):
+        if col in ("scorer", "topic"):
+            table.add_column(col, no_wrap=True, min_width=width if col == "topic" else 8)
+        else:
+            table.add_column(col, justify="right")
+    for name, figures in report.scorers.items():
+        if figures is None:
+            continue
+        for tid, s in figures.items():
+            table.add_row(
+                name,
+                tid,
+                f"{s.precision:.3f}",
+                f"{s.recall:.3f}",
+                f"{s.f1:.3f}",
+                str(s.tp),
+                str(s.fp),
+                str(s.fn),
+                str(s.tn),
+            )
     out.print(table)
+    out.print(f"learned scorer: {escape(report.learned_status)}")
+    deciding = ", ".join(f"{tid} by {how}" for tid, how in report.deciding.items())
+    out.print(f"this config decides: {deciding}")
     if not report.misclassified:
         out.print("No misclassified item.")
         return
-    out.print(f"Misclassified ({len(report.misclassified)}):")
+    out.print(f"Misclassified by this config's decisions ({len(report.misclassified)}):")
     for w in report.misclassified:
         kind = "missed" if w.expected else "wrongly kept"
         m = w.match

@@ -1,10 +1,15 @@
-"""Measuring topics against labeled items (precision/recall/F1) and the editors' pinned examples."""
+"""Measuring topics against labeled items (precision/recall/F1 per scorer) and the pinned examples.
+
+Scorers: the editors' rules, an optional learned scorer (a second opinion giving probabilities),
+and their combination (kept by the rules, or rated at least the floor by the learned scorer).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from digest.errors import UsageError
 from digest.models import TopicDef, TopicMatch
@@ -30,9 +35,10 @@ class TopicScores:
     tp: int
     fp: int
     fn: int
+    tn: int = 0
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
+    def as_dict(self, *, tn: bool = False) -> dict[str, float | int]:
+        figures: dict[str, float | int] = {
             "precision": self.precision,
             "recall": self.recall,
             "f1": self.f1,
@@ -40,6 +46,22 @@ class TopicScores:
             "fp": self.fp,
             "fn": self.fn,
         }
+        if tn:
+            figures["tn"] = self.tn
+        return figures
+
+
+class LearnedScorer(Protocol):
+    """A second opinion on an item: the probability that it belongs to each topic it knows."""
+
+    name: str
+
+    def probabilities(self, title: str, text: str) -> Mapping[str, float]: ...
+
+
+#: The learned scorer keeps an item on its own at or above this probability ("learned_floor").
+DEFAULT_FLOOR = 0.9
+SCORERS = ("rules", "learned", "combined")
 
 
 @dataclass(frozen=True)
@@ -54,41 +76,94 @@ class Misclassified:
 
 @dataclass(frozen=True)
 class EvalReport:
+    """``topics``: the figures of the config's actual decisions; ``scorers``: each scorer's own
+    (``None`` for a scorer that is not available, with the reason in ``learned_status``)."""
+
     topics: dict[str, TopicScores]
     misclassified: list[Misclassified] = field(default_factory=list)
     rows: int = 0
+    scorers: dict[str, dict[str, TopicScores] | None] = field(default_factory=dict)
+    learned_status: str = ""
+    #: Per topic, which scorer the config's actual decisions come from ("rules" or "combined").
+    deciding: dict[str, str] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, dict[str, dict[str, float | int]]]:
-        return {"topics": {tid: s.as_dict() for tid, s in self.topics.items()}}
+    def as_json(self) -> dict[str, object]:
+        scorers: dict[str, object] = {
+            name: None if figs is None else {t: s.as_dict(tn=True) for t, s in figs.items()}
+            for name, figs in self.scorers.items()
+        }
+        return {
+            "topics": {tid: s.as_dict() for tid, s in self.topics.items()},
+            "scorers": scorers,
+            "learned_status": self.learned_status,
+            "deciding": dict(self.deciding),
+            "rows": self.rows,
+        }
 
 
-def _scores(tp: int, fp: int, fn: int) -> TopicScores:
+def _scores(tp: int, fp: int, fn: int, tn: int = 0) -> TopicScores:
     # With nothing predicted (or nothing to find), a topic that made no mistake scores 1.
     precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
     recall = tp / (tp + fn) if tp + fn else (1.0 if fp == 0 else 0.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return TopicScores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn)
+    return TopicScores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn, tn)
 
 
-def evaluate(matcher: TopicMatcher, rows: Iterable[EvalRow]) -> EvalReport:
-    """Run every configured topic on each row's title + text and compare with its labels."""
-    counts = {t.id: [0, 0, 0] for t in matcher.topics}
+def _count(c: list[int], kept: bool, expected: bool) -> None:
+    c[(0 if expected else 1) if kept else (2 if expected else 3)] += 1
+
+
+def evaluate(
+    matcher: TopicMatcher,
+    rows: Iterable[EvalRow],
+    *,
+    learned: LearnedScorer | None = None,
+    floors: Mapping[str, float] | None = None,
+    keep: frozenset[str] = frozenset(),
+) -> EvalReport:
+    """Run every configured topic on each row's title + text and compare with its labels.
+
+    ``learned``: the optional second opinion; an item is kept by it at ``floors[topic]`` (default
+    0.9) or above. ``keep``: topics whose actual decisions are the combination (the config lets
+    the learned scorer keep items); the others are decided by the rules alone.
+    """
+    ids = [t.id for t in matcher.topics]
+    floors = floors or {}
+    counts = {name: {tid: [0, 0, 0, 0] for tid in ids} for name in SCORERS}
+    actual = {tid: [0, 0, 0, 0] for tid in ids}
     wrong: list[Misclassified] = []
     n = 0
     for row in rows:
         n += 1
+        probs = learned.probabilities(row.title, row.text) if learned is not None else {}
         for m in matcher.match(row.title, row.text):
-            expected = m.topic_id in row.labels
-            c = counts[m.topic_id]
-            if m.kept and expected:
-                c[0] += 1
-            elif m.kept:
-                c[1] += 1
-                wrong.append(Misclassified(row, m.topic_id, False, m))
-            elif expected:
-                c[2] += 1
-                wrong.append(Misclassified(row, m.topic_id, True, m))
-    return EvalReport({tid: _scores(*c) for tid, c in counts.items()}, wrong, n)
+            tid = m.topic_id
+            expected = tid in row.labels
+            by_model = probs.get(tid, 0.0) >= floors.get(tid, DEFAULT_FLOOR)
+            combined = m.kept or by_model
+            _count(counts["rules"][tid], m.kept, expected)
+            _count(counts["learned"][tid], by_model, expected)
+            _count(counts["combined"][tid], combined, expected)
+            kept = combined if tid in keep else m.kept
+            _count(actual[tid], kept, expected)
+            if kept != expected:
+                wrong.append(Misclassified(row, tid, expected, m))
+    scorers: dict[str, dict[str, TopicScores] | None] = {
+        name: {tid: _scores(*c) for tid, c in counts[name].items()} for name in SCORERS
+    }
+    if learned is None:
+        scorers["learned"] = None
+        status = "none: no learned model is installed, so the combination equals the rules"
+    else:
+        status = f"{learned.name}: kept at probability >= its topic's floor"
+    return EvalReport(
+        {tid: _scores(*c) for tid, c in actual.items()},
+        wrong,
+        n,
+        scorers,
+        status,
+        {tid: "combined" if tid in keep and learned is not None else "rules" for tid in ids},
+    )
 
 
 def parse_eval_lines(lines: Iterable[str], source: str) -> list[EvalRow]:
