@@ -198,6 +198,39 @@ def test_eval_without_topics_in_the_config_exits_2(run: Run, workdir: Path) -> N
     assert "no [topics.<id>] configured" in stderr
 
 
+# --------------------------------------------------------------------------- topics suggest
+
+
+def test_suggest_command_prints_json_edits_and_rejects_an_unknown_topic(
+    run: Run, workdir: Path
+) -> None:
+    rows = write_jsonl(
+        workdir / "tuning.jsonl",
+        {"title": "SecNumCloud for the ministry", "summary": "", "labels": ["sc"]},
+        {"title": "City moves mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+        {"title": "Region moves mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+        {"title": "Gmail adds a dark mode", "summary": "", "labels": []},
+    )
+    held = write_jsonl(
+        workdir / "heldout.jsonl",
+        {"title": "Province takes its mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+    )
+    code, stdout, _ = run("topics", "suggest", "sc", str(rows), "--heldout", str(held), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["topic"] == "sc"
+    gmail = [s for s in data["suggestions"] if "'gmail'" in s["summary"]]
+    assert gmail
+    assert gmail[0]["tuning"]["after"]["tp"] == 3
+    assert gmail[0]["heldout"]["gained"] == ["Province takes its mail off Gmail, souverain"]
+    code, stdout, _ = run("topics", "suggest", "sc", str(rows), "--heldout", str(held))
+    assert code == 0
+    assert "held-out: F1 0.000 -> 1.000" in stdout
+    code, _, stderr = run("topics", "suggest", "nope", str(rows))
+    assert code == 2
+    assert "no topic 'nope' (configured: dp, sc)" in stderr
+
+
 # --------------------------------------------------------------------------- explain
 
 
@@ -323,7 +356,8 @@ def test_topics_test_rejects_a_bad_period(run: Run) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("topics",), ("topics", "eval"), ("topics", "test"), ("explain",)]
+    "command",
+    [("topics",), ("topics", "eval"), ("topics", "suggest"), ("topics", "test"), ("explain",)],
 )
 def test_every_command_has_help_with_an_example(run: Run, command: tuple[str, ...]) -> None:
     code, stdout, _ = run(*command, "--help")

@@ -21,7 +21,8 @@ from digest.errors import UsageError
 from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 
 if TYPE_CHECKING:
-    from digest.topics import EvalReport, TopicMatcher
+    from digest.topics import EvalReport, EvalRow, TopicMatcher
+    from digest.topics.suggest import Effect, Suggestion
 
 # The matcher, the parser's text function and the store are imported inside the commands,
 # so that the other commands (`digest fetch` first) start without what they do not use.
@@ -148,6 +149,104 @@ def _print_report(report: EvalReport, file: Path) -> None:
         out.print(
             f"  line {w.row.line}: {w.topic_id} {kind} ({why}): {escape(w.row.title)}",
         )
+
+
+# --------------------------------------------------------------------------- topics suggest
+
+
+def _read_rows(file: Path) -> list[EvalRow]:
+    from digest.topics import parse_eval_lines
+
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"{file}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{file}: cannot read: {exc}") from None
+    return parse_eval_lines(lines, str(file))
+
+
+@topics_group.command(
+    "suggest",
+    epilog="Example: digest topics suggest sovereign_cloud tests/data/topics/tuning.jsonl "
+    "--heldout tests/data/topics/heldout.jsonl",
+)
+@click.argument("topic")
+@click.argument("tuning", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--heldout",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Labeled items never tuned on: each edit's effect on them is shown, not used to rank.",
+)
+@click.option("--limit", default=10, show_default=True, help="Edits listed at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print the edits as one JSON object.")
+def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_json: bool) -> None:
+    """Concrete edits to TOPIC (a term to add, a require group to relax, a weight to lower).
+
+    Mined from the items of TUNING (JSON Lines, as for `topics eval`) that TOPIC misses or wrongly
+    keeps; ranked by F1 gained on TUNING, each shown with its effect on --heldout: recall gained,
+    precision lost, and the items it would flip. Nothing is written: paste what you accept into
+    config/topics.toml.
+    """
+    from digest.topics.suggest import suggest
+
+    settings = STATE.settings()
+    matcher = _matcher(settings)
+    tdef = matcher.topic(topic)
+    if tdef is None:
+        known = ", ".join(t.id for t in matcher.topics)
+        raise UsageError(f"topics suggest: no topic {topic!r} (configured: {known})")
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    found = suggest(tdef, _read_rows(tuning), _read_rows(heldout) if heldout else (), limit=limit)
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"topic": topic, "suggestions": [_as_dict(s) for s in found]}) + "\n"
+        )
+        return
+    if not found:
+        out.print(f"{topic}: no edit improves F1 on {escape(str(tuning))}")
+        return
+    for i, s in enumerate(found, start=1):
+        t = s.tuning
+        out.print(f"[bold]{i}. {escape(s.summary)}[/bold]")
+        out.print(f"   {escape(s.toml)}", markup=False, highlight=False)
+        out.print(
+            f"   tuning: F1 {t.before.f1:.3f} -> {t.after.f1:.3f} "
+            f"(recall {t.recall_gain:+.3f}, precision {t.precision_change:+.3f})"
+        )
+        if s.heldout is not None:
+            h = s.heldout
+            out.print(
+                f"   held-out: F1 {h.before.f1:.3f} -> {h.after.f1:.3f} "
+                f"(recall {h.recall_gain:+.3f}, precision {h.precision_change:+.3f})"
+            )
+            for title in h.gained[:5]:
+                out.print(f"     + {title}", markup=False, highlight=False)
+            for title in h.lost[:5]:
+                out.print(f"     - {title}", markup=False, highlight=False)
+
+
+def _as_dict(s: Suggestion) -> dict[str, object]:
+    def eff(e: Effect | None) -> dict[str, object] | None:
+        if e is None:
+            return None
+        return {
+            "before": e.before.as_dict(tn=True),
+            "after": e.after.as_dict(tn=True),
+            "recall_gain": e.recall_gain,
+            "precision_change": e.precision_change,
+            "gained": list(e.gained),
+            "lost": list(e.lost),
+        }
+
+    return {
+        "kind": s.kind,
+        "summary": s.summary,
+        "toml": s.toml,
+        "tuning": eff(s.tuning),
+        "heldout": eff(s.heldout),
+    }
 
 
 # --------------------------------------------------------------------------- explain
