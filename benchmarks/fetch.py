@@ -360,7 +360,13 @@ def main() -> None:
         action="store_true",
         help="add a pair of runs reading no .pyc at all (stdlib included): the worst start",
     )
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(feeds=40, hosts=10, latency=0.02, warm_only=True)
+        args = ap.parse_args()
 
     feeds = [make_feed(i, args.items, args.size) for i in range(args.feeds)]
     avg = sum(map(len, feeds)) / len(feeds)

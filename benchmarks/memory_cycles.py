@@ -78,7 +78,13 @@ def main() -> int:
     )
     ap.add_argument("--types", action="store_true", help="count live objects by type (cheap)")
     ap.add_argument("--thread", action="store_true", help="run the jobs in one worker thread")
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(cycles=6, feeds=30, subscribers=10, early=2)
+        args = ap.parse_args()
 
     if not args.default_malloc:
         from digest.memory import limit_malloc_arenas

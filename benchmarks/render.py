@@ -64,7 +64,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--recipients", type=int, default=200_000)
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(runs=5, recipients=5_000)
+        args = ap.parse_args()
 
     content = issue(40)
     w = words(content.language, content.timezone)

@@ -62,7 +62,7 @@ def sample_message() -> bytes:
     from datetime import UTC, datetime
 
     from delivery_kit import issue_content, settings
-    from digest.pipeline.deliver import MessageFactory
+    from digest.pipeline.messages import MessageFactory
 
     f = MessageFactory(
         settings(digest={"base_url": "https://news.example.org"}),
@@ -192,7 +192,7 @@ def child_build(count: int) -> None:
     from sqlalchemy import insert
 
     from delivery_kit import issue_content, settings
-    from digest.pipeline.deliver import MessageFactory
+    from digest.pipeline.messages import MessageFactory
     from digest.store import open_store, schema
     from digest.store.subscribers import list_subscribers
     from digest.tokens import new_token_key
@@ -272,7 +272,13 @@ def main() -> None:
     p.add_argument(
         "--connections", type=int, nargs="+", default=[1, 2, 4], help="connection counts to try"
     )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = p.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        p.set_defaults(subscribers=1_000, build=10_000, repeat=1, connections=[1, 2])
+        args = p.parse_args()
     os.environ["DIGEST_SECRET"] = SECRET
     data = sample_message()
     print(f"message size: {len(data) / 1024:.1f} KiB; cores: {os.cpu_count()}")

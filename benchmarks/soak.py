@@ -190,7 +190,13 @@ def main() -> int:
     ap.add_argument("--subscribers", type=int, default=50)
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(minutes=1.2, feeds=20, subscribers=5, sample=5.0)
+        args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="digest-soak-"))
     feed_port, smtp_port, http_port = free_port(), free_port(), free_port()

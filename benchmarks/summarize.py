@@ -72,7 +72,13 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=1000)
     parser.add_argument("--words", type=int, default=600)
     parser.add_argument("--declared", action="store_true", help="pass the language, as feeds do")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = parser.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        parser.set_defaults(articles=100)
+        args = parser.parse_args()
     rng = random.Random(42)
     langs = ["en" if i % 2 else "fr" for i in range(args.articles)]
     articles = [(lang, *article(rng, lang, args.words)) for lang in langs]

@@ -196,7 +196,13 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--words", type=int, default=150)
     ap.add_argument("--config", type=Path, default=REPO / "config" / "topics.toml")
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
+    )
     args = ap.parse_args()
+    if args.quick:  # small sizes; options given explicitly still win
+        ap.set_defaults(items=1_000)
+        args = ap.parse_args()
     settings = parse_settings(tomllib.loads(args.config.read_text("utf-8")), str(args.config))
     t0 = time.perf_counter()
     matcher = TopicMatcher(settings.topic_defs())

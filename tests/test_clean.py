@@ -3,15 +3,12 @@ boilerplate lines feeds carry dropped without losing real sentences."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.summarize import clean
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sovereign-cloud-article.txt"
 BOILERPLATE = ("FaLang", "Read the article", "Source : Les Echos", "Together, your Internet")
 
 
@@ -131,8 +128,8 @@ def test_the_title_and_the_tagline_above_it_are_dropped() -> None:
     )
 
 
-def test_the_seed_article_loses_all_its_boilerplate() -> None:
-    raw = SEED.read_text(encoding="utf-8")
+def test_the_seed_article_loses_all_its_boilerplate(seed: str) -> None:
+    raw = seed
     title = "A page is turning for the French sovereign cloud"
     html = "".join(f"<p>{line}</p>" for line in raw.splitlines())
     for text in (clean.to_text(raw, title=title), clean.to_text(html, title=title)):
@@ -142,8 +139,8 @@ def test_the_seed_article_loses_all_its_boilerplate() -> None:
             assert bad not in text
 
 
-def test_without_a_title_two_headings_on_top_lose_the_tagline() -> None:
-    raw = SEED.read_text(encoding="utf-8")
+def test_without_a_title_two_headings_on_top_lose_the_tagline(seed: str) -> None:
+    raw = seed
     text = clean.to_text(raw)
     assert text.startswith("4A page is turning for the French sovereign cloud\n\nThe Cloudwatt")
     for bad in BOILERPLATE:

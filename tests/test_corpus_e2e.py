@@ -18,8 +18,9 @@ from werkzeug import Request, Response
 
 from digest.config import Settings, parse_settings
 from digest.models import IssueContent, IssueEntry, IssueSection, StoredItem
-from digest.pipeline import collect, send
-from digest.pipeline.collect import summarize_items
+from digest.pipeline.collect import collect
+from digest.pipeline.issue import send
+from digest.pipeline.summaries import summarize_items
 from digest.render import render_issue, render_page
 from digest.store import Store, open_store, schema
 from digest.store.feeds import list_feeds

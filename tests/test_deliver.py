@@ -12,12 +12,8 @@ from sqlalchemy import select, update
 
 from delivery_kit import SECRET, add_people, settings, store_issue
 from digest.models import DeliveryState, SubscriberStatus
-from digest.pipeline.deliver import (
-    MessageFactory,
-    create_pending,
-    deliver_issue,
-    unfinished_issues,
-)
+from digest.pipeline.deliver import create_pending, deliver_issue, unfinished_issues
+from digest.pipeline.messages import MessageFactory
 from digest.store import Store, open_store, schema
 from digest.store import subscribers as subs
 from digest.store.issues import load_issue

@@ -19,12 +19,13 @@ from werkzeug import Request, Response
 from digest.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 from digest.models import FetchRequest, FetchResult, FetchStatus
 
-FEED = "feeds-real/guardian-uk.rss.xml"
+#: A small synthetic feed: these tests need *a* feed, not the real corpus.
+FEED = Path(__file__).resolve().parent / "data" / "synthetic-news.rss.xml"
 
 
 @pytest.fixture
-def feed_bytes(corpus_dir: Path) -> bytes:
-    return (corpus_dir / FEED).read_bytes()
+def feed_bytes() -> bytes:
+    return FEED.read_bytes()
 
 
 def test_first_fetch_returns_body_etag_and_project_user_agent(
@@ -243,8 +244,8 @@ def test_bad_urls_are_failed_results(url: str) -> None:
     assert result.error
 
 
-def test_file_url_and_plain_path_are_read_from_disk(corpus_dir: Path, feed_bytes: bytes) -> None:
-    path = corpus_dir / FEED
+def test_file_url_and_plain_path_are_read_from_disk(feed_bytes: bytes) -> None:
+    path = FEED
     by_url, by_path = fetch_all_sync([FetchRequest(path.as_uri()), FetchRequest(str(path))])
     assert by_url.status is by_path.status is FetchStatus.OK
     assert by_url.content == by_path.content == feed_bytes

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -17,7 +16,6 @@ from digest.pipeline.wiring import make_summarizer
 from digest.summarize import ExtractiveSummarizer, LLMSummarizer
 from digest.summarize.llm import cache_key
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sovereign-cloud-article.txt"
 TITLE = "A page is turning for the French sovereign cloud"
 ANSWER = (
     "Orange is shutting down Cloudwatt on February 1st, a failure of the publicly funded "
@@ -65,11 +63,6 @@ def summarizer(
         cache=cache,
         fallback=ExtractiveSummarizer(max_words=60),
     )
-
-
-@pytest.fixture
-def seed() -> str:
-    return SEED.read_text(encoding="utf-8")
 
 
 def test_the_llm_answer_becomes_the_summary(httpserver: HTTPServer, seed: str) -> None:

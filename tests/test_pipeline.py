@@ -15,8 +15,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from digest.config import Settings, parse_settings
-from digest.pipeline import build_issue, collect, send
-from digest.pipeline.collect import summarize_items
+from digest.pipeline.collect import collect
+from digest.pipeline.issue import build_issue, send
+from digest.pipeline.summaries import summarize_items
 from digest.store import Store, open_store
 from digest.store.feeds import list_feeds
 from digest.store.issues import list_issues

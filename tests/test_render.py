@@ -470,7 +470,17 @@ def test_subject_uses_title_number_and_localized_date() -> None:
     assert format_subject("{title}", issue(title="Two\r\nlines")) == "Two lines"
 
 
-@pytest.mark.parametrize("fmt", ["{title} {who}", "{title.__class__}", "{0}", "{title"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "{title} {who}",
+        "{title.__class__}",
+        "{0}",
+        "{title",
+        "{number:{title.__class__}}",
+        "{title!r}",
+    ],
+)
 def test_subject_refuses_other_fields(fmt: str) -> None:
     with pytest.raises(RenderError, match="subject format"):
         format_subject(fmt, issue())

@@ -10,7 +10,7 @@ import pytest
 
 from digest import config
 from digest.errors import ConfigError
-from digest.schedule import Daemon, cron_trigger
+from digest.schedule import Daemon
 from digest.store import Store, open_store
 
 BASE = """
@@ -60,7 +60,7 @@ def stop(d: Daemon) -> None:
 
 
 def test_a_five_field_crontab_runs_in_the_configured_timezone() -> None:
-    trigger = cron_trigger("0 8 * * mon", "Europe/Paris")
+    trigger = config.Crontab.parse("0 8 * * mon").trigger("Europe/Paris")
     after = datetime(2026, 11, 25, tzinfo=UTC)  # a Wednesday
     fire = trigger.get_next_fire_time(None, after)
     assert fire is not None
@@ -68,7 +68,7 @@ def test_a_five_field_crontab_runs_in_the_configured_timezone() -> None:
 
 
 def test_a_six_field_crontab_has_seconds_first() -> None:
-    trigger = cron_trigger("*/2 * * * * *", "UTC")
+    trigger = config.Crontab.parse("*/2 * * * * *").trigger("UTC")
     after = datetime(2026, 11, 25, 10, 0, 1, tzinfo=UTC)
     fire = trigger.get_next_fire_time(None, after)
     assert fire == datetime(2026, 11, 25, 10, 0, 2, tzinfo=UTC)
@@ -158,6 +158,6 @@ def test_an_invalid_config_edit_keeps_the_last_good_settings(setup: tuple[Setup,
     s.write(send="0 9 * * mon")
     new = d.reload("job")
     stop(d)
-    assert kept.schedule.send == "0 8 * * mon"
-    assert new.schedule.send == "0 9 * * mon"
+    assert kept.schedule.send.text == "0 8 * * mon"
+    assert new.schedule.send.text == "0 9 * * mon"
     assert d.metrics.config_reload_errors._value.get() == 1

@@ -211,3 +211,62 @@ def test_outbox_file_names_are_plain_names(address: str) -> None:
 def test_outbox_file_names_differ_for_different_addresses() -> None:
     names = {safe_filename(a) for a in ["a/b@x.org", "a_b@x.org", "a:b@x.org", "ab@x.org"]}
     assert len(names) == 4
+
+
+def test_outbox_file_names_follow_the_address_identity_not_case_folding() -> None:
+    assert safe_filename("STRASSE@example.org") == safe_filename("strasse@example.org")
+    assert safe_filename("straße@example.org") != safe_filename("STRASSE@example.org")
+
+
+# --------------------------------------------------------------------------- header injection
+
+HEADER_ARGS = {
+    "subject": "Subject",
+    "from_addr": "From",
+    "to_addr": "To",
+    "reply_to": "Reply-To",
+    "message_id": "Message-ID",
+    "list_id": "List-Id",
+    "unsubscribe_https": "List-Unsubscribe",
+    "unsubscribe_mailto": "List-Unsubscribe",
+}
+
+
+def build(fast: bool, **over: Any) -> bytes:
+    if fast:
+        return wire_message(args(**over))
+    return message_bytes(build_message(args(**over)))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["wire", "stdlib"])
+@pytest.mark.parametrize("arg", sorted(HEADER_ARGS))
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x00", "\x0b"])
+def test_a_header_value_with_a_line_break_is_refused_by_both_builders(
+    fast: bool, arg: str, breaker: str
+) -> None:
+    value = str(getattr(args(), arg))
+    injected = value + f"{breaker}Bcc: x@evil.example"
+    with pytest.raises(DeliveryError, match=HEADER_ARGS[arg]):
+        build(fast, **{arg: injected})
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["wire", "stdlib"])
+@pytest.mark.parametrize("to_addr", ["zoe@example.org", "zoé@example.org"])
+def test_the_readers_name_is_cleaned_of_line_breaks_in_both_builders(
+    fast: bool, to_addr: str
+) -> None:
+    data = build(fast, to_addr=to_addr, to_name="Evil\r\nBcc: x@evil.example\x00\u2028")
+    msg = parse(data)
+    assert "Bcc" not in msg
+    assert b"\r\nBcc:" not in data
+    assert str(msg["To"]) == f'"Evil Bcc: x@evil.example" <{to_addr}>'
+
+
+@given(st.text(max_size=40))
+def test_any_name_gives_one_to_header_and_no_other(name: str) -> None:
+    msg = parse(wire_message(args(to_name=name)))
+    assert len(msg.get_all("To") or []) == 1
+    assert set(msg.keys()) <= {
+        "From", "To", "Reply-To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type",
+    }  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,3 +166,78 @@ def test_every_people_command_has_help_with_an_example(
 ) -> None:
     assert run(cfg, *command, "--help") == 0
     assert "Example: digest " in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+HOSTILE = [
+    ("=cmd|'/Ccalc'!A0@example.org", "Formula"),
+    ("tab@example.org", "Evil\tactive\t*\t-\tForged"),
+    ("newline@example.org", "Evil\nforged@example.org\tactive"),
+    ("plus@example.org", "+1 555"),
+    ("at@example.org", "@SUM(A1)"),
+    ("esc@example.org", "Bell\x07 and \x1b[31m and \u2028 and back\\slash"),
+]
+
+
+def _store_hostile(cfg: Path) -> None:
+    store = open_store(f"sqlite:///{cfg.parent / 'var' / 'd.db'}")
+    try:
+        with store.begin() as conn:
+            for address, name in HOSTILE:
+                # Straight into the table: names stored before import cleaned them.
+                values = subs.new_row(
+                    address,
+                    name=None,
+                    topics=(),
+                    language=None,
+                    status=subs.SubscriberStatus.ACTIVE,
+                    source="cli",
+                    now=datetime.now(UTC),
+                )
+                conn.execute(insert(schema.subscribers).values(**{**values, "name": name}))
+    finally:
+        store.close()
+
+
+def test_list_escapes_control_characters_and_neutralises_formulas(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(cfg, "subscribers", "list")  # creates the database
+    capsys.readouterr()
+    _store_hostile(cfg)
+    assert run(cfg, "subscribers", "list") == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[-1] == ""
+    rows = [line.split("\t") for line in lines[:-1]]
+    assert len(rows) == len(HOSTILE)  # no forged row
+    assert all(len(r) == 5 for r in rows)  # no forged column
+    by_name = {r[0]: r for r in rows}
+    assert "'=cmd|'/Ccalc'!A0@example.org" in by_name
+    assert by_name["tab@example.org"][4] == "Evil\\tactive\\t*\\t-\\tForged"
+    assert by_name["newline@example.org"][4] == "Evil\\nforged@example.org\\tactive"
+    assert by_name["plus@example.org"][4] == "'+1 555"
+    assert by_name["at@example.org"][4] == "'@SUM(A1)"
+    assert by_name["esc@example.org"][4] == "Bell\\x07 and \\x1b[31m and \\u2028 and back\\\\slash"
+    for row in rows:
+        for value in row:
+            assert value.isprintable()
+
+
+def test_list_csv_round_trips_through_the_csv_module_with_formulas_neutralised(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(cfg, "subscribers", "list")
+    capsys.readouterr()
+    _store_hostile(cfg)
+    assert run(cfg, "subscribers", "list", "--csv") == 0
+    out = capsys.readouterr().out
+    rows = list(csv.reader(io.StringIO(out, newline="")))
+    assert rows[0] == ["email", "status", "topics", "language", "name"]
+    assert len(rows) == 1 + len(HOSTILE)
+    emails = {r[0]: r for r in rows[1:]}
+    assert "'=cmd|'/Ccalc'!A0@example.org" in emails
+    assert emails["newline@example.org"][4] == "Evil\nforged@example.org\tactive"
+    assert emails["plus@example.org"][4] == "'+1 555"
+    assert all(not value.startswith(("=", "+", "-", "@")) for r in rows for value in r)

@@ -12,7 +12,6 @@ from pytest_httpserver import HTTPServer
 
 from conftest import CLIResult, run_cli
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sovereign-cloud-article.txt"
 TITLE = "A page is turning for the French sovereign cloud"
 
 
@@ -27,8 +26,10 @@ def run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Runner:
     return run
 
 
-def test_a_text_file_prints_the_summary_and_the_cleaned_text(run: Runner, workdir: Path) -> None:
-    result = run("summarize", "--file", str(SEED), "--title", TITLE)
+def test_a_text_file_prints_the_summary_and_the_cleaned_text(
+    run: Runner, workdir: Path, seed_path: Path
+) -> None:
+    result = run("summarize", "--file", str(seed_path), "--title", TITLE)
     assert result.code == 0, result.err
     assert "language: en" in result.out
     assert "engine: extractive" in result.out
@@ -56,9 +57,9 @@ def test_json_prints_exactly_one_object(run: Runner, workdir: Path) -> None:
 
 
 def test_a_url_is_fetched_when_private_addresses_are_allowed(
-    run: Runner, httpserver: HTTPServer
+    run: Runner, httpserver: HTTPServer, seed: str
 ) -> None:
-    page = "".join(f"<p>{line}</p>" for line in SEED.read_text(encoding="utf-8").splitlines())
+    page = "".join(f"<p>{line}</p>" for line in seed.splitlines())
     httpserver.expect_request("/a").respond_with_data(
         f"<html><body><article>{page}</article></body></html>", content_type="text/html"
     )
@@ -72,10 +73,10 @@ def test_a_url_is_fetched_when_private_addresses_are_allowed(
     assert "Cloudwatt" in json.loads(result.out)["summary"]
 
 
-def test_the_configs_summary_budget_is_used(run: Runner, workdir: Path) -> None:
+def test_the_configs_summary_budget_is_used(run: Runner, workdir: Path, seed_path: Path) -> None:
     cfg = workdir / "digest.toml"
     cfg.write_text("[summary]\nmax_words = 20\n", encoding="utf-8")
-    result = run("--config", str(cfg), "summarize", "--file", str(SEED), "--json")
+    result = run("--config", str(cfg), "summarize", "--file", str(seed_path), "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)["summary"]
     assert len(summary.split()) <= 20

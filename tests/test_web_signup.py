@@ -320,3 +320,76 @@ def _closed_port() -> int:
 
 def test_english_and_french_have_the_same_words() -> None:
     assert set(STRINGS["en"]) == set(STRINGS["fr"])
+
+
+# --------------------------------------------------------------------------- abuse (issue 10)
+
+
+def test_the_per_network_limit_counts_a_whole_ipv6_64_as_one(
+    tmp_path: Path, smtp_sink: Any
+) -> None:
+    settings = smtp_settings(tmp_path, smtp_sink, signups_per_ip_per_hour=2)
+    store = open_store(settings.storage.url)
+    app = create_app(settings, store, secret=SECRET, clock=Clock())
+    answers = []
+    for i in range(4):  # four addresses of one /64: one quota
+        with TestClient(app, client=(f"2001:db8:1:2::{i + 1:x}", 40000)) as client:
+            answers.append(sign_up(client, f"v6-{i}@example.org").status_code)
+    assert answers == [200, 200, 429, 429]
+    with TestClient(app, client=("2001:db8:1:3::1", 40000)) as other_net:
+        assert sign_up(other_net, "v6-other@example.org").status_code == 200
+    answers = []
+    for host in ("192.0.2.1", "192.0.2.1", "192.0.2.1", "192.0.2.2"):  # IPv4: per address
+        with TestClient(app, client=(host, 40000)) as client:
+            answers.append(sign_up(client, f"v4-{len(answers)}@example.org").status_code)
+    assert answers == [200, 200, 429, 200]
+    store.close()
+
+
+def test_rate_key_is_the_ipv4_address_or_the_ipv6_64() -> None:
+    from digest.web.signup import rate_key
+
+    assert rate_key("192.0.2.7") == "192.0.2.7"
+    assert rate_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
+    assert rate_key("2001:db8:1:2::1%eth0") == "2001:db8:1:2::/64"
+    assert rate_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert rate_key("testclient") == "testclient"
+
+
+def test_pending_sign_ups_are_forgotten_once_their_link_has_expired(
+    web: Web, smtp_sink: Any
+) -> None:
+    sign_up(web.client, "never@example.org")
+    with web.store.connect() as conn:
+        assert subs.get_by_email(conn, "never@example.org") is not None
+    web.clock.now += timedelta(hours=47)
+    sign_up(web.client, "other@example.org")  # any sign-up prunes; the link still holds
+    with web.store.connect() as conn:
+        assert subs.get_by_email(conn, "never@example.org") is not None
+    web.clock.now += timedelta(hours=2)  # 49 h: the 48 h link has expired
+    sign_up(web.client, "third@example.org")
+    with web.store.connect() as conn:
+        assert subs.get_by_email(conn, "never@example.org") is None
+        assert subs.get_by_email(conn, "other@example.org") is not None  # its link holds
+    web.clock.now += timedelta(hours=48)
+    with TestClient(create_app(web.settings, web.store, secret=SECRET, clock=web.clock)):
+        pass  # a server start prunes too, with no sign-up coming in
+    with web.store.connect() as conn:
+        assert subs.get_by_email(conn, "other@example.org") is None
+
+
+def test_an_address_with_undecodable_bytes_is_refused_and_nothing_is_stored(
+    web: Web, smtp_sink: Any
+) -> None:
+    csrf = csrf_of(web.client.get("/subscribe").text)
+    body = b"csrf_token=" + csrf.encode() + b"&email=%ff%fe%40example.org"
+    response = web.client.post(
+        "/subscribe",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert "not UTF-8" in response.text
+    with web.store.connect() as conn:
+        assert list(subs.list_subscribers(conn)) == []
+    assert smtp_sink.received == []

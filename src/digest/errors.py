@@ -23,8 +23,10 @@ the CLI and the daemon only ever need to know this tree::
     ├── SummarizeError               a summarizer engine failed (callers fall back)
     └── DeliveryError                mail could not be handed over
         ├── TransientDeliveryError   4xx, dropped connection: retry later
-        ├── PermanentDeliveryError   5xx for one recipient: give up on that recipient
         └── FatalDeliveryError       authentication / TLS / configuration: stop the run
+
+A recipient refused for good (5xx) is not an exception but a ``send.Outcome.PERMANENT`` result:
+one refusal never stops the other recipients.
 """
 
 from __future__ import annotations
@@ -113,10 +115,6 @@ class DeliveryError(DigestError):
 
 class TransientDeliveryError(DeliveryError):
     """Temporary failure (4xx reply, dropped connection): retry with backoff."""
-
-
-class PermanentDeliveryError(DeliveryError):
-    """The server refused this recipient or message for good (5xx)."""
 
 
 class FatalDeliveryError(DeliveryError):

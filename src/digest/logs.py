@@ -81,5 +81,5 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     root.propagate = False
     # Libraries stay quiet unless something is wrong.
-    for name in ("httpx", "httpcore", "apscheduler", "trafilatura", "mail.log", "aiosmtplib"):
+    for name in ("httpx", "httpcore", "apscheduler", "trafilatura", "mail.log"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))

@@ -307,5 +307,7 @@ class RunCounts:
     sent: int = 0
     retry: int = 0
     failed: int = 0
+    #: Subscribers marked ``bounced`` (their last ``[delivery] bounce_after`` deliveries failed).
+    bounced: int = 0
     issue_number: int | None = None
     failures: tuple[tuple[str, str], ...] = field(default=())

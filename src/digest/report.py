@@ -18,7 +18,8 @@ def format_counts(counts: RunCounts) -> str:
         f"items {counts.items_new} new",
         f"kept {kept}",
         f"summarized {counts.summarized}",
-        f"messages {counts.sent} sent, {counts.retry} retry, {counts.failed} failed",
+        f"messages {counts.sent} sent, {counts.retry} retry, {counts.failed} failed"
+        + (f", {counts.bounced} subscriber(s) marked bounced" if counts.bounced else ""),
     ]
     if counts.issue_number is not None:
         parts.append(f"issue #{counts.issue_number}")
@@ -37,5 +38,6 @@ def counts_fields(counts: RunCounts) -> dict[str, Any]:
         "sent": counts.sent,
         "retry": counts.retry,
         "failed": counts.failed,
+        "bounced": counts.bounced,
         "issue": counts.issue_number,
     }

@@ -27,10 +27,9 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
-from apscheduler.triggers.cron import CronTrigger
 
 from digest import config
-from digest.config import CRON_FIELDS_WITH_SECONDS, Settings, parse_duration, redact_url
+from digest.config import Settings, redact_url
 from digest.errors import ConfigError, DigestError, LockedError
 from digest.healthd import Health, HealthServer
 from digest.metrics import Metrics, run_failure
@@ -52,15 +51,6 @@ JOBS_TABLE = "apscheduler_jobs"
 _CATCH_UP_NOTICE = 2.0
 #: The running daemon: jobs are stored by reference (module:function), so they find it here.
 _DAEMON: Daemon | None = None
-
-
-def cron_trigger(expr: str, timezone: str) -> CronTrigger:
-    """A crontab (5 fields, or 6 with seconds first) in ``timezone`` -> CronTrigger."""
-    fields = expr.split()
-    if len(fields) == 6:
-        kwargs = dict(zip(CRON_FIELDS_WITH_SECONDS, fields, strict=True))
-        return CronTrigger(timezone=ZoneInfo(timezone), **kwargs)
-    return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
 
 
 def fetch_job() -> None:
@@ -193,7 +183,7 @@ class Daemon:
         s = self.settings
         grace = s.schedule.catch_up_seconds
         for job_id, expr in (("fetch", s.schedule.fetch), ("send", s.schedule.send)):
-            trigger = cron_trigger(expr, s.digest.timezone)
+            trigger = expr.trigger(s.digest.timezone)
             job = self.scheduler.get_job(job_id)
             if job is None:
                 self.scheduler.add_job(
@@ -406,8 +396,8 @@ def run_daemon(config_path: Path | None) -> int:
     stop, reload = threading.Event(), threading.Event()
     try:
         with stop_on_signals(stop, reload=reload, announce=_log_signal):
-            lease = parse_duration(settings.daemon.lock_lease)
-            wait = parse_duration(settings.daemon.lock_wait).total_seconds()
+            lease = settings.daemon.lock_lease.delta
+            wait = settings.daemon.lock_wait.seconds
             try:
                 with exclusive(store, lease=lease, wait=wait, cancel=stop) as held:
                     daemon = Daemon(config_path, settings, store)

@@ -18,6 +18,9 @@ from digest.errors import ConfigError, ExpiredToken, InvalidToken
 
 #: Same name as ``config.SECRET_ENV`` (this module may import only ``errors`` and the stdlib).
 SECRET_ENV = "DIGEST_SECRET"
+#: The secret before the last rotation: accepted to verify links and to look up erased
+#: addresses, never used to sign anything new (docs/operations.md, "Rotating the secret").
+PREVIOUS_SECRET_ENV = "DIGEST_SECRET_PREVIOUS"
 
 PURPOSES: Mapping[str, str] = {"unsubscribe": "u", "preferences": "p", "confirm": "c"}
 _CODES = {code: purpose for purpose, code in PURPOSES.items()}
@@ -37,6 +40,13 @@ def secret_from_env(environ: Mapping[str, str] | None = None) -> bytes:
             f'(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))")'
         )
     return value.encode("utf-8")
+
+
+def previous_secret_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """``$DIGEST_SECRET_PREVIOUS`` when set (verification only), else None."""
+    env = os.environ if environ is None else environ
+    value = env.get(PREVIOUS_SECRET_ENV, "")
+    return value.encode("utf-8") if value.strip() else None
 
 
 def new_token_key() -> str:
@@ -73,10 +83,14 @@ def make_token(secret: bytes, purpose: str, key: str, expires: datetime | None =
     return f"{payload}.{_sign(secret, payload)}"
 
 
-def read_token(secret: bytes, token: str, purpose: str, now: datetime) -> str:
+def read_token(
+    secret: bytes, token: str, purpose: str, now: datetime, *, previous: bytes | None = None
+) -> str:
     """Verify ``token`` for ``purpose`` at ``now`` and return its key.
 
-    Raises InvalidToken (malformed, tampered, other secret, other purpose) or ExpiredToken.
+    A token signed with ``previous`` (the secret before a rotation) is accepted too, so links
+    already in readers' mailboxes keep working. Raises InvalidToken (malformed, tampered, other
+    secret, other purpose) or ExpiredToken.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
@@ -88,7 +102,11 @@ def read_token(secret: bytes, token: str, purpose: str, now: datetime) -> str:
     if not payload.isascii():
         raise InvalidToken(f"{purpose} token: malformed")
     # Constant time: a forger learns nothing from how long the comparison took.
-    if not hmac.compare_digest(_sign(secret, payload).encode("ascii"), sig.encode("ascii")):
+    keys = (secret,) if previous is None or previous == secret else (secret, previous)
+    if not any(
+        hmac.compare_digest(_sign(key, payload).encode("ascii"), sig.encode("ascii"))
+        for key in keys
+    ):
         raise InvalidToken(f"{purpose} token: signature does not match (altered or not ours)")
     if _CODES.get(code) != purpose:
         raise InvalidToken(f"{purpose} token: this link was made for another purpose")

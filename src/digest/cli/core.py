@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.app import STATE, app, err, out
-from digest.config import Settings, parse_duration
-from digest.errors import UsageError
+from digest.config import Settings
+from digest.errors import DigestError, UsageError
 from digest.models import RunCounts
 from digest.signals import stop_on_signals
 
@@ -67,8 +67,8 @@ def _locked(settings: Settings, store: Store) -> Iterator[None]:
     """One digest at a time on a database: a second one waits ``lock_wait`` then exits 2."""
     from digest.store.locks import exclusive
 
-    lease = parse_duration(settings.daemon.lock_lease)
-    wait = parse_duration(settings.daemon.lock_wait).total_seconds()
+    lease = settings.daemon.lock_lease.delta
+    wait = settings.daemon.lock_wait.seconds
     with exclusive(store, lease=lease, wait=wait):
         yield
 
@@ -88,6 +88,17 @@ def _graceful() -> Iterator[threading.Event]:
 def _stopped_exit(stop: threading.Event) -> None:
     if stop.is_set():
         err.print("stopped before the end: run the same command again to resume", markup=False)
+        sys.exit(1)
+
+
+def _failed_messages_exit(counts: RunCounts) -> None:
+    """Exit 1 when a reader's message failed in this run (the others were sent): a script or a
+    timer unit then sees that something needs a look, without a traceback."""
+    if counts.failed:
+        err.print(
+            f"{counts.failed} message(s) failed: digest deliveries lists each with its reason",
+            markup=False,
+        )
         sys.exit(1)
 
 
@@ -111,14 +122,14 @@ def fetch(force: bool) -> None:
     Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
     failed feed with its error. A failing feed never stops the others.
     """
-    from digest import pipeline
+    from digest.pipeline.collect import collect
 
     settings = STATE.settings()
     store = _store(settings)
     # Under the lock too: a fetch storing items while an issue is being built could leave
     # them behind the issue's period, in no issue at all.
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.collect(settings, store, progress=progress, force=force, stop=stop)
+        counts = collect(settings, store, progress=progress, force=force, stop=stop)
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
@@ -143,12 +154,11 @@ def fetch(force: bool) -> None:
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
     """Render the next issue from what is stored now; records and sends nothing."""
-    from digest import pipeline
-    from digest.pipeline.issue import generic_parts
+    from digest.pipeline.issue import build_issue, generic_parts
 
     settings = STATE.settings()
     store = _store(settings)
-    content = pipeline.build_issue(settings, store, record=False)
+    content = build_issue(settings, store, record=False)
     if content is None:
         err.print("no new items: nothing to preview")
         return
@@ -198,7 +208,8 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
         where = f": {_issue_path(settings, counts.issue_number)}"
     out.print(
         f"issue #{counts.issue_number}{where} — messages {counts.sent} sent, "
-        f"{counts.retry} to retry, {counts.failed} failed",
+        f"{counts.retry} to retry, {counts.failed} failed"
+        + (f", {counts.bounced} subscriber(s) marked bounced" if counts.bounced else ""),
         markup=False,
     )
 
@@ -209,14 +220,15 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
 )
 def send(dry_run: bool) -> None:
     """Finish any unfinished issue, then build and send the next one if there are new items."""
-    from digest import pipeline
+    from digest.pipeline import issue
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 @app.command(epilog="Example: digest --config config/demo.toml run --once")
@@ -233,18 +245,19 @@ def run(once: bool, dry_run: bool) -> None:
         # Before any thread starts: a daemon that runs for months must not creep (see memory.py).
         limit_malloc_arenas()
         sys.exit(run_daemon(STATE.config_path))
-    from digest import pipeline
+    from digest.pipeline.issue import run_once
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = pipeline.run_once(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = run_once(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     from digest.report import format_counts
 
     err.print(format_counts(counts), markup=False)
     _failed_feeds(counts)
     _report_send(settings, store, counts, dry_run=dry_run)
     _stopped_exit(stop)
+    _failed_messages_exit(counts)
 
 
 # --------------------------------------------------------------------------- check
@@ -252,15 +265,26 @@ def run(once: bool, dry_run: bool) -> None:
 
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
-    """Validate the configuration and the topics' regression examples; list feeds, topics and
-    subscribers. Exits 2 listing every example that no longer holds."""
-    from digest.pipeline.wiring import make_matcher
+    """Validate the configuration, the secrets and credentials in the environment, and the
+    topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
+    error (an example that no longer holds, a secret too short); warnings do not fail it."""
+    from digest.config.checks import environment_findings
+    from digest.pipeline.wiring import make_matcher, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
     topics = settings.topic_defs()
+    found = environment_findings(settings)
+    try:
+        make_signer(settings)  # the DKIM key is read and parsed as a send would
+    except DigestError as exc:
+        found.errors.append(str(exc))
+    for line in found.warnings:
+        err.print(f"warning: {line}", markup=False)
     failures = check_examples(make_matcher(settings), topics)
-    if failures:
+    if failures or found.errors:
+        for line in found.errors:
+            err.print(f"error: {line}", markup=False)
         for line in failures:
             err.print(f"error: {settings.source}: {line}", markup=False)
         sys.exit(2)

@@ -16,6 +16,7 @@ import click
 from digest import config
 from digest.cli.app import STATE, app, out
 from digest.errors import ConfigError
+from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -102,6 +103,7 @@ def status(issue_count: int, as_json: bool) -> None:
     from digest.store import open_store
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
+    from digest.store.subscribers import count_by_status
 
     settings = STATE.settings()
     store = open_store(settings.storage.url)
@@ -109,9 +111,12 @@ def status(issue_count: int, as_json: bool) -> None:
         with store.connect() as conn:
             feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
             issues = issue_reports(conn, limit=issue_count)
+            found = count_by_status(conn)
         lock = holder_of(store)
     finally:
         store.close()
+    # Every status, zeros included; "bounced": readers whose last deliveries all failed.
+    people = {s.value: found.get(s.value, 0) for s in SubscriberStatus}
     now = datetime.now(UTC)
     daemon = None
     if lock is not None and not lock.expired:
@@ -121,6 +126,7 @@ def status(issue_count: int, as_json: bool) -> None:
             "daemon": daemon,
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
+            "subscribers": people,
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -130,6 +136,8 @@ def status(issue_count: int, as_json: bool) -> None:
         out.print("Daemon: not running", markup=False)
     _print_feeds(feeds, now)
     _print_issues(issues, now)
+    shown = ", ".join(f"{n} {s}" for s, n in people.items() if n) or "none"
+    out.print(f"Subscribers: {shown}", markup=False)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:

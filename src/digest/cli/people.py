@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +43,7 @@ def import_(csv_file: Path) -> None:
     """Add the people of a CSV file; present and erased addresses are left alone."""
     from digest.render import LANGUAGES
     from digest.store.subscribers_csv import import_csv
-    from digest.tokens import secret_from_env
+    from digest.tokens import previous_secret_from_env, secret_from_env
 
     settings = STATE.settings()
     secret = secret_from_env()
@@ -52,6 +54,7 @@ def import_(csv_file: Path) -> None:
                 conn,
                 csv_file,
                 secret=secret,
+                previous=previous_secret_from_env(),
                 known_topics=set(settings.topics) or None,
                 languages=LANGUAGES,
             )
@@ -67,30 +70,96 @@ def import_(csv_file: Path) -> None:
     )
 
 
-@subscribers.command("list", epilog="Example: digest subscribers list --status active")
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` prefixed with ``'`` when a spreadsheet would run it as a formula."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def tsv_field(value: str) -> str:
+    """One field of a tab-separated line: a backslash, tab, CR, LF or any other control or
+    line-separator character is written as an escape (``\\t``, ``\\n``, ``\\x1b``,
+    ``\\u2028``), so no value can add a column or a row; formula starts are neutralised."""
+    out = []
+    for ch in spreadsheet_safe(value):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+LIST_COLUMNS = ("email", "status", "topics", "language", "name")
+
+
+@subscribers.command(
+    "list",
+    epilog="Example: digest subscribers list --status active   "
+    "(digest subscribers list --csv > people.csv for a spreadsheet)",
+)
 @click.option(
     "--status",
     type=click.Choice([s.value for s in SubscriberStatus]),
     default=None,
     help="Only people with this status.",
 )
-def list_(status: str | None) -> None:
-    """Print one line per subscriber: address, status, topics, language, name."""
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV with a header row (email,status,topics,language,name) instead of tab-separated.",
+)
+def list_(status: str | None, as_csv: bool) -> None:
+    """Print one line per subscriber: address, status, topics, language, name.
+
+    Tab-separated by default: control characters are escaped (\\t, \\n, \\x1b) so a value never
+    breaks a line; a value a spreadsheet would run (starting with = + - @) gets a leading '.
+    """
     from digest.store import subscribers as subs
 
+    writer = None
+    if as_csv:
+        # Quoting is the csv module's; a stream that writes through click (tests capture it).
+        writer = csv.writer(_ClickStream(), lineterminator="\r\n")
+        writer.writerow(LIST_COLUMNS)
     store = _store()
     try:
         with store.connect() as conn:
             wanted = SubscriberStatus(status) if status else None
             for rec in subs.list_subscribers(conn, status=wanted):
-                topics = ";".join(rec.topics) or "*"
+                topics = ";".join(rec.topics)
+                if writer is not None:
+                    fields = (rec.email, rec.status.value, topics, rec.language, rec.name)
+                    writer.writerow([spreadsheet_safe(f or "") for f in fields])
+                    continue
                 # Tab-separated for scripts (rich would expand the tabs).
                 click.echo(
-                    f"{rec.email}\t{rec.status.value}\t{topics}\t{rec.language or '-'}"
-                    f"\t{rec.name or ''}"
+                    "\t".join(
+                        (
+                            tsv_field(rec.email),
+                            rec.status.value,
+                            tsv_field(topics) or "*",
+                            tsv_field(rec.language or "") or "-",
+                            tsv_field(rec.name or ""),
+                        )
+                    )
                 )
     finally:
         store.close()
+
+
+class _ClickStream:
+    """A file-like object for ``csv.writer`` that writes through ``click.echo``."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)
 
 
 @subscribers.command("remove", epilog="Example: digest subscribers remove ann@example.org")
@@ -137,7 +206,7 @@ def export(email: str) -> None:
 def unsubscribe(who: str) -> None:
     """Unsubscribe someone by address or by the token of their unsubscribe link."""
     from digest.store import subscribers as subs
-    from digest.tokens import read_token, secret_from_env
+    from digest.tokens import previous_secret_from_env, read_token, secret_from_env
 
     store = _store()
     try:
@@ -148,7 +217,13 @@ def unsubscribe(who: str) -> None:
                     raise UsageError(f"{who}: no such subscriber")
             else:
                 token = who.removeprefix("unsubscribe").strip()
-                key = read_token(secret_from_env(), token, "unsubscribe", datetime.now(UTC))
+                key = read_token(
+                    secret_from_env(),
+                    token,
+                    "unsubscribe",
+                    datetime.now(UTC),
+                    previous=previous_secret_from_env(),
+                )
                 rec = subs.get_by_token_key(conn, key)
                 if rec is None:
                     raise UsageError("unsubscribe token: this subscriber no longer exists")

@@ -10,7 +10,13 @@ one line ``foo: FooSection = Field(default_factory=FooSection)`` to ``Settings``
 and re-export ``FooSection`` here if callers need the type.
 """
 
-from digest.config.base import CRON_FIELDS_WITH_SECONDS, parse_duration, redact_url
+from digest.config.base import (
+    CRON_FIELDS_WITH_SECONDS,
+    Crontab,
+    Duration,
+    parse_duration,
+    redact_url,
+)
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.loader import (
@@ -39,10 +45,12 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ENV_OVERRIDES",
     "SECRET_ENV",
+    "Crontab",
     "DKIMSection",
     "DaemonSection",
     "DeliverySection",
     "DigestSection",
+    "Duration",
     "ExampleEntry",
     "FeedSection",
     "FetchSection",

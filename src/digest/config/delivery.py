@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from digest.config.base import _Section
+from digest.config.base import _Section, check_subject_format, header_safe
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def check_address(value: str, *, envelope: bool) -> str:
+    """One mail address, bare or ``Name <user@example.org>``; ``envelope``: it is also the
+    SMTP sender, so it must be ASCII (no SMTPUTF8 is asked for on MAIL FROM)."""
+    from email.utils import getaddresses
+
+    from email_validator import EmailNotValidError, validate_email
+
+    header_safe(value)
+    found = [addr for _, addr in getaddresses([value]) if addr]
+    if len(found) != 1 or "@" not in found[0]:
+        raise ValueError(
+            f"{value!r} is not an email address "
+            "(expected 'user@example.org' or 'Name <user@example.org>')"
+        )
+    local, _, domain = found[0].rpartition("@")
+    try:
+        # The local part by email-validator's rules; the domain apart, so that a relay's own
+        # name (``digest@localhost``, an intranet host) is allowed as it always was.
+        validate_email(
+            f"{local}@example.org", check_deliverability=False, allow_smtputf8=not envelope
+        )
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except (EmailNotValidError, UnicodeError) as exc:
+        raise ValueError(f"{value!r} is not a usable email address: {exc}") from None
+    if not _HOSTNAME.fullmatch(ascii_domain) or (envelope and not domain.isascii()):
+        raise ValueError(f"{value!r} is not a usable email address: bad domain {domain!r}")
+    return value
 
 
 class DeliverySection(_Section):
@@ -18,18 +51,31 @@ class DeliverySection(_Section):
     subject: str = "{title} #{number} — {date}"
     #: List-Id domain part; defaults to the From domain.
     list_id: str | None = None
+    #: A subscriber whose last N deliveries all failed for good is marked ``bounced``.
+    bounce_after: int = Field(default=3, ge=1, le=100)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("subject")
     @classmethod
     def _subject(cls, v: str) -> str:
-        try:
-            v.format(title="t", number=1, date="d")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"subject may only use {{title}}, {{number}} and {{date}}: {exc}"
-            ) from None
+        return check_subject_format(v)
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return check_address(v, envelope=True)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, v: str | None) -> str | None:
+        return None if v is None else check_address(v, envelope=False)
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", v):
+            raise ValueError(f"expected a domain like 'news.example.org', got {v!r}")
         return v
 
 

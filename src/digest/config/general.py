@@ -6,9 +6,9 @@ import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from digest.config.base import _check_crontab, _Section, parse_duration
+from digest.config.base import Crontab, Duration, _Section, header_safe
 
 
 class DigestSection(_Section):
@@ -21,6 +21,11 @@ class DigestSection(_Section):
     base_url: str | None = None
     #: An item that fits two topics appears once, under its best topic.
     one_topic_per_item: bool = True
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        return header_safe(v)  # the List-Id phrase and, through {title}, the subject
 
     @field_validator("timezone")
     @classmethod
@@ -36,8 +41,14 @@ class DigestSection(_Section):
     def _base_url(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if not re.match(r"^https?://[^/\s]+", v):
+        # Whole value: it goes into List-Unsubscribe headers and links (no spaces, no CR/LF).
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", v):
             raise ValueError(f"expected an http(s) URL, got {v!r}")
+        if not v.isascii():
+            # It is written into List-Unsubscribe headers, which are ASCII.
+            raise ValueError(
+                f"{v!r}: write the host in its ASCII (xn--) form and %-encode the path"
+            )
         return v.rstrip("/")
 
 
@@ -46,25 +57,14 @@ class StorageSection(_Section):
 
 
 class ScheduleSection(_Section):
-    fetch: str = "0 * * * *"
-    send: str = "0 8 * * mon"
+    fetch: Crontab = Crontab.parse("0 * * * *", check=False)
+    send: Crontab = Crontab.parse("0 8 * * mon", check=False)
     #: A run missed while the daemon was down still happens when it is back within this delay.
-    catch_up: str = "12h"
-
-    @field_validator("fetch", "send")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        return _check_crontab(v)
-
-    @field_validator("catch_up")
-    @classmethod
-    def _catch_up(cls, v: str) -> str:
-        parse_duration(v)
-        return v
+    catch_up: Duration = Duration.parse("12h")
 
     @property
     def catch_up_seconds(self) -> int:
-        return int(parse_duration(self.catch_up).total_seconds())
+        return int(self.catch_up.seconds)
 
 
 class DaemonSection(_Section):
@@ -72,15 +72,15 @@ class DaemonSection(_Section):
     http: str | None = None
     log_format: Literal["text", "json"] = "text"
     #: How long the database lock lasts without renewal.
-    lock_lease: str = "60s"
+    lock_lease: Duration = Duration.parse("60s")
     #: How long `digest run` waits for a busy lock before exiting 2 (0: refuse at once).
-    lock_wait: str = "0s"
+    lock_wait: Duration = Duration.parse("0s")
     #: A job failing this many times in a row makes /healthz answer 503.
     unhealthy_after: int = Field(default=3, ge=1, le=1000)
 
-    @field_validator("lock_lease", "lock_wait")
+    @field_validator("lock_lease")
     @classmethod
-    def _duration(cls, v: str, info: ValidationInfo) -> str:
-        if parse_duration(v).total_seconds() <= 0 and info.field_name == "lock_lease":
-            raise ValueError(f"expected a positive duration, got {v!r}")
+    def _positive(cls, v: Duration) -> Duration:
+        if v.seconds <= 0:
+            raise ValueError(f"expected a positive duration, got {v.text!r}")
         return v

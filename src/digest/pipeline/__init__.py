@@ -1,7 +1,6 @@
-"""The one place that wires the stages together (used by the CLI, the daemon and the web front).
-
-``collect.collect``: fetch -> parse -> store -> topics -> summarize; ``issue.build_issue`` /
-``issue.send``: build issue -> render -> deliver; ``issue.run_once`` does both.
+"""Where the stages meet the store: ``collect`` (fetch -> parse -> store -> topics, no summaries),
+``issue`` (next issue -> ``summaries`` -> render -> ``deliver``), ``wiring`` (stages from settings).
+Callers import those modules; this one holds what they share: progress, stop flag, counts.
 """
 
 from __future__ import annotations
@@ -10,23 +9,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
 
 from digest.models import RunCounts
 
-if TYPE_CHECKING:
-    from digest.pipeline.issue import build_issue, run_once, send
-
-__all__ = [
-    "Progress",
-    "StopFlag",
-    "build_issue",
-    "collect",
-    "merge_counts",
-    "run_once",
-    "send",
-    "stopped",
-]
+__all__ = ["Progress", "StopFlag", "merge_counts", "stopped"]
 
 #: ``progress(stage, done, total)``: called as units finish ("fetch": feeds, "summarize": items).
 Progress = Callable[[str, int, int], None]
@@ -55,19 +41,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         sent=a.sent + b.sent,
         retry=a.retry + b.retry,
         failed=a.failed + b.failed,
+        bounced=a.bounced + b.bounced,
         issue_number=b.issue_number if b.issue_number is not None else a.issue_number,
         failures=a.failures + b.failures,
     )
-
-
-# After the helpers above: the stage wiring below imports them from this package.
-from digest.pipeline.collect import collect  # noqa: E402
-
-
-def __getattr__(name: str) -> Any:
-    """The issue stages on first use: `digest fetch` never imports rendering and sending."""
-    if name in ("build_issue", "run_once", "send"):
-        from digest.pipeline import issue
-
-        return getattr(issue, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,6 @@ Rows: pending -> unknown (committed before the message is handed over) -> sent (
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -16,34 +15,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from digest.config import Settings
-from digest.models import DeliveryState, IssueContent, RenderedIssue, SubscriberStatus
-from digest.pipeline.wiring import RETRY_BASE, make_sender, make_signer
-from digest.render import (
-    LANGUAGES,
-    RenderCache,
-    forget_templates,
-    personalize,
-    select_sections,
-)
-from digest.send import (
-    DKIMSigner,
-    Job,
-    MessageParts,
-    OutboxSender,
-    Result,
-    backoff_delay,
-    list_id_for,
-    message_id_for,
-    split_from,
-    unsubscribe_mailto,
-    wire_message,
-)
+from digest.errors import DeliveryError
+from digest.models import DeliveryState, SubscriberStatus
+from digest.pipeline.messages import MessageFactory
+from digest.pipeline.wiring import RETRY_BASE, make_sender
+from digest.render import forget_templates
+from digest.send import Job, OutboxSender, Result, backoff_delay
 from digest.send.base import Outcome
-from digest.send.message import address_domain, crlf
 from digest.store import Store
 from digest.store import deliveries as dstore
 from digest.store.issues import load_issue, set_issue_status
-from digest.tokens import make_token, secret_from_env
+from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +52,8 @@ class DeliveryReport:
     #: Rows found ``unknown`` at the start (killed in the ambiguous window) and resent.
     resent_unknown: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Subscribers this run marked ``bounced`` (their last deliveries all failed for good).
+    bounced: list[str] = field(default_factory=list)
     stopped: bool = False
     dry_run: bool = False
     #: Dry run: how many messages a real run would hand over now.
@@ -78,87 +62,6 @@ class DeliveryReport:
     @property
     def finished(self) -> bool:
         return not any(self.states.get(s.value, 0) for s in dstore.OPEN_STATES)
-
-
-class MessageFactory:
-    """Builds each reader's wire message: cached variant render + cheap personalization."""
-
-    def __init__(self, settings: Settings, content: IssueContent, secret: bytes) -> None:
-        self.settings = settings
-        self.content = content
-        self.secret = secret
-        d = settings.delivery
-        self.from_addr = d.from_
-        self.envelope_from = split_from(d.from_)[1]
-        self.domain = address_domain(self.envelope_from)
-        self.list_id = list_id_for(settings.digest.title, d.list_id or self.domain)
-        self.base_url = settings.digest.base_url
-        self.cache = RenderCache(
-            subject_format=d.subject,
-            mark_machine_written=settings.summary.mark_machine_written,
-        )
-        self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
-        self.signer: DKIMSigner | None = make_signer(settings)
-
-    def _variant(self, language: str | None, topics: tuple[str, ...]) -> RenderedIssue:
-        """The compiled issue for this reader, line ends made canonical once per variant."""
-        key = (language, topics)
-        found = self._variants.get(key)
-        if found is None:
-            r = self.cache.get(self.content, language=language, topics=topics or None)
-            found = dataclasses.replace(r, html=crlf(r.html), text=crlf(r.text))
-            if len(self._variants) < 1024:  # topic sets are few; never unbounded
-                self._variants[key] = found
-        return found
-
-    def message_id(self, token_key: str) -> str:
-        return message_id_for(self.secret, self.content.number, token_key, self.domain)
-
-    def wants_nothing(self, topics: tuple[str, ...]) -> bool:
-        """True when this reader's topics select no section: nobody gets an empty issue."""
-        return not select_sections(self.content, topics or None)
-
-    def build(
-        self,
-        *,
-        email: str,
-        name: str | None,
-        topics: tuple[str, ...],
-        language: str | None,
-        token_key: str,
-        message_id: str,
-        now: datetime,
-    ) -> bytes:
-        # A language the email has no words for falls back to the digest's own.
-        lang = language if language and language.split("-")[0] in LANGUAGES else None
-        rendered = self._variant(lang, topics)
-        unsub = make_token(self.secret, "unsubscribe", token_key)
-        mailto = unsubscribe_mailto(self.from_addr, unsub)
-        https = prefs = None
-        if self.base_url:
-            https = f"{self.base_url}/unsubscribe/{unsub}"
-            prefs = f"{self.base_url}/preferences/" + make_token(
-                self.secret, "preferences", token_key
-            )
-        html, text = personalize(
-            rendered, name=name, unsubscribe_url=https or mailto, preferences_url=prefs
-        )
-        parts = MessageParts(
-            html=html,
-            text=text,
-            subject=rendered.subject,
-            from_addr=self.from_addr,
-            to_addr=email,
-            to_name=name,
-            reply_to=self.settings.delivery.reply_to,
-            message_id=message_id,
-            list_id=self.list_id,
-            unsubscribe_https=https,
-            unsubscribe_mailto=mailto,
-            date=now,
-        )
-        data = wire_message(parts, canonical=True)
-        return self.signer.sign(data) if self.signer else data
 
 
 def _now() -> datetime:
@@ -198,9 +101,24 @@ class _Run:
         # right in the window between a 250 and its record.
         self._write_lock = threading.Lock()
 
-    def _write(self, changes: list[dict[str, Any]], now: datetime) -> None:
+    def _write(
+        self, changes: list[dict[str, Any]], now: datetime, failed: list[int] | None = None
+    ) -> None:
+        """Apply row changes; ``failed`` rows' subscribers are marked bounced when their last
+        ``[delivery] bounce_after`` deliveries all failed (not retried issue after issue)."""
         with self._write_lock, self.store.begin() as conn:
             dstore.apply(conn, changes, now)
+            if failed:
+                bounced = dstore.bounce_failing(
+                    conn, failed, after=self.settings.delivery.bounce_after
+                )
+                for address in bounced:
+                    log.warning(
+                        "%s marked bounced: the last %d deliveries failed",
+                        address,
+                        self.settings.delivery.bounce_after,
+                    )
+                self.report.bounced.extend(bounced)
 
     def jobs(self) -> Iterator[Job]:
         """Due rows, in-flight ones from a crash first; each small chunk is committed as
@@ -226,6 +144,7 @@ class _Run:
         now = _now()
         changes: list[dict[str, Any]] = []
         jobs: list[Job] = []
+        failed: list[int] = []
         for r in rows:
             # Checked now, at send time: an unsubscribed person never gets another message.
             if r.status is not SubscriberStatus.ACTIVE:
@@ -233,15 +152,34 @@ class _Run:
             elif f.wants_nothing(r.topics):
                 reason = f"no section for topics {';'.join(r.topics)}"
             else:
-                data = f.build(
-                    email=r.email,
-                    name=r.name,
-                    topics=r.topics,
-                    language=r.language,
-                    token_key=r.token_key,
-                    message_id=r.message_id,
-                    now=now,
-                )
+                try:
+                    data = f.build(
+                        email=r.email,
+                        name=r.name,
+                        topics=r.topics,
+                        language=r.language,
+                        token_key=r.token_key,
+                        message_id=r.message_id,
+                        now=now,
+                    )
+                except DeliveryError as exc:
+                    # This reader's message cannot be built (their address or name): their
+                    # row fails with the reason; everyone else's goes on.
+                    reason = f"message not built: {exc}"
+                    log.warning("%s", reason, extra={"subscriber": r.subscriber_id})
+                    changes.append(
+                        {
+                            "id": r.id,
+                            "state": DeliveryState.FAILED,
+                            "attempts": r.attempts + 1,
+                            "last_error": reason,
+                        }
+                    )
+                    failed.append(r.id)
+                    self.report.failed += 1
+                    self.report.failures.append((r.email, reason))
+                    self.done += 1
+                    continue
                 jobs.append(
                     Job(
                         delivery_id=r.id,
@@ -259,7 +197,7 @@ class _Run:
             changes.append({"id": r.id, "state": DeliveryState.SKIPPED, "last_error": reason})
             self.report.skipped += 1
             self.done += 1
-        self._write(changes, now)
+        self._write(changes, now, failed)
         taken = 0
         try:
             for job in jobs:
@@ -275,6 +213,7 @@ class _Run:
         now = _now()
         max_attempts = self.settings.smtp.max_attempts
         changes: list[dict[str, Any]] = []
+        failed: list[int] = []
         for r in results:
             j = r.job
             attempts = j.attempts + 1
@@ -308,6 +247,7 @@ class _Run:
                 )
                 self.report.failed += 1
                 self.report.failures.append((j.recipient, reason))
+                failed.append(j.delivery_id)
                 self.done += 1
             elif r.outcome is Outcome.TRANSIENT:
                 delay = backoff_delay(attempts, self.retry_base)
@@ -324,7 +264,7 @@ class _Run:
             else:  # NOT_SENT: never handed over, keeps its previous state
                 changes.append({"id": j.delivery_id, "state": j.prior_state})
         self.results_seen += len(results)
-        self._write(changes, now)
+        self._write(changes, now, failed)
         if self.progress is not None:
             self.progress(self.done, self.total)
 

@@ -21,8 +21,9 @@ from digest.models import (
     TopicDef,
 )
 from digest.pipeline import Progress, StopFlag, merge_counts, stopped
-from digest.pipeline.collect import collect, summarize_items
+from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
+from digest.pipeline.summaries import summarize_items
 from digest.render import personalize, render_issue, render_page
 from digest.store import Store
 from digest.store.issues import last_period_end, next_issue_number, save_issue
@@ -280,6 +281,7 @@ def _deliver(
         sent=report.sent,
         retry=report.retried,
         failed=report.failed,
+        bounced=len(report.bounced),
         issue_number=number,
         failures=tuple(report.failures),
     )

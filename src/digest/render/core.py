@@ -212,9 +212,14 @@ def _context(content: IssueContent, sections: tuple[IssueSection, ...], w: Words
 def format_subject(fmt: str, content: IssueContent, language: str | None = None) -> str:
     """``fmt`` with {title}, {number} and {date} (the issue's date, long form, in its language)."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(fmt) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(fmt) if f]
     except ValueError as exc:
         raise RenderError(f"subject format {fmt!r}: {exc}") from exc
+    # A nested field in a format spec ("{number:{title.__class__}}") or a conversion would
+    # reach past the three plain values; the config refuses them too.
+    if any(conv or "{" in (spec or "") for _, spec, conv in parsed):
+        raise RenderError(f"subject format {fmt!r}: only plain fields and format specs")
+    fields = [f for f, _, _ in parsed]
     unknown = [f for f in fields if f not in _SUBJECT_FIELDS]
     if unknown:
         raise RenderError(

@@ -7,6 +7,8 @@ from digest.send.dkim import DKIMSigner, load_key
 from digest.send.message import (
     MessageParts,
     build_message,
+    clean_name,
+    header_value,
     list_id_for,
     message_bytes,
     message_id_for,
@@ -30,6 +32,8 @@ __all__ = [
     "Sender",
     "backoff_delay",
     "build_message",
+    "clean_name",
+    "header_value",
     "list_id_for",
     "load_key",
     "message_bytes",

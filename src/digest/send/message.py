@@ -28,6 +28,11 @@ SMTP_POLICY = policy.SMTP
 SMTPUTF8_POLICY = policy.SMTPUTF8
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^a-z0-9._@+-]")
+# What may never reach a header line: CR and LF would start a new header (``Bcc:``), the other
+# C0 controls and DEL are not allowed in a header at all (RFC 5322 2.2). Tab is whitespace.
+_HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A display name is cleaned instead: every control or line-separator character becomes a space.
+_NAME_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -38,6 +43,23 @@ def split_from(from_addr: str) -> tuple[str, str]:
     if "@" not in addr or not addr.rsplit("@", 1)[1]:
         raise DeliveryError(f"delivery.from: {from_addr!r} is not an email address")
     return name, addr
+
+
+def header_value(name: str, value: str) -> str:
+    """``value`` for header ``name``; DeliveryError naming both when it holds a line break or
+    another control character (header injection: ``a@x\\r\\nBcc: y``). Whatever its source."""
+    bad = _HEADER_FORBIDDEN.search(value)
+    if bad:
+        raise DeliveryError(
+            f"{name} header: {value!r} holds a control character ({bad.group()!r}); refused"
+        )
+    return value
+
+
+def clean_name(name: str | None) -> str:
+    """A display name fit for a header: control characters and line breaks become spaces,
+    runs of spaces one (``"Evil\\r\\nX: 1"`` -> ``"Evil X: 1"``)."""
+    return " ".join(_NAME_CONTROLS.sub(" ", name or "").split())
 
 
 def address_domain(addr: str) -> str:
@@ -68,8 +90,12 @@ def unsubscribe_mailto(from_addr: str, token: str) -> str:
 
 
 def safe_filename(address: str) -> str:
-    """A file name for an address: readable when possible, never colliding, never a path."""
-    lowered = address.strip().casefold()
+    """A file name for an address: readable when possible, never colliding, never a path.
+
+    Lower-cased like the address identity (``store.subscribers.email_key``), never case-folded:
+    ``straße@`` and ``STRASSE@`` are two readers and must not share (overwrite) one file.
+    """
+    lowered = address.strip().lower()
     safe = _UNSAFE_FILE_CHARS.sub("_", lowered)[:150]
     if not safe or safe != lowered or safe.startswith("."):
         digest = hashlib.sha256(lowered.encode()).hexdigest()[:10]
@@ -103,17 +129,36 @@ class MessageParts:
     date: datetime
 
 
+def check_headers(m: MessageParts) -> None:
+    """Refuse any header value holding CR/LF or a control character, before a line is written
+    (DeliveryError naming the header). The reader's name is cleaned instead (``clean_name``)."""
+    for name, value in (
+        ("Subject", m.subject),
+        ("From", m.from_addr),
+        ("To", m.to_addr),
+        ("Reply-To", m.reply_to),
+        ("Message-ID", m.message_id),
+        ("List-Id", m.list_id),
+        ("List-Unsubscribe", m.unsubscribe_https),
+        ("List-Unsubscribe", m.unsubscribe_mailto),
+    ):
+        if value is not None:
+            header_value(name, value)
+
+
 def build_message(m: MessageParts) -> EmailMessage:
     """The message for one reader.
 
     List-Unsubscribe always carries the mailto; with an https URL it comes first and
-    List-Unsubscribe-Post makes it one-click (RFC 8058).
+    List-Unsubscribe-Post makes it one-click (RFC 8058). A header value holding a line break
+    is refused (DeliveryError); the reader's name is cleaned of them.
     """
+    check_headers(m)
     utf8 = not m.to_addr.isascii()
     msg = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
     from_name, from_email = split_from(m.from_addr)
     msg["From"] = _address(from_name, from_email)
-    msg["To"] = _address(m.to_name, m.to_addr)
+    msg["To"] = _address(clean_name(m.to_name), m.to_addr)
     if m.reply_to:
         msg["Reply-To"] = m.reply_to
     msg["Subject"] = m.subject
@@ -177,6 +222,7 @@ def wire_message(m: MessageParts, *, boundary: str | None = None, canonical: boo
 
     ``canonical``: ``m.html`` and ``m.text`` already have CRLF line ends (see ``crlf``).
     """
+    check_headers(m)
     if not m.to_addr.isascii():
         # Rare (internationalized local part): the stdlib path handles SMTPUTF8.
         return message_bytes(build_message(m))
@@ -184,7 +230,7 @@ def wire_message(m: MessageParts, *, boundary: str | None = None, canonical: boo
     b = boundary or _new_boundary()
     links = [f"<{m.unsubscribe_https}>"] if m.unsubscribe_https else []
     links.append(f"<{m.unsubscribe_mailto}>")
-    to_value = formataddr((" ".join((m.to_name or "").split()), m.to_addr), charset="utf-8")
+    to_value = formataddr((clean_name(m.to_name), m.to_addr), charset="utf-8")
     parts = [
         _fold("From", formataddr((from_name, from_email), charset="utf-8")),
         # Short To values are already ASCII and need no folding: skip the header registry.

@@ -178,6 +178,14 @@ class SMTPSender:
     def _send_one(self, client: smtplib.SMTP, job: Job) -> tuple[Result, bool]:
         """(result, keep the connection)."""
         rcpt = job.recipient
+        if not rcpt.isascii() and not client.has_extn("smtputf8"):
+            # Without SMTPUTF8 the relay cannot take this address at all: fail this recipient
+            # with the reason (every later try would end the same), keep the connection.
+            return Result(
+                job,
+                Outcome.PERMANENT,
+                f"RCPT {rcpt}: the relay does not offer SMTPUTF8, needed for a non-ASCII address",
+            ), True
         if rcpt.isascii() and client.has_extn("pipelining"):
             return self._send_pipelined(client, job)
         options = [] if rcpt.isascii() else ["SMTPUTF8"]

@@ -229,3 +229,39 @@ def unfinished_issue_numbers(conn: Connection) -> list[int]:
 def latest_issue_number(conn: Connection) -> int | None:
     value = conn.execute(select(func.max(I.c.number))).scalar()
     return None if value is None else int(value)
+
+
+def bounce_failing(conn: Connection, delivery_ids: Sequence[int], *, after: int) -> list[str]:
+    """Mark ``bounced`` the active subscribers of these (failed) rows whose last ``after``
+    deliveries all failed for good; returns their addresses. A bounced subscriber gets no more
+    issues until they confirm a new sign-up (their address works again) or an operator acts."""
+    if not delivery_ids or after < 1:
+        return []
+    sids = sorted(
+        {
+            int(s)
+            for (s,) in conn.execute(
+                select(D.c.subscriber_id).where(D.c.id.in_(list(delivery_ids)))
+            )
+        }
+    )
+    bounced: list[str] = []
+    for sid in sids:
+        last = conn.execute(
+            select(D.c.state)
+            .where(D.c.subscriber_id == sid, D.c.state != DeliveryState.SKIPPED.value)
+            .order_by(D.c.issue_id.desc())
+            .limit(after)
+        ).scalars()
+        states = list(last)
+        if len(states) < after or any(s != DeliveryState.FAILED.value for s in states):
+            continue
+        changed = conn.execute(
+            update(S)
+            .where(S.c.id == sid, S.c.status == SubscriberStatus.ACTIVE.value)
+            .values(status=SubscriberStatus.BOUNCED.value)
+        ).rowcount
+        if changed:
+            email = conn.execute(select(S.c.email).where(S.c.id == sid)).scalar()
+            bounced.append(str(email))
+    return bounced

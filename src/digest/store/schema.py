@@ -142,7 +142,8 @@ subscribers = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("email", Text, nullable=False),
-    Column("email_key", Text, nullable=False, unique=True),  # casefolded: unique per person
+    # subscribers.email_key(): local part and domain lower-cased (never casefolded).
+    Column("email_key", Text, nullable=False, unique=True),
     Column("name", Text),
     Column("status", String(16), nullable=False, default="active"),
     Column("topics", Text, nullable=False, default=""),  # ";"-separated topic ids, "" = all
@@ -161,6 +162,9 @@ erased = Table(
     "erased",
     metadata,
     Column("email_hash", String(128), primary_key=True),
+    # Which address key the hash was made from: "lower" (subscribers.email_key today) or
+    # "casefold" (markers made before issue 10, looked up with the old key).
+    Column("key_rule", String(16), nullable=False, default="lower"),
     Column("erased_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -47,6 +47,21 @@ def prune_attempts(conn: Connection, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
+def prune_pending(conn: Connection, before: datetime) -> int:
+    """Forget sign-ups never confirmed whose last confirmation email went out (or, without one,
+    that were made) before ``before``: their link has expired, so they can never become
+    subscribers, and an address nobody confirmed is not kept. Returns rows deleted."""
+    last = func.coalesce(subscribers.c.confirm_sent_at, subscribers.c.created)
+    result = conn.execute(
+        delete(subscribers).where(
+            subscribers.c.status == "pending",
+            subscribers.c.confirmed_at.is_(None),
+            last < to_db(before),
+        )
+    )
+    return int(result.rowcount or 0)
+
+
 def claim_confirmation(
     conn: Connection, subscriber_id: int, now: datetime, *, interval: timedelta
 ) -> datetime | None:

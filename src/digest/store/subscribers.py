@@ -1,7 +1,8 @@
 """Subscribers and consent: add/import, look up, stream, status, preferences, export, erase.
 
-Addresses are validated with email-validator (no DNS) and unique case-insensitively through
-``email_key``; erased people leave only a keyed hash in ``erased`` so a re-import skips them.
+Addresses are validated with email-validator (no DNS) and unique through ``email_key`` (domain
+and local part lower-cased, never case-folded); erased people leave only a keyed hash in
+``erased`` so a re-import skips them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
 
 from digest.errors import UsageError
 from digest.models import Subscriber, SubscriberStatus
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 T = schema.subscribers
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+# Control characters (C0, DEL, C1) and line/paragraph separators: never part of a name.
+_NAME_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Longer names are cut: a name is a greeting and a display name, not a document.
+MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,12 @@ class SubscriberRecord:
 
 def normalize_email(address: str) -> str:
     """The address as email-validator normalizes it; UsageError naming it when invalid."""
+    if "\ufffd" in address:
+        # U+FFFD is what a decoder leaves for bytes that were not UTF-8: not the address sent.
+        raise UsageError(
+            f"{address.strip()!r} is not a valid email address: "
+            "it holds bytes that are not UTF-8 text"
+        )
     try:
         return validate_email(address.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -67,7 +78,27 @@ def normalize_email(address: str) -> str:
 
 
 def email_key(address: str) -> str:
-    """The case-insensitive identity of an address (``Ann@X.org`` == ``ann@x.org``)."""
+    """The identity of an address: two addresses are one person when their keys are equal.
+
+    The rule (docs/subscribers.md): the address as email-validator normalizes it (Unicode NFC,
+    the domain in its normalized lower-case form), then the domain *and* the local part
+    lower-cased with ``str.lower``. So ``Ann@X.org`` == ``ann@x.org``, but never with case
+    folding: ``STRASSE@`` and ``straße@`` are two people (``casefold`` maps ß to ss), as are
+    ``ǅ``/``ǆ``-style pairs that only folding would merge. Dots and ``+tags`` are kept: what a
+    provider ignores is the provider's rule, not the address's.
+    """
+    try:
+        normalized = validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        normalized = address.strip()
+    local, at, domain = normalized.rpartition("@")
+    if not at:
+        return normalized.lower()
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def legacy_email_key(address: str) -> str:
+    """The key before issue 10 (``casefold``): only to recognise erased-address hashes made then."""
     try:
         normalized = validate_email(address.strip(), check_deliverability=False).normalized
     except EmailNotValidError:
@@ -75,9 +106,39 @@ def email_key(address: str) -> str:
     return normalized.casefold()
 
 
+#: ``erased.key_rule`` of hashes made from ``email_key``; "casefold" marks the older ones.
+KEY_RULE = "lower"
+LEGACY_KEY_RULE = "casefold"
+
+
 def erased_hash(secret: bytes, address: str) -> str:
     """Keyed hash kept for an erased address: recognizable again, not readable."""
     return keyed_hash(secret, email_key(address), purpose="erased")
+
+
+def erased_condition(secret: bytes, address: str, previous: bytes | None = None) -> Any:
+    """SQL matching the ``erased`` rows of ``address``: its hash under the current rule, or for
+    markers made before it, under the casefold rule; with the current secret or ``previous``
+    (the secret before a rotation), so an erased address stays erased across both changes."""
+    e = schema.erased.c
+    keys = [secret] if previous is None or previous == secret else [secret, previous]
+    current = [keyed_hash(k, email_key(address), purpose="erased") for k in keys]
+    legacy = [keyed_hash(k, legacy_email_key(address), purpose="erased") for k in keys]
+    return or_(
+        and_(e.key_rule == KEY_RULE, e.email_hash.in_(current)),
+        and_(e.key_rule == LEGACY_KEY_RULE, e.email_hash.in_(legacy)),
+    )
+
+
+def clean_name(name: str | None) -> str | None:
+    """A person's name as stored: control characters and line breaks become spaces, runs of
+    spaces one, at most ``MAX_NAME`` characters; None when nothing is left.
+
+    ``"Evil\\r\\nX: 1"`` -> ``"Evil X: 1"``: a name ends up in a mail header and in the
+    tab-separated ``subscribers list``, where a line break would forge a header or a row.
+    """
+    cleaned = " ".join(_NAME_CONTROLS.sub(" ", name or "").split())[:MAX_NAME].strip()
+    return cleaned or None
 
 
 def parse_topics(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -158,8 +219,8 @@ def new_row(
 ) -> dict[str, Any]:
     return {
         "email": address,
-        "email_key": address.casefold(),
-        "name": (name or "").strip() or None,
+        "email_key": email_key(address),
+        "name": clean_name(name),
         "status": status.value,
         "topics": ";".join(topics),
         "language": language,
@@ -291,7 +352,7 @@ def update_preferences(
     if language is not None:
         values["language"] = check_language(language, languages)
     if name is not None:
-        values["name"] = name.strip() or None
+        values["name"] = clean_name(name)
     if not values:
         return get_by_id(conn, subscriber_id) is not None
     return conn.execute(update(T).where(T.c.id == subscriber_id).values(**values)).rowcount > 0
@@ -353,20 +414,22 @@ def erase_subscriber(
     conn.execute(delete(T).where(T.c.id == rec.id))
     h = erased_hash(secret, rec.email)
     if not conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first():
-        conn.execute(insert(schema.erased).values(email_hash=h, erased_at=aware_now(now)))
+        conn.execute(
+            insert(schema.erased).values(email_hash=h, key_rule=KEY_RULE, erased_at=aware_now(now))
+        )
     return True
 
 
-def is_erased(conn: Connection, secret: bytes, address: str) -> bool:
-    h = erased_hash(secret, address)
-    return (
-        conn.execute(select(schema.erased).where(schema.erased.c.email_hash == h)).first()
-        is not None
-    )
+def is_erased(
+    conn: Connection, secret: bytes, address: str, *, previous: bytes | None = None
+) -> bool:
+    """Whether ``address`` was erased (under either key rule, with either secret)."""
+    cond = erased_condition(secret, address, previous)
+    return conn.execute(select(schema.erased.c.email_hash).where(cond)).first() is not None
 
 
-def forget_erasure(conn: Connection, secret: bytes, address: str) -> None:
+def forget_erasure(
+    conn: Connection, secret: bytes, address: str, *, previous: bytes | None = None
+) -> None:
     """Drop the erased marker: the person signed up again of their own accord."""
-    conn.execute(
-        delete(schema.erased).where(schema.erased.c.email_hash == erased_hash(secret, address))
-    )
+    conn.execute(delete(schema.erased).where(erased_condition(secret, address, previous)))

@@ -7,7 +7,8 @@ request, refusal pages); the routes are in ``archive``, ``signup`` and ``account
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,18 +17,20 @@ from urllib.parse import urlencode
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import config
-from digest.errors import ConfigError, DigestError, ExpiredToken, InvalidToken
+from digest.errors import DigestError, ExpiredToken, InvalidToken
 from digest.store import Store
 from digest.store import subscribers as subs
-from digest.tokens import make_token, read_token, secret_from_env
+from digest.tokens import make_token, previous_secret_from_env, read_token, secret_from_env
 from digest.web.i18n import LANGUAGES, Translator, choose_language
 from digest.web.security import (
     CSRF_FIELD,
@@ -63,6 +66,8 @@ class Web:
     clock: Callable[[], datetime]
     confirm_ttl: timedelta
     env: jinja2.Environment = field(repr=False)
+    #: ``$DIGEST_SECRET_PREVIOUS``: verifies links and finds erased addresses, signs nothing.
+    previous_secret: bytes | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ language and URLs
 
@@ -113,7 +118,7 @@ class Web:
             other_lang=other,
             t=Translator(lang),
             url=url,
-            switch_url=f"{request.url.path}?{urlencode({'lang': other})}",
+            switch_url=f"{local_path(request.url.path)}?{urlencode({'lang': other})}",
             site_title=self.settings.digest.title,
             csrf=csrf_token(self.secret, cookie),
             **context,
@@ -159,7 +164,11 @@ class Web:
         if (
             not sent
             or not isinstance(submitted, str)
-            or not csrf_valid(self.secret, cookie, submitted)
+            or not any(
+                csrf_valid(key, cookie, submitted)
+                for key in (self.secret, self.previous_secret)
+                if key is not None
+            )
         ):
             log.info("form refused: CSRF token missing or wrong", extra={"path": request.url.path})
             raise Refusal(403, "csrf_failed")
@@ -170,7 +179,9 @@ class Web:
         Tampered or foreign tokens -> 400; expired -> 410; a key nobody holds any more -> 410.
         """
         try:
-            key = read_token(self.secret, token, purpose, self.clock())
+            key = read_token(
+                self.secret, token, purpose, self.clock(), previous=self.previous_secret
+            )
         except ExpiredToken:
             raise Refusal(410, "expired_link") from None
         except InvalidToken:
@@ -181,6 +192,23 @@ class Web:
         if record is None:
             raise Refusal(410, "gone_link")
         return record, key
+
+
+def prune_expired_signups(web: Web) -> int:
+    """Delete sign-ups never confirmed whose confirmation link has expired; returns how many."""
+    from digest.store import signups
+
+    with web.store.begin() as conn:
+        pruned = signups.prune_pending(conn, web.clock() - web.confirm_ttl)
+    if pruned:
+        log.info("forgot %d sign-up(s) never confirmed", pruned)
+    return pruned
+
+
+def local_path(path: str) -> str:
+    """``path`` as a link that stays on this site: ``//evil.example/x`` (or ``/\\evil``) would
+    be read by a browser as another host, so leading slashes and backslashes collapse to one."""
+    return "/" + path.lstrip("/\\")
 
 
 def _refusal_page(request: Request, exc: Exception) -> Response:
@@ -212,6 +240,41 @@ def _refusal_page(request: Request, exc: Exception) -> Response:
     )
 
 
+class ErrorPage:
+    """ASGI middleware inside the security headers: an unexpected exception (a bug) becomes a
+    500 page with every security header, logged once with its traceback, never a bare 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            log.exception("request failed", extra={"path": scope.get("path", "")})
+            if started:  # too late for a page: the server closes the connection
+                raise
+            request = Request(scope)
+            web: Web = request.app.state.web
+            lang = web.language(request)[0]
+            t = Translator(lang)
+            page = web.message(
+                request, t("error_title"), t("unavailable"), status=500, kind="error", language=lang
+            )
+            await page(scope, receive, send)
+
+
 async def _favicon(_request: Request) -> Response:
     return FileResponse(
         HERE / "static" / "favicon.svg",
@@ -225,7 +288,9 @@ def _routes() -> list[BaseRoute]:
 
     return [
         Route("/", archive.index, methods=["GET"]),
-        Route("/issues/{number:int}", archive.issue, methods=["GET"]),
+        # A plain segment, checked by the route: ``{number:int}`` turns 5,000 digits or a number
+        # beyond the column into an exception instead of a 404.
+        Route("/issues/{number}", archive.issue, methods=["GET"]),
         Route("/feed.xml", archive.feed, methods=["GET"]),
         Route("/subscribe", signup.form, methods=["GET"]),
         Route("/subscribe", signup.submit, methods=["POST"]),
@@ -246,17 +311,15 @@ def create_app(
     store: Store,
     *,
     secret: bytes | None = None,
+    previous_secret: bytes | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The subscribers' web front for ``settings`` and ``store``.
 
-    ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset); ``clock`` lets tests
-    move time forward to expire links.
+    ``secret`` defaults to ``$DIGEST_SECRET`` (ConfigError when unset), ``previous_secret`` to
+    ``$DIGEST_SECRET_PREVIOUS`` when ``secret`` is not given; ``clock`` lets tests move time
+    forward to expire links.
     """
-    try:
-        ttl = config.parse_duration(settings.web.confirm_ttl)
-    except ValueError as exc:
-        raise ConfigError(f"{settings.source}: web.confirm_ttl: {exc}") from None
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -269,8 +332,13 @@ def create_app(
         store=store,
         secret=secret if secret is not None else secret_from_env(),
         clock=clock or (lambda: datetime.now(UTC)),
-        confirm_ttl=ttl,
+        confirm_ttl=settings.web.confirm_ttl.delta,
         env=env,
+        previous_secret=(
+            previous_secret
+            if previous_secret is not None or secret is not None
+            else previous_secret_from_env()
+        ),
     )
     base = settings.digest.base_url
     https = bool(base and base.startswith("https://"))
@@ -279,11 +347,20 @@ def create_app(
             "[digest] base_url is not set: links in confirmation emails use the request's "
             "Host header; set it to the public https address (see docs/web.md)"
         )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Sign-ups pruned at start too, not only when the next one comes in (see signup.py).
+        await run_in_threadpool(prune_expired_signups, web)
+        yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=_routes(),
         middleware=[
             Middleware(SecurityHeaders, https=https),
             Middleware(CSRFCookie, secure=https),
+            Middleware(ErrorPage),
         ],
         exception_handlers={
             Refusal: _refusal_page,

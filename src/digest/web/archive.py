@@ -14,6 +14,17 @@ from digest.web.feed import FeedEntry, atom_feed
 from digest.web.i18n import Translator
 from digest.web.security import issue_csp
 
+#: Issue numbers are INTEGER columns (32 bits on PostgreSQL): anything larger names no issue.
+MAX_ISSUE_NUMBER = 2**31 - 1
+
+
+def issue_number(segment: str) -> int | None:
+    """The issue number a URL segment names, or None (not ASCII digits, too long, too large)."""
+    if not (0 < len(segment) <= 10 and segment.isascii() and segment.isdigit()):
+        return None
+    number = int(segment)
+    return number if 0 < number <= MAX_ISSUE_NUMBER else None
+
 
 async def index(request: Request) -> Response:
     web: Web = request.app.state.web
@@ -41,7 +52,9 @@ async def index(request: Request) -> Response:
 async def issue(request: Request) -> Response:
     """The issue as the email shows it, without personal bits (rendered by ``render``)."""
     web: Web = request.app.state.web
-    number = int(request.path_params["number"])
+    number = issue_number(request.path_params["number"])
+    if number is None:
+        raise Refusal(404, "not_found")
     explicit = request.query_params.get("lang")
 
     def load() -> str:

@@ -41,9 +41,7 @@ def confirmation_bytes(
     """The wire form of the confirmation email and its Message-ID."""
     t = Translator(language)
     title = settings.digest.title
-    ttl_hours = max(
-        1, round(config.parse_duration(settings.web.confirm_ttl).total_seconds() / 3600)
-    )
+    ttl_hours = max(1, round(settings.web.confirm_ttl.seconds / 3600))
     ttl = t.plural("hours", ttl_hours)
     subject = t("confirm_email_subject", title=title)
     hello = t("confirm_email_hello")

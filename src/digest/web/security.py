@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from http.cookies import SimpleCookie
 
@@ -19,6 +20,7 @@ CSRF_COOKIE = "digest_csrf"
 CSRF_FIELD = "csrf_token"
 _STATE_KEY = "csrf_cookie"
 _NEW_KEY = "csrf_cookie_new"
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 #: No script may run at all; forms post only to us; nobody may frame us.
 CSP = (
@@ -105,7 +107,8 @@ def _cookie_from_scope(scope: Scope) -> str | None:
             except Exception:  # a garbled Cookie header is just "no cookie"
                 continue
             morsel = jar.get(CSRF_COOKIE)
-            if morsel is not None and 20 <= len(morsel.value) <= 100:
+            # Only values we could have set (token_urlsafe): anything else is "no cookie".
+            if morsel is not None and _COOKIE_VALUE.fullmatch(morsel.value):
                 return morsel.value
     return None
 
@@ -120,7 +123,9 @@ def csrf_valid(secret: bytes, cookie_value: str | None, submitted: str | None) -
     """True when the submitted field is the signature of the cookie the browser sent back."""
     if not cookie_value or not submitted:
         return False
-    return hmac.compare_digest(csrf_token(secret, cookie_value), submitted)
+    # Bytes: ``compare_digest`` raises TypeError on a str that is not ASCII (a forged form).
+    expected = csrf_token(secret, cookie_value).encode("ascii")
+    return hmac.compare_digest(expected, submitted.encode("utf-8", "replace"))
 
 
 def request_cookie(scope: Scope) -> tuple[str, bool]:

@@ -6,6 +6,7 @@ email goes out in a background task after the response, at most once per address
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,6 +99,21 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def rate_key(host: str) -> str:
+    """What the per-network sign-up limit counts: an IPv4 address, or the /64 an IPv6 address
+    lies in (one subscriber line gets a whole /64: per address, each would have its own quota).
+    """
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 async def submit(request: Request) -> Response:
     web: Web = request.app.state.web
     lang, _ = web.language(request)
@@ -125,7 +141,7 @@ async def submit(request: Request) -> Response:
         )
 
     now = web.clock()
-    ip_hash = keyed_hash(web.secret, _client_ip(request), purpose="signup-ip")
+    ip_hash = keyed_hash(web.secret, rate_key(_client_ip(request)), purpose="signup-ip")
     allowed, claim = await run_in_threadpool(_register, web, ip_hash, address, choices, now)
     if not allowed:
         log.info("sign-up refused: per-IP limit reached")
@@ -157,6 +173,8 @@ def _register(
     limit = web.settings.web.signups_per_ip_per_hour
     with web.store.begin() as conn:
         signups.prune_attempts(conn, now - IP_WINDOW)
+        # Every sign-up (and the server's start) forgets the ones whose link has expired.
+        signups.prune_pending(conn, now - web.confirm_ttl)
         if not signups.attempt_allowed(conn, ip_hash, now, limit=limit, window=IP_WINDOW):
             return False, None
     with web.store.begin() as conn:
@@ -171,13 +189,18 @@ def _register(
                 source="signup",
                 now=now,
             )
-        elif record.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
-            # Not receiving anything yet: the latest form wins (applied only once confirmed).
+        elif record.status in (
+            SubscriberStatus.PENDING,
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+        ):
+            # Not receiving anything: the latest form wins (applied only once confirmed). A
+            # bounced reader who confirms has shown their address works again.
             subs.update_preferences(
                 conn, record.id, topics=list(choices.topics), language=choices.language
             )
         else:
-            # Active (or bounced): nothing to confirm, and the page must not say so.
+            # Active: nothing to confirm, and the page must not say so.
             return True, None
         stamp = signups.claim_confirmation(conn, record.id, now, interval=CONFIRM_INTERVAL)
     return True, (record, stamp) if stamp is not None else None
@@ -255,7 +278,7 @@ async def confirm(request: Request) -> Response:
         with web.store.begin() as conn:
             subs.set_status(conn, record.id, SubscriberStatus.ACTIVE, web.clock())
             # Signing up again is new consent: drop any erasure marker left by a past removal.
-            subs.forget_erasure(conn, web.secret, record.email)
+            subs.forget_erasure(conn, web.secret, record.email, previous=web.previous_secret)
         log.info("subscription confirmed", extra={"subscriber": record.id})
         return record
 
