@@ -150,6 +150,10 @@ class TopicDef:
     examples: tuple[TopicExample, ...] = ()
     #: Localized titles by language code, e.g. {"fr": "Cloud souverain"}.
     titles: tuple[tuple[str, str], ...] = ()
+    #: The learned scorer: "off", "suggest" (items the rules drop but the model rates at least
+    #: ``learned_floor`` are near misses for the editors) or "keep" (such items are kept).
+    learned: str = "suggest"
+    learned_floor: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,8 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: Kept by the learned scorer (``learned = "keep"``) at this probability; None otherwise.
+    learned: float | None = None
 
 
 # --------------------------------------------------------------------------- summaries

@@ -54,6 +54,8 @@ class DigestSection(_Section):
 
 class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
+    #: The topic model `digest topics learn` writes; without it, the one shipped is used.
+    topic_model: str = "var/topic-model.json.gz"
 
 
 class ScheduleSection(_Section):

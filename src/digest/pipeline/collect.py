@@ -26,6 +26,7 @@ from digest.models import (
 )
 from digest.parse import POOL_THRESHOLD, ParseJob, ParsePool
 from digest.pipeline import Progress, StopFlag, stopped
+from digest.pipeline.learning import decide_with_model
 from digest.pipeline.wiring import fetch_options, make_matcher
 from digest.sanitize import plain_text
 from digest.store import Store
@@ -82,7 +83,7 @@ def collect(
         )
         spec_of = {s.url: s for s in specs}
         outcomes = _store_results(
-            store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
+            settings, store, due, results, pool, jobs, matcher, spec_of, stop=stop, now=now
         )
     return _counts(due, results, outcomes)
 
@@ -127,6 +128,7 @@ STORE_BATCH = 50
 
 
 def _store_results(
+    settings: Settings,
     store: Store,
     due: Sequence[FeedState],
     results: Sequence[FetchResult],
@@ -162,7 +164,7 @@ def _store_results(
                 got = pool.outcome(index)
                 spec = spec_of[state.url]
                 outcomes[state.id] = _store_feed(
-                    conn, state, result, got, digest, spec, matcher, now
+                    settings, conn, state, result, got, digest, spec, matcher, now
                 )
 
     start = 0
@@ -187,6 +189,7 @@ def _store_results(
 
 
 def _store_feed(
+    settings: Settings,
     conn: Connection,
     state: FeedState,
     result: FetchResult,
@@ -206,18 +209,13 @@ def _store_feed(
     new = insert_items(conn, state.id, got.items, now=now)
     if new:
         match = matcher.get().match
-        decisions = [
-            (
-                item_id,
-                match(
-                    item.title,
-                    plain_text(item.content_html or item.summary_html),
-                    scope=spec.topics,
-                    always=spec.always,
-                ),
-            )
-            for item_id, item in new
+        texts = [
+            (item.title, plain_text(item.content_html or item.summary_html)) for _, item in new
         ]
+        rules = [match(title, text, scope=spec.topics, always=spec.always) for title, text in texts]
+        # Topics with learned = "keep": the model's keeps, one batch per feed.
+        final = decide_with_model(settings, texts, rules)
+        decisions = [(item_id, ms) for (item_id, _), ms in zip(new, final, strict=True)]
         add_topic_matches(conn, decisions)
         kept.update(m.topic_id for _, ms in decisions for m in ms if m.kept)
     return got, len(new), kept

@@ -181,6 +181,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
+        learned=d.get("learned"),
     )
 
 
