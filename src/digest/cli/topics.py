@@ -23,7 +23,7 @@ from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 
 if TYPE_CHECKING:
     from digest.topics import EvalReport, EvalRow, TopicMatcher
-    from digest.topics.learned import Example
+    from digest.topics.learned import Example, TextModel
     from digest.topics.suggest import Effect, Suggestion
 
 # The matcher, the parser's text function and the store are imported inside the commands,
@@ -410,12 +410,18 @@ def explain(item: str | None, title: str | None, text: str) -> None:
         out.print(f"[bold]{escape(stored.item.title)}[/bold]")
         out.print(f"item {stored.id} · {escape(stored.source)} · {escape(stored.item.url)}")
         matches = _match_stored(matcher, _feed_specs(settings), stored)
+        title, text = stored.item.title, item_text(stored)
     else:
         assert title is not None
         out.print(f"[bold]{escape(title)}[/bold]")
         matches = matcher.match(title, text)
+    from digest.pipeline.learning import load_model
+
+    model = load_model(settings)
     for tdef, m in zip(matcher.topics, matches, strict=True):
         lines = explain_lines(tdef, m)
+        if model is not None and tdef.id in model.topics and tdef.learned != "off":
+            lines.extend(learned_lines(model, tdef, m, title, text))
         before = recorded.get(tdef.id)
         if before is not None and before.kept != m.kept:
             # The decision the issue builder uses was taken at fetch time, with the config then.
@@ -425,6 +431,38 @@ def explain(item: str | None, title: str | None, text: str) -> None:
             )
         for line in lines:
             out.print(line, markup=False, highlight=False)
+
+
+def learned_lines(
+    model: TextModel, tdef: TopicDef, m: TopicMatch, title: str, text: str
+) -> list[str]:
+    """The learned scorer's opinion on one item for ``tdef``: probability, what it decides
+    under the topic's ``learned`` mode, and the item's words that pushed it either way."""
+    from digest.topics.learned import learned_keeps
+
+    prob, drivers = model.drivers(title, text, tdef.id)
+    floor = tdef.learned_floor
+    if m.kept:
+        verdict = "the rules keep it"
+    elif not learned_keeps(tdef, m, prob):
+        if m.vetoes:
+            verdict = "an exclude term vetoes it"
+        else:
+            verdict = f"below the floor {floor:g}"
+    elif tdef.learned == "keep":
+        verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
+    else:
+        verdict = (
+            f"a near miss for the editors (at or above the floor {floor:g}; learned = suggest)"
+        )
+    lines = [f"  learned scorer: probability {prob:.2f}: {verdict}"]
+    pos = [d for d in drivers if d.weight > 0]
+    neg = [d for d in drivers if d.weight < 0]
+    if pos:
+        lines.append("    for: " + ", ".join(f"{d.word!r} {d.weight:+.2f}" for d in pos))
+    if neg:
+        lines.append("    against: " + ", ".join(f"{d.word!r} {d.weight:+.2f}" for d in neg))
+    return lines
 
 
 def explain_lines(tdef: TopicDef, m: TopicMatch) -> list[str]:
