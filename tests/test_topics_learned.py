@@ -28,7 +28,6 @@ from digest.topics import TopicMatcher
 from digest.topics.learned import (
     Example,
     TextModel,
-    _fit_vocabulary,
     _matrix,
     analyze,
     combine,
@@ -101,7 +100,8 @@ def test_json_round_trip_scores_the_same_and_runs_no_code(model: TextModel, tmp_
     path = tmp_path / "model.json.gz"
     model.save(path)
     raw = json.loads(gzip.decompress(path.read_bytes()))
-    assert raw["format"] == 1 and raw["topics"] == ["dp", "sc"]
+    assert raw["format"] == 1
+    assert raw["topics"] == ["dp", "sc"]
     assert raw["data_sha256"] == data_hash(labeled()) == model.data_hash
     again = TextModel.load(path)
     items = [("Watchdog fines retailer", "personal data"), ("", ""), ("Cloud", "x" * 5000)]
@@ -158,7 +158,8 @@ def test_a_topic_without_negatives_cannot_be_learned() -> None:
 def test_any_text_gets_a_probability_and_an_explanation(title: str, body: str) -> None:
     m = _MODEL
     p = m.probabilities(title, body)
-    assert set(p) == {"dp", "sc"} and all(0.0 <= v <= 1.0 for v in p.values())
+    assert set(p) == {"dp", "sc"}
+    assert all(0.0 <= v <= 1.0 for v in p.values())
     prob, drivers = m.drivers(title, body, "dp")
     assert abs(prob - p["dp"]) < 1e-6
     assert len(drivers) <= 6
@@ -219,7 +220,9 @@ def test_fetch_decisions_load_the_model_only_for_keep_topics(tmp_path: Path) -> 
     good = tmp_path / "model.json.gz"
     train(labeled(), ["dp", "sc"]).save(good)
     kept = decide_with_model(_settings(tmp_path, "keep", good), texts, rules)
-    assert kept[0][0].kept and kept[0][0].learned is not None and kept[0][0].learned >= 0.6
+    assert kept[0][0].kept
+    assert kept[0][0].learned is not None
+    assert kept[0][0].learned >= 0.6
     assert not rules[0][0].kept
 
 
@@ -391,7 +394,8 @@ def test_learn_then_eval_and_explain_use_the_model(run: Run, workdir: Path) -> N
     rules, learned = data["scorers"]["rules"]["dp"], data["scorers"]["learned"]["dp"]
     combined = data["scorers"]["combined"]["dp"]
     assert (rules["tp"], rules["fn"]) == (1, 1)
-    assert learned["tp"] >= 1 and learned["fp"] == 0
+    assert learned["tp"] >= 1
+    assert learned["fp"] == 0
     assert (combined["tp"], combined["fp"], combined["fn"]) == (2, 0, 0)
     assert data["topics"]["dp"] == {k: v for k, v in combined.items() if k != "tn"}
     assert data["deciding"] == {"dp": "combined"}
@@ -417,7 +421,9 @@ def test_learn_cv_shows_rules_learned_and_combined_per_floor(run: Run, workdir: 
     code, stdout, _ = run("topics", "learn", str(train_file), "--cv")
     assert code == 0, stdout
     assert "cross-validation" in stdout
-    assert "rules" in stdout and "floor 0.9 learned" in stdout and "combined" in stdout
+    assert "rules" in stdout
+    assert "floor 0.9 learned" in stdout
+    assert "combined" in stdout
     assert not (workdir / "var" / "topic-model.json.gz").exists()
 
 

@@ -445,10 +445,7 @@ def learned_lines(
     if m.kept:
         verdict = "the rules keep it"
     elif not learned_keeps(tdef, m, prob):
-        if m.vetoes:
-            verdict = "an exclude term vetoes it"
-        else:
-            verdict = f"below the floor {floor:g}"
+        verdict = "an exclude term vetoes it" if m.vetoes else f"below the floor {floor:g}"
     elif tdef.learned == "keep":
         verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
     else:
