@@ -281,7 +281,14 @@ def check() -> None:
         found.errors.append(str(exc))
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
-    failures = check_examples(make_matcher(settings), topics)
+    from digest.pipeline.learning import load_model
+
+    try:
+        model = load_model(settings)
+    except DigestError as exc:  # a topic model that cannot be read fails later too
+        found.errors.append(str(exc))
+        model = None
+    failures = check_examples(make_matcher(settings), topics, model)
     if failures or found.errors:
         for line in found.errors:
             err.print(f"error: {line}", markup=False)

@@ -438,8 +438,14 @@ def learned_lines(
 ) -> list[str]:
     """The learned scorer's opinion on one item for ``tdef``: probability, what it decides
     under the topic's ``learned`` mode, and the item's words that pushed it either way."""
-    from digest.topics.learned import learned_keeps
+    from digest.topics.learned import MIN_KNOWN_WORDS, learned_keeps
 
+    known = model.known_share(title, text)
+    if known < MIN_KNOWN_WORDS:
+        return [
+            f"  learned scorer: no opinion: it knows {known:.0%} of the item's words "
+            f"(it judges items of which it knows {MIN_KNOWN_WORDS:.0%} or more)"
+        ]
     prob, drivers = model.drivers(title, text, tdef.id)
     floor = tdef.learned_floor
     if m.kept:

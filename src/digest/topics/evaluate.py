@@ -218,12 +218,22 @@ def parse_eval_lines(lines: Iterable[str], source: str) -> list[EvalRow]:
     return rows
 
 
-def check_examples(matcher: TopicMatcher, topic_defs: Sequence[TopicDef]) -> list[str]:
-    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold)."""
+def check_examples(
+    matcher: TopicMatcher, topic_defs: Sequence[TopicDef], learned: LearnedScorer | None = None
+) -> list[str]:
+    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold).
+
+    With ``learned``, the decisions are the config's actual ones (the learned scorer keeping
+    items for topics with ``learned = "keep"``)."""
+    from digest.topics.learned import combine
+
     failures: list[str] = []
     for tdef in topic_defs:
         for ex in tdef.examples:
-            m = next((m for m in matcher.match(ex.title, ex.text) if m.topic_id == tdef.id), None)
+            ms = matcher.match(ex.title, ex.text)
+            if learned is not None:
+                ms = combine(matcher.topics, ms, learned.probabilities(ex.title, ex.text))
+            m = next((m for m in ms if m.topic_id == tdef.id), None)
             if m is None:
                 failures.append(f"topics.{tdef.id}.examples: {ex.title!r}: topic not compiled")
             elif m.kept != ex.expect:
@@ -241,4 +251,6 @@ def _why(m: TopicMatch, tdef: TopicDef) -> str:
         parts.append("vetoed by " + ", ".join(repr(v) for v in m.vetoes))
     if m.unmet_groups:
         parts.append(f"{len(m.unmet_groups)} require group(s) unmet")
+    if m.learned is not None:
+        parts.append(f"kept by the learned scorer at {m.learned:.2f}")
     return "; ".join(parts)
