@@ -164,7 +164,9 @@ def write_config(root: Path, feed_port: int, smtp_port: int, http_port: int, fee
         'include = ["GDPR", "personal data"]\n',
     ]
     for i in range(feeds):
-        lines.append(f'[[feeds]]\nurl = "http://127.0.0.1:{feed_port}/feed/{i}.xml"\n')
+        lines.append(
+            f'[[feeds]]\nurl = "http://127.0.0.1:{feed_port}/feed/{i}.xml"\nallow_private = true\n'
+        )
     path = root / "soak.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

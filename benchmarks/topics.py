@@ -1,7 +1,9 @@
 """Topic matching throughput: 10,000 synthetic items of ~150 words through the default topics.
 
 Run: .venv/bin/python benchmarks/topics.py [--items N] [--words W]
-Prints items per second on one core (target >= 50,000), for French, English and the mix.
+Prints items per second on one core (target >= 50,000), for French, English and the mix; then
+the fetch's whole decision (``pipeline.relevance.Decider``: the topics, a ``[filters] block``
+list of words, sources and URL patterns, a feed's include/exclude, and the language check).
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import argparse
 import random
 import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.config import parse_settings
+from digest.models import FeedSpec, Item
+from digest.pipeline.relevance import Decider
+from digest.pipeline.wiring import make_decider
 from digest.topics import TopicMatcher
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,6 +228,53 @@ def main() -> None:
         print(
             f"{name:>3}: {len(items)} items x {args.words} words: {best * 1000:.0f} ms CPU, "
             f"{rate:,.0f} items/s, {kept} topic decisions kept"
+        )
+    bench_decider(args.config, sets)
+
+
+#: A block list as an editor would write one: words, a regex, sources and link patterns.
+BLOCK = [
+    "casino",
+    "horoscope",
+    "sponsored",
+    "publireportage",
+    "regex:bon[s]? plan[s]?",
+    "source:Example Ads",
+    "url:*/sponsored/*",
+    "url:*/partenaires/*",
+    "url:regex:/promo/[0-9]+$",
+]
+
+
+def run_decider(decider: Decider, items: list[Item], spec: FeedSpec) -> tuple[float, int]:
+    start = time.process_time()
+    kept = 0
+    for item in items:
+        for m in decider.decide(item, spec, "Bench"):
+            kept += m.kept
+    return time.process_time() - start, kept
+
+
+def bench_decider(config: Path, sets: dict[str, list[tuple[str, str]]]) -> None:
+    data = tomllib.loads(config.read_text("utf-8"))
+    feed = "https://bench.example/rss"
+    data["filters"] = {"block": BLOCK}
+    data["feeds"] = [{"url": feed, "exclude": ["recrutement", "job offer"]}]
+    settings = parse_settings(data, str(config))
+    decider = make_decider(settings)
+    [spec] = settings.feed_specs()
+    now = datetime.now(UTC)
+    print(f"decider: topics + {len(BLOCK)} block rules + a feed's exclude + languages fr, en")
+    for name, pairs in sets.items():
+        items = [
+            Item(feed, str(i), f"https://bench.example/{i}", "", title, now, content_html=text)
+            for i, (title, text) in enumerate(pairs)
+        ]
+        best = min(run_decider(decider, items, spec)[0] for _ in range(3))
+        _, kept = run_decider(decider, items, spec)
+        print(
+            f"{name:>3}: {len(items)} items: {best * 1000:.0f} ms CPU, "
+            f"{len(items) / best:,.0f} items/s, {kept} topic decisions kept"
         )
 
 

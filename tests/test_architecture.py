@@ -20,14 +20,14 @@ SRC = REPO / "src" / "digest"
 
 LEAVES = {"models", "errors"}
 #: Small shared helpers any stage may use: they import nothing but the leaves.
-HELPERS = {"urls", "sanitize", "tokens"}
+HELPERS = {"urls", "sanitize", "tokens", "netguard"}
 STAGES = {"fetch", "parse", "topics", "dedup", "summarize", "render", "send", "opml", "report"}
 #: What each part of the package may import from the others (besides itself).
 ALLOWED: dict[str, set[str]] = {
     **dict.fromkeys(LEAVES, LEAVES),
     **dict.fromkeys(HELPERS, LEAVES | HELPERS),
     **dict.fromkeys(STAGES, LEAVES | HELPERS),
-    "config": LEAVES,
+    "config": LEAVES | {"urls"},
     "store": LEAVES | {"tokens"},
     "metrics": LEAVES | {"store"},
     "healthd": LEAVES | {"metrics"},

@@ -94,7 +94,13 @@ def setup(
     settings = make_settings(
         tmp_path,
         digest={"base_url": base, "timezone": "Europe/Paris"},
-        feeds=[{"url": httpserver.url_for("/feed.xml"), "name": "Sovereignty Watch"}],
+        feeds=[
+            {
+                "url": httpserver.url_for("/feed.xml"),
+                "name": "Sovereignty Watch",
+                "allow_private": True,
+            }
+        ],
         delivery={"mode": "smtp", "from": "Veille <veille@digest.example>"},
         smtp={
             "host": smtp_sink.host,

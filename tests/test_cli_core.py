@@ -66,7 +66,11 @@ def cli(
 def write_config(
     path: Path, feeds: list[str], *, timeout: float = 20.0, examples: str = ""
 ) -> Path:
-    blocks = "\n".join(f'[[feeds]]\nurl = "{u}"\nname = "Feed {i}"\n' for i, u in enumerate(feeds))
+    # The feeds are served on 127.0.0.1: allowed as an intranet feed would be.
+    blocks = "\n".join(
+        f'[[feeds]]\nurl = "{u}"\nname = "Feed {i}"\nallow_private = true\n'
+        for i, u in enumerate(feeds)
+    )
     path.write_text(
         CONFIG.format(feeds=blocks, timeout=timeout, examples=examples), encoding="utf-8"
     )

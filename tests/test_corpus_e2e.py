@@ -69,7 +69,7 @@ def corpus_run(
                 "digest": {"title": "Corpus", "max_items_per_topic": 100, "window_days": 365},
                 "storage": {"url": f"sqlite:///{tmp}/corpus.db"},
                 "delivery": {"mode": "outbox", "outbox_dir": str(tmp / "outbox")},
-                "fetch": {"timeout": 10.0, "concurrency": 16},
+                "fetch": {"timeout": 10.0, "concurrency": 16, "allow_private": True},
                 "feeds": feeds,
                 # Very common words, so that most items are kept and go all the way through.
                 "topics": {

@@ -222,7 +222,10 @@ class Site:
         extra: str = "",
     ) -> None:
         feed_tables = "".join(
-            f'[[feeds]]\nurl = "{f if "://" in f else self.http.url_for(f)}"\n' for f in feeds
+            # Served on 127.0.0.1: allowed as an intranet feed would be.
+            f'[[feeds]]\nurl = "{f if "://" in f else self.http.url_for(f)}"\n'
+            "allow_private = true\n"
+            for f in feeds
         )
         self.config.write_text(
             f"""

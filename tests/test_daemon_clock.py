@@ -70,6 +70,7 @@ password_env = "DIGEST_TEST_NO_PASSWORD"
 
 [[feeds]]
 url = "{feed_url}"
+allow_private = true
 
 [topics.data_protection]
 title = "Data protection"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import http.server
 import socket
@@ -22,6 +23,10 @@ from digest.models import FetchRequest, FetchResult, FetchStatus
 #: A small synthetic feed: these tests need *a* feed, not the real corpus.
 FEED = Path(__file__).resolve().parent / "data" / "synthetic-news.rss.xml"
 
+#: The test server listens on 127.0.0.1: these requests are allowed private addresses, as an
+#: intranet feed would be (the guard itself is tested in test_isolation and test_fulltext).
+Local = functools.partial(FetchRequest, allow_private=True)
+
 
 @pytest.fixture
 def feed_bytes() -> bytes:
@@ -38,7 +43,7 @@ def test_first_fetch_returns_body_etag_and_project_user_agent(
         return Response(feed_bytes, headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"})
 
     httpserver.expect_request("/feed").respond_with_handler(handler)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/feed"))])
     assert result.status is FetchStatus.OK
     assert result.content == feed_bytes
     assert result.etag == '"v1"'
@@ -58,8 +63,8 @@ def test_etag_is_sent_back_and_304_means_not_modified(
 
     httpserver.expect_request("/feed").respond_with_handler(handler)
     url = httpserver.url_for("/feed")
-    [first] = fetch_all_sync([FetchRequest(url)])
-    [second] = fetch_all_sync([FetchRequest(url, etag=first.etag)])
+    [first] = fetch_all_sync([Local(url)])
+    [second] = fetch_all_sync([Local(url, etag=first.etag)])
     assert first.status is FetchStatus.OK
     assert second.status is FetchStatus.NOT_MODIFIED
     assert second.content is None
@@ -78,8 +83,8 @@ def test_last_modified_is_sent_as_if_modified_since(
 
     httpserver.expect_request("/feed").respond_with_handler(handler)
     url = httpserver.url_for("/feed")
-    [first] = fetch_all_sync([FetchRequest(url)])
-    [second] = fetch_all_sync([FetchRequest(url, last_modified=first.last_modified)])
+    [first] = fetch_all_sync([Local(url)])
+    [second] = fetch_all_sync([Local(url, last_modified=first.last_modified)])
     assert first.last_modified == stamp
     assert second.status is FetchStatus.NOT_MODIFIED
     assert second.last_modified == stamp
@@ -96,7 +101,7 @@ def test_server_errors_fail_their_feed_and_the_rest_of_the_batch_succeeds(
     paths = ["/ok1", "/boom", "/missing", "/gone", "/ok2"]
     finished: list[str] = []
     results = fetch_all_sync(
-        [FetchRequest(httpserver.url_for(p)) for p in paths],
+        [Local(httpserver.url_for(p)) for p in paths],
         on_result=lambda r: finished.append(r.url),
     )
     assert [r.url for r in results] == [httpserver.url_for(p) for p in paths]
@@ -122,9 +127,7 @@ def test_a_feed_slower_than_the_timeout_fails_with_a_timeout(httpserver: HTTPSer
         return Response("<rss/>")
 
     httpserver.expect_request("/slow").respond_with_handler(slow)
-    [result] = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/slow"))], FetchOptions(timeout=0.2)
-    )
+    [result] = fetch_all_sync([Local(httpserver.url_for("/slow"))], FetchOptions(timeout=0.2))
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "timed out" in result.error
@@ -132,9 +135,7 @@ def test_a_feed_slower_than_the_timeout_fails_with_a_timeout(httpserver: HTTPSer
 
 def test_body_over_the_cap_fails(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
-    [result] = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/big"))], FetchOptions(max_bytes=4096)
-    )
+    [result] = fetch_all_sync([Local(httpserver.url_for("/big"))], FetchOptions(max_bytes=4096))
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "4096-byte cap" in result.error
@@ -143,9 +144,7 @@ def test_body_over_the_cap_fails(httpserver: HTTPServer) -> None:
 def test_cap_applies_after_decompression(httpserver: HTTPServer) -> None:
     bomb = gzip.compress(b" " * 100_000)
     httpserver.expect_request("/bomb").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
-    [result] = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/bomb"))], FetchOptions(max_bytes=50_000)
-    )
+    [result] = fetch_all_sync([Local(httpserver.url_for("/bomb"))], FetchOptions(max_bytes=50_000))
     assert len(bomb) < 50_000
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
@@ -156,7 +155,7 @@ def test_gzip_encoded_response_is_decompressed(httpserver: HTTPServer, feed_byte
     httpserver.expect_request("/gz").respond_with_data(
         gzip.compress(feed_bytes), headers={"Content-Encoding": "gzip"}
     )
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/gz"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/gz"))])
     assert result.status is FetchStatus.OK
     assert result.content == feed_bytes
 
@@ -172,7 +171,7 @@ def test_permanent_redirect_chain_records_the_new_location(
         Response(status=308, headers={"Location": final})
     )
     httpserver.expect_request("/new").respond_with_data(feed_bytes)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/old"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/old"))])
     assert result.status is FetchStatus.OK
     assert result.final_url == final
     assert result.permanent_redirect == final
@@ -185,7 +184,7 @@ def test_temporary_redirect_is_followed_but_not_recorded(
         Response(status=302, headers={"Location": httpserver.url_for("/feed")})
     )
     httpserver.expect_request("/feed").respond_with_data(feed_bytes)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/tmp"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/tmp"))])
     assert result.status is FetchStatus.OK
     assert result.permanent_redirect is None
 
@@ -194,7 +193,7 @@ def test_redirect_loop_fails(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/loop").respond_with_response(
         Response(status=302, headers={"Location": "/loop"})
     )
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/loop"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/loop"))])
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "redirects" in result.error
@@ -208,7 +207,7 @@ def test_retry_after_on_503_in_seconds_or_as_a_date(httpserver: HTTPServer) -> N
         "later", status=429, headers={"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}
     )
     busy, limited = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/busy")), FetchRequest(httpserver.url_for("/limited"))]
+        [Local(httpserver.url_for("/busy")), Local(httpserver.url_for("/limited"))]
     )
     assert busy.status is FetchStatus.FAILED
     assert busy.retry_after == 120.0
@@ -222,7 +221,7 @@ def test_cache_control_max_age_is_reported_on_success(
     httpserver.expect_request("/cached").respond_with_data(
         feed_bytes, headers={"Cache-Control": "public, max-age=1800"}
     )
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/cached"))])
+    [result] = fetch_all_sync([Local(httpserver.url_for("/cached"))])
     assert result.retry_after == 1800.0
 
 
@@ -230,7 +229,7 @@ def test_connection_refused_is_a_failed_result() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    [result] = fetch_all_sync([FetchRequest(f"http://127.0.0.1:{port}/feed")])
+    [result] = fetch_all_sync([Local(f"http://127.0.0.1:{port}/feed")])
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "cannot connect" in result.error
@@ -239,7 +238,7 @@ def test_connection_refused_is_a_failed_result() -> None:
 
 @pytest.mark.parametrize("url", ["http://", "ftp://example.com/feed", "", "http://exa mple/"])
 def test_bad_urls_are_failed_results(url: str) -> None:
-    [result] = fetch_all_sync([FetchRequest(url)])
+    [result] = fetch_all_sync([Local(url)])
     assert result.status is FetchStatus.FAILED
     assert result.error
 
@@ -283,7 +282,7 @@ def test_a_failing_progress_callback_does_not_abort_the_batch(
         raise ValueError("progress bar bug")
 
     results = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/a")), FetchRequest(httpserver.url_for("/b"))],
+        [Local(httpserver.url_for("/a")), Local(httpserver.url_for("/b"))],
         on_result=broken,
     )
     assert [r.status for r in results] == [FetchStatus.OK, FetchStatus.OK]
@@ -295,7 +294,7 @@ def test_sync_wrapper_works_inside_a_running_event_loop(
     httpserver.expect_request("/feed").respond_with_data(feed_bytes)
 
     async def handler() -> list[FetchResult]:
-        return fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))])
+        return fetch_all_sync([Local(httpserver.url_for("/feed"))])
 
     [result] = asyncio.run(handler())
     assert result.status is FetchStatus.OK
@@ -307,7 +306,7 @@ def test_concurrency_bound_still_fetches_everything_in_order(
     for i in range(6):
         httpserver.expect_request(f"/f{i}").respond_with_data(feed_bytes + str(i).encode())
     urls = [httpserver.url_for(f"/f{i}") for i in range(6)]
-    results = fetch_all_sync([FetchRequest(u) for u in urls], FetchOptions(concurrency=2))
+    results = fetch_all_sync([Local(u) for u in urls], FetchOptions(concurrency=2))
     assert [r.content[-1:] if r.content else b"" for r in results] == [
         str(i).encode() for i in range(6)
     ]
@@ -341,9 +340,7 @@ def test_no_more_than_per_host_requests_reach_one_site_at_once(
 
     threaded_server.expect_request("/feed").respond_with_handler(handler)
     urls = [threaded_server.url_for(f"/feed?n={i}") for i in range(12)]
-    results = fetch_all_sync(
-        [FetchRequest(u) for u in urls], FetchOptions(concurrency=10, per_host=3)
-    )
+    results = fetch_all_sync([Local(u) for u in urls], FetchOptions(concurrency=10, per_host=3))
     assert [r.status for r in results] == [FetchStatus.OK] * 12
     assert 1 <= peak <= 3
 
@@ -369,7 +366,7 @@ def test_unchanged_feeds_of_one_site_share_a_kept_alive_connection() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        requests = [FetchRequest(f"{base}/feed{i}", etag='"v1"') for i in range(5)]
+        requests = [Local(f"{base}/feed{i}", etag='"v1"') for i in range(5)]
         results = fetch_all_sync(requests, FetchOptions(per_host=1))
     finally:
         server.shutdown()
@@ -386,7 +383,7 @@ def test_a_stop_abandons_slow_downloads_without_waiting_for_their_timeout(
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
     fast, hung = fetch_all_sync(
-        [FetchRequest(httpserver.url_for("/fast")), FetchRequest(f"{silent_site}/feed")],
+        [Local(httpserver.url_for("/fast")), Local(f"{silent_site}/feed")],
         FetchOptions(timeout=60),
         stop=stop.is_set,
     )
@@ -400,5 +397,5 @@ def test_a_stop_abandons_slow_downloads_without_waiting_for_their_timeout(
 
 def test_a_stop_that_never_comes_changes_nothing(httpserver: HTTPServer, feed_bytes: bytes) -> None:
     httpserver.expect_request("/feed").respond_with_data(feed_bytes)
-    [result] = fetch_all_sync([FetchRequest(httpserver.url_for("/feed"))], stop=lambda: False)
+    [result] = fetch_all_sync([Local(httpserver.url_for("/feed"))], stop=lambda: False)
     assert result.status is FetchStatus.OK

@@ -68,7 +68,8 @@ def test_a_database_made_by_main_before_alembic_upgrades_with_its_data_intact(
     assert after["meta"] == [("schema_version", "2")]
     for table in ("feeds", "items", "item_topics", "summaries", "issues", "issue_items"):
         assert after[table], table
-        assert after[table] == before[table], table
+        # Later revisions may add columns (at the end): the old values are all still there.
+        assert [row[: len(before[table][0])] for row in after[table]] == before[table], table
     assert len(after["subscribers"]) == 2
     assert after["subscribers"] == before["subscribers"]
     assert len(after["deliveries"]) == 2

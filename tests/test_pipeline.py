@@ -92,7 +92,8 @@ def settings_for(tmp_path: Path, feeds: list[dict[str, Any]], **extra: Any) -> S
         "delivery": {"mode": "outbox", "outbox_dir": str(tmp_path / "outbox")},
         # Only a test that wants a feed to time out sets a short timeout: 2 s was within reach
         # of a loaded CI machine for a local feed.
-        "fetch": {"timeout": 20.0, "parse_workers": 1},
+        # The feeds are served on 127.0.0.1: allowed here as for a digest reading an intranet.
+        "fetch": {"timeout": 20.0, "parse_workers": 1, "allow_private": True},
         "feeds": feeds,
         "topics": TOPICS,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -99,8 +100,23 @@ def test_regex_terms_run_on_folded_text() -> None:
 
 
 def test_an_invalid_regex_is_a_config_error_naming_the_term() -> None:
-    with pytest.raises(ConfigError, match=r"topics\.t\.include\[1\]: invalid regex"):
+    with pytest.raises(ConfigError, match=r"topics\.t\.include\[1\] .*regex '\(unclosed'"):
         TopicMatcher([topic("t", "ok", "regex:(unclosed")])
+
+
+def test_a_regex_with_a_lookaround_is_refused_naming_topic_and_term() -> None:
+    with pytest.raises(ConfigError, match=r"topic 't', term 'regex:\(\?<=a\)b'.*RE2"):
+        TopicMatcher([topic("t", "regex:(?<=a)b")])
+
+
+def test_regression_issue10_a_catastrophic_regex_term_matches_in_linear_time() -> None:
+    # Under a backtracking engine this item held `digest fetch` for minutes (issue 10, #3).
+    m = TopicMatcher([topic("t", "regex: (a+)+$")])
+    started = time.process_time()
+    result = one(m, "a" * 34 + "!", "a" * 5000 + "!")
+    assert not result.kept
+    # Generous bound (a backtracking engine needs 2**34 steps): not a timing test of speed.
+    assert time.process_time() - started < 5
 
 
 def test_a_term_without_letters_is_a_config_error() -> None:

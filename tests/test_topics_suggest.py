@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from digest.models import Term, TopicDef
+from digest.pipeline.wiring import make_matcher
 from digest.topics import EvalRow
 from digest.topics.suggest import suggest
 
@@ -33,7 +34,7 @@ HELDOUT = [
 
 
 def test_suggest_proposes_a_term_found_in_several_missed_items_and_measures_it() -> None:
-    found = suggest(TOPIC, TUNING, HELDOUT, limit=5)
+    found = suggest(TOPIC, TUNING, HELDOUT, compile=make_matcher, limit=5)
     adds = [s for s in found if s.kind == "add term" and "'gmail'" in s.summary]
     assert adds, [s.summary for s in found]
     best = adds[0]
@@ -53,7 +54,7 @@ def test_suggest_proposes_a_term_found_in_several_missed_items_and_measures_it()
 
 
 def test_suggest_lists_edits_by_f1_gained_on_tuning_and_drops_those_that_do_not_help() -> None:
-    found = suggest(TOPIC, TUNING, (), limit=10)
+    found = suggest(TOPIC, TUNING, (), compile=make_matcher, limit=10)
     gains = [s.tuning.after.f1 - s.tuning.before.f1 for s in found]
     assert all(g > 0 for g in gains)
     assert gains == sorted(gains, reverse=True)
@@ -68,7 +69,7 @@ def test_suggest_lowers_the_weight_behind_several_wrongly_kept_items() -> None:
         EvalRow("Best screen filters", "Our privacy picks this year.", frozenset()),
         row("Privacy regulator fines a bank", {"dp"}),
     ]
-    found = suggest(topic, rows, limit=5)
+    found = suggest(topic, rows, compile=make_matcher, limit=5)
     lower = [s for s in found if s.kind == "lower weight"]
     assert lower, [s.summary for s in found]
     assert "'privacy' from 3 to 1.5" in lower[0].summary

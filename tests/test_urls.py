@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.urls import canonical_url, is_tracking_param
+from digest.urls import InvalidURL, canonical_url, is_tracking_param, url_problem, web_url
 
 
 @pytest.mark.parametrize(
@@ -139,3 +140,73 @@ def test_strip_tracking_never_raises(text: str) -> None:
     from digest.urls import strip_tracking
 
     strip_tracking(text)
+
+
+# --------------------------------------------------------------------------- the edge check
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://1.2.3.04/a", "invalid IPv4 address 1.2.3.04"),
+        ("http://0177.0.0.1/", "invalid IPv4 address 0177.0.0.1"),
+        ("http://[v1.x]/", "invalid IPv6 address [v1.x]"),
+        ("http://x:99999/", "Port out of range"),
+        ("javascript:alert(1)", "not http(s) but 'javascript'"),
+        ("http:///x", "no host"),
+        ("http://a b/", "invalid host name 'a b'"),
+        ("http://a.org/x\ty", "control characters"),
+        ("", "empty"),
+    ],
+)
+def test_web_url_refuses_what_no_client_could_request_with_a_reason(url: str, reason: str) -> None:
+    with pytest.raises(InvalidURL) as info:
+        web_url(url)
+    assert reason in info.value.reason
+    assert url_problem(url) == info.value.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/a?b=1#x",
+        "http://[::1]:8080/",
+        "https://bücher.de/",
+        "http://u:p@h.org/",
+    ],
+)
+def test_web_url_accepts_ordinary_links(url: str) -> None:
+    assert web_url(f"  {url} ") == url
+
+
+def test_a_space_in_a_path_is_sent_as_percent_20_not_refused() -> None:
+    assert web_url("https://x.org/a b?q=c d") == "https://x.org/a%20b?q=c%20d"
+
+
+_HOSTS = st.sampled_from(
+    ["example.org", "1.2.3.4", "1.2.3.04", "0177.0.0.1", "[::1]", "[v1.x]", "bücher.de", "a_b.c"]
+) | st.text(max_size=12)
+
+
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://", "ftp://", ""]),
+    _HOSTS,
+    st.sampled_from(["", ":80", ":0", ":99999", ":x"]),
+    st.text(max_size=20),
+)
+@settings(max_examples=400)
+def test_a_url_web_url_accepts_is_one_httpx_can_request(
+    scheme: str, host: str, port: str, rest: str
+) -> None:
+    # The contract with the HTTP client: what passes the edge never raises httpx.InvalidURL.
+    url = f"{scheme}{host}{port}/{rest}"
+    if url_problem(url) is None:
+        request = httpx.Request("GET", web_url(url))
+        assert request.url.scheme in ("http", "https")
+
+
+@given(st.one_of(st.text(max_size=60), st.text(max_size=40).map(lambda t: "http://" + t)))
+@settings(max_examples=400)
+def test_the_edge_check_never_raises_and_never_lets_an_invalid_url_through(text: str) -> None:
+    if url_problem(text) is None:
+        httpx.Request("GET", web_url(text))

@@ -1,6 +1,7 @@
 """Append labeled items (collector's helper): reads a JSON list of
 [title, summary, labels "S"/"D"/"SD"/"", source, url, date, (optional) "slug"] from stdin,
-skips duplicates (URL+title, or title) against the dev set and the labeled files, appends to FILE."""
+skips duplicates (URL+title, or title) against the dev set and the labeled files, appends to
+FILE."""
 
 import json
 import re
@@ -43,7 +44,8 @@ def main() -> None:
     entries = json.load(sys.stdin)
     for entry in entries:  # validate all before writing any
         assert re.fullmatch(r"\d{4}(-\d\d-\d\d)?", entry[5]), entry
-        assert len(entry[1]) <= 330 and entry[2] in CODES, entry
+        assert len(entry[1]) <= 330, entry
+        assert entry[2] in CODES, entry
     with out.open("a", encoding="utf-8") as fh:
         for entry in entries:
             title, summary, code, source, url, date = entry[:6]

@@ -18,6 +18,8 @@ from digest.urls import canonical_url
 TITLE_SIMILARITY = 82.0
 #: Similarity of title + first sentence, for rewritten titles of the same news.
 LEAD_SIMILARITY = 72.0
+#: Groups a candidate is compared with at most (the best-ranked ones sharing a title word).
+MAX_COMPARISONS = 200
 
 
 def _wordset(words: str) -> frozenset[str]:
@@ -170,7 +172,9 @@ def group_stories(
         group = by_url.get(p.canonical) if p.canonical else None
         if group is None:
             near = sorted({i for w in set(p.title.split()) for i in by_word.get(w, ())})
-            for i in near:
+            # Bounded: a flood of near-identical titles that are distinct events (numbered
+            # items) would otherwise compare every item with every group, n².
+            for i in near[:MAX_COMPARISONS]:
                 g = groups[i]
                 rep = g.members[0]
                 if (

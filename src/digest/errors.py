@@ -108,6 +108,9 @@ class RenderError(DigestError):
 class SummarizeError(DigestError):
     """A summarizer engine failed; callers fall back to the extractive engine."""
 
+    #: True when the engine's endpoint failed (timeout, HTTP error), not merely one answer.
+    endpoint_down: bool = False
+
 
 class DeliveryError(DigestError):
     """Mail could not be handed to the relay or written to the outbox."""

@@ -26,8 +26,16 @@ from urllib.request import url2pathname
 
 import httpx
 
-from digest.errors import FetchError, FetchTimeout, HTTPStatusError, TooLargeError
+from digest.errors import (
+    BlockedAddressError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    TooLargeError,
+)
 from digest.models import FetchRequest, FetchResult, FetchStatus
+from digest.netguard import GuardedTransport, Refused
+from digest.urls import url_problem
 
 __all__ = ["PER_HOST", "USER_AGENT", "fetch_all", "fetch_all_sync"]
 
@@ -68,8 +76,9 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
     one per site, keep both costs in proportion to ``per_host``; keep-alive still works per site.
     """
 
-    def __init__(self, per_host: int) -> None:
-        self._limits = httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host)
+    def __init__(self, per_host: int, *, allow_private: bool = False) -> None:
+        self._per_host = per_host
+        self._allow_private = allow_private
         # One TLS context (the CA bundle is read once) shared by every pool.
         self._ssl = httpx.create_ssl_context()
         self._pools: dict[tuple[str, str, int | None], httpx.AsyncHTTPTransport] = {}
@@ -79,8 +88,10 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
         key = (url.scheme, url.host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(
-                verify=self._ssl, limits=self._limits
+            # Every connection, redirects included, goes through the address guard: a feed
+            # (or its 302) pointing at 127.0.0.1 or a metadata address is refused.
+            pool = self._pools[key] = GuardedTransport(
+                self._allow_private, ssl_context=self._ssl, max_connections=self._per_host
             )
         return await pool.handle_async_request(request)
 
@@ -134,18 +145,29 @@ async def fetch_all(
     hosts: dict[str, asyncio.Semaphore] = {}
     headers = {"User-Agent": options.user_agent, "Accept": ACCEPT}
     timeout, max_bytes = options.timeout, options.max_bytes
-    async with httpx.AsyncClient(
-        headers=headers,
-        timeout=httpx.Timeout(timeout),
-        # Used by proxy pools from the environment; direct requests go through _PoolPerOrigin.
-        limits=httpx.Limits(max_connections=concurrency),
-        transport=_PoolPerOrigin(per_host),
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-    ) as client:
+    # One client for the feeds that must stay on public addresses, one (made only when a feed
+    # asks) for intranet feeds: their connections are never shared.
+    clients: dict[bool, httpx.AsyncClient] = {}
+
+    def client_for(allow_private: bool) -> httpx.AsyncClient:
+        if allow_private not in clients:
+            clients[allow_private] = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(timeout),
+                # Used by proxy pools from the environment; direct requests go through
+                # _PoolPerOrigin.
+                limits=httpx.Limits(max_connections=concurrency),
+                transport=_PoolPerOrigin(per_host, allow_private=allow_private),
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+            )
+        return clients[allow_private]
+
+    try:
 
         async def one(request: FetchRequest) -> FetchResult:
             host = hosts.setdefault(_host(request.url), asyncio.Semaphore(per_host))
+            client = client_for(request.allow_private)
             # The host's slot first: a request waiting for its busy site holds no global slot.
             async with host, gate:
                 result = await fetch_one(client, request, timeout=timeout, max_bytes=max_bytes)
@@ -164,6 +186,9 @@ async def fetch_all(
             if watcher is not None:
                 watcher.cancel()
         return [_settled(request, got) for request, got in zip(requests, done, strict=True)]
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 async def _cancel_on_stop(stop: Callable[[], bool], tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -229,6 +254,9 @@ def _kind(url: str) -> str:
         raise FetchError(url, "bad URL: empty")
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
+        problem = url_problem(url)
+        if problem is not None:
+            raise FetchError(url, f"bad URL: {problem}")
         return "http"
     # One letter is a Windows drive ("C:\\feeds\\a.xml"), not a scheme.
     if scheme == "file" or not scheme or len(scheme) == 1:
@@ -251,6 +279,9 @@ async def _get(
         raise FetchTimeout(url, _reason("timed out", exc)) from exc
     except httpx.TooManyRedirects as exc:
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from exc
+    except Refused as exc:
+        hint = "" if request.allow_private else " (an intranet feed may set allow_private)"
+        raise BlockedAddressError(url, f"refused: {exc}{hint}") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise FetchError(url, _reason("bad URL", exc)) from exc
     except httpx.ConnectError as exc:

@@ -25,8 +25,12 @@ class FeedSpec:
     always: tuple[str, ...] = ()
     #: Fetch the article page when the feed only carries a teaser.
     full_text: bool = False
-    #: Allow private/loopback addresses for this feed's article pages (tests, intranets).
+    #: Allow private/loopback addresses for this feed and its article pages (intranet feeds).
     allow_private: bool = False
+    #: Keep rule: only this feed's items mentioning one of these terms are considered.
+    include: tuple[str, ...] = ()
+    #: Block rule: this feed's items mentioning one of these terms are dropped.
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class FetchRequest:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    #: May connect to private and loopback addresses (an intranet feed); never to metadata.
+    allow_private: bool = False
 
 
 class FetchStatus(enum.StrEnum):
@@ -89,6 +95,9 @@ class Item:
     language: str | None = None
     #: True when ``published`` came from the feed, False when it is the first-seen time.
     dated: bool = True
+    #: Why this item cannot go into an issue (e.g. its link is not a valid URL), if so: it is
+    #: stored with this reason, counted and never retried.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,8 @@ class ParsedFeed:
     warning: str | None = None
     #: Seconds the publisher says the feed may be cached (RSS ``<ttl>``), if it says so.
     ttl: float | None = None
+    #: Entries left out beyond the newest ``max_items`` (see ``parse_feed``).
+    over_cap: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +194,9 @@ class TopicMatch:
     out_of_scope: bool = False
     #: Kept by the learned scorer (``learned = "keep"``) at this probability; None otherwise.
     learned: float | None = None
+    #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
+    #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
+    rule: str = ""
 
 
 # --------------------------------------------------------------------------- summaries
@@ -317,3 +331,9 @@ class RunCounts:
     bounced: int = 0
     issue_number: int | None = None
     failures: tuple[tuple[str, str], ...] = field(default=())
+    #: Items that could not be handled this run (bad link, refused by the database, summary
+    #: failed), each recorded on its item; and items beyond ``max_items_per_feed``, not stored.
+    items_failed: int = 0
+    items_over_cap: int = 0
+    #: (feed URL or item, reason) of each failed item, for the end-of-run report.
+    item_failures: tuple[tuple[str, str], ...] = field(default=())

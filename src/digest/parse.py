@@ -28,7 +28,7 @@ import feedparser.api
 from digest.errors import ParseError
 from digest.models import Item, ParsedFeed
 from digest.sanitize import defang_identifier, plain_text, sanitize_html
-from digest.urls import canonical_url
+from digest.urls import InvalidURL, canonical_url, web_url
 
 __all__ = ["ParseJob", "ParsePool", "parse_feed", "parse_many"]
 
@@ -40,6 +40,7 @@ FUTURE_SLACK = timedelta(days=1)
 #: Below this many jobs a process pool costs more than it saves.
 POOL_THRESHOLD = 3
 
+MAX_LANGUAGE_CHARS = 16
 _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 
 
@@ -75,14 +76,25 @@ feedparser.api.PREFERRED_XML_PARSERS = [__name__]
 
 
 def parse_feed(
-    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None = None
+    content: bytes,
+    *,
+    url: str,
+    fetched_at: datetime,
+    content_type: str | None = None,
+    max_items: int | None = None,
 ) -> ParsedFeed:
-    """Parse one feed document; raises ParseError when the bytes are not a feed."""
+    """Parse one feed document; raises ParseError when the bytes are not a feed.
+
+    ``max_items``: only the newest that many entries become items (the rest are counted in
+    ``ParsedFeed.over_cap``): a feed of 20,000 entries costs no 20,000 sanitized items.
+    """
     if fetched_at.tzinfo is None:
         fetched_at = fetched_at.replace(tzinfo=UTC)
     fetched_at = fetched_at.astimezone(UTC)
     try:
-        return _parse(content, url=url, fetched_at=fetched_at, content_type=content_type)
+        return _parse(
+            content, url=url, fetched_at=fetched_at, content_type=content_type, cap=max_items
+        )
     except ParseError:
         raise
     except Exception as exc:
@@ -91,7 +103,7 @@ def parse_feed(
 
 
 def _parse(
-    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None
+    content: bytes, *, url: str, fetched_at: datetime, content_type: str | None, cap: int | None
 ) -> ParsedFeed:
     if not content or not content.strip():
         raise ParseError(url, "not a feed: empty document")
@@ -116,13 +128,22 @@ def _parse(
             reason += f" ({_one_line(str(doc.bozo_exception))})"
         raise ParseError(url, reason[:300])
     meta = doc.get("feed", {})
-    feed_link = _absolute_link(meta.get("link"), url if _is_web_url(url) else "")
+    try:
+        feed_link = _absolute_link(meta.get("link"), url if _is_web_url(url) else "")
+    except InvalidURL:
+        feed_link = None  # the site's own link is only a base for relative item links
     feed_language = _language(meta.get("language")) or _language(
         (doc.get("headers") or {}).get("content-language")
     )
     items: list[Item] = []
     seen: set[str] = set()
-    for entry in doc.entries:
+    entries = doc.entries
+    over_cap = 0
+    if cap is not None and len(entries) > cap:
+        # Newest first by the entry's own date (undated ones count as newest: first seen now).
+        ranked = sorted(entries, key=lambda e: _entry_stamp(e, fetched_at), reverse=True)
+        entries, over_cap = ranked[:cap], len(entries) - cap
+    for entry in entries:
         try:
             item = _item(entry, url, feed_link, feed_language, fetched_at)
         except Exception:  # one odd entry must not cost the feed its other items
@@ -145,7 +166,15 @@ def _parse(
         items=tuple(items),
         warning=warning,
         ttl=_ttl(meta.get("ttl")),
+        over_cap=over_cap,
     )
+
+
+def _entry_stamp(entry: Mapping[str, Any], fetched_at: datetime) -> float:
+    try:
+        return _published(entry, fetched_at)[0].timestamp()
+    except Exception:  # a date that cannot even be compared: as if undated
+        return fetched_at.timestamp()
 
 
 def _ttl(value: Any) -> float | None:
@@ -175,7 +204,18 @@ def _item(
         for x in _raw(entry, "links") or ()
         if isinstance(x, Mapping) and x.get("rel", "alternate") == "alternate"
     ]
-    link = next((u for u in (_absolute_link(c, base) for c in candidates) if u), None)
+    link: str | None = None
+    problem: str | None = None
+    for candidate in candidates:
+        try:
+            link = _absolute_link(candidate, base)
+        except InvalidURL as exc:
+            problem = problem or f"invalid link: {exc.reason} ({exc.url[:200]!r})"
+            continue
+        if link:
+            break
+    if link:
+        problem = None  # a later alternate link is good: the item is usable
     title = plain_text(_text(_raw(entry, "title"))) or UNTITLED
     published, dated = _published(entry, fetched_at)
     guid = _text(_raw(entry, "id")).strip() or link or _hash_guid(entry, title)
@@ -208,6 +248,7 @@ def _item(
         summary_html=summary_html,
         language=language,
         dated=dated,
+        problem=problem,
     )
 
 
@@ -270,21 +311,26 @@ def _language(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     lang = value.strip().lower().replace("_", "-")
-    return lang if _LANG.match(lang) else None
+    if not _LANG.match(lang):
+        return None
+    # A tag longer than the column (16) keeps its primary language: "en" of an "en-x-...".
+    return lang if len(lang) <= MAX_LANGUAGE_CHARS else lang.split("-", 1)[0]
 
 
 def _absolute_link(value: Any, base: str) -> str | None:
-    """An absolute http(s) URL from a possibly relative link, or None."""
+    """An absolute http(s) URL from a possibly relative link, or None when it is not a web
+    link at all ("mailto:", a bare guid); raises ``InvalidURL`` for an http(s) link no client
+    could request ("http://1.2.3.04/a")."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
         absolute = urljoin(base, value.strip()) if base else value.strip()
         parts = urlsplit(absolute)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        raise InvalidURL(value.strip(), str(exc) or "unreadable") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    return absolute
+    return web_url(absolute)
 
 
 def _is_web_url(url: str) -> bool:
@@ -314,13 +360,18 @@ class ParseJob:
     url: str
     fetched_at: datetime
     content_type: str | None = None
+    max_items: int | None = None
 
 
 def _run_job(job: ParseJob) -> ParsedFeed | tuple[str, str]:
     """Worker side: ParseError does not pickle (its __init__ takes two arguments): send a tuple."""
     try:
         return parse_feed(
-            job.content, url=job.url, fetched_at=job.fetched_at, content_type=job.content_type
+            job.content,
+            url=job.url,
+            fetched_at=job.fetched_at,
+            content_type=job.content_type,
+            max_items=job.max_items,
         )
     except ParseError as exc:
         return (exc.url, exc.reason)

@@ -15,7 +15,7 @@ def format_counts(counts: RunCounts) -> str:
     kept = ", ".join(f"{topic} {n}" for topic, n in counts.kept_per_topic) or "none"
     parts = [
         feeds,
-        f"items {counts.items_new} new",
+        _items(counts),
         f"kept {kept}",
         f"summarized {counts.summarized}",
         f"messages {counts.sent} sent, {counts.retry} retry, {counts.failed} failed"
@@ -26,6 +26,15 @@ def format_counts(counts: RunCounts) -> str:
     return " · ".join(parts)
 
 
+def _items(counts: RunCounts) -> str:
+    text = f"items {counts.items_new} new"
+    if counts.items_failed:
+        text += f", {counts.items_failed} failed"
+    if counts.items_over_cap:
+        text += f", {counts.items_over_cap} over the per-feed cap"
+    return text
+
+
 def counts_fields(counts: RunCounts) -> dict[str, Any]:
     """The same counts as flat ``extra={...}`` fields for structured (JSON) logs."""
     return {
@@ -33,6 +42,8 @@ def counts_fields(counts: RunCounts) -> dict[str, Any]:
         "feeds_failed": counts.feeds_failed,
         "feeds_not_modified": counts.feeds_not_modified,
         "items_new": counts.items_new,
+        "items_failed": counts.items_failed,
+        "items_over_cap": counts.items_over_cap,
         "kept": dict(counts.kept_per_topic),
         "summarized": counts.summarized,
         "sent": counts.sent,

@@ -48,6 +48,7 @@ _SAFE_SCHEMES = {"http", "https", "mailto"}
 #: The base URL the attribute filter resolves relative links against (one per entry).
 _BASE: contextvars.ContextVar[str] = contextvars.ContextVar("digest_parse_base", default="")
 
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _TAG = re.compile(r"<[a-zA-Z/!?][^>]*>")
 _SCRIPT = re.compile(r"<(?=\s*/?\s*script)", re.IGNORECASE)
 _JS_SCHEME = re.compile(r"javascript(\s*):", re.IGNORECASE)
@@ -111,7 +112,8 @@ def plain_text(fragment: str) -> str:
     text = _TAG.sub(" ", text)
     text = _SCRIPT.sub("‹", text)
     text = _JS_SCHEME.sub(r"javascript\1 :", text)
-    return " ".join(text.split())
+    # "&#0;" and other controls decode to characters no column (and no reader) wants.
+    return " ".join(_CONTROLS.sub(" ", text).split())
 
 
 def _drop_dangerous_blocks(text: str) -> str:

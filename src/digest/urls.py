@@ -1,14 +1,194 @@
-"""Canonical URLs: one spelling per article, so copies met in several feeds compare equal.
-
-A leaf utility any stage may import; ``canonical_url`` never raises.
+"""URLs from outside, checked once at the edge (``web_url``), and their canonical spelling, so
+copies met in several feeds compare equal. A leaf utility any stage may import.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["canonical_url", "is_tracking_param"]
+import idna
+
+__all__ = [
+    "METADATA_ADDRESSES",
+    "METADATA_HOSTS",
+    "InvalidURL",
+    "canonical_url",
+    "feed_url_problem",
+    "is_tracking_param",
+    "url_problem",
+    "web_url",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Cloud instance-metadata endpoints: never fetched, not even for intranet feeds.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack...
+        "169.254.170.2",  # AWS ECS task metadata
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
+
+#: Longer URLs are refused: no real article link comes near, and httpx stops at 64 KiB.
+MAX_URL_CHARS = 8192
+
+
+class InvalidURL(ValueError):
+    """A URL an HTTP client cannot request; ``reason`` says why in a few words."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"invalid URL {url[:200]!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+_DOTTED_NUMBERS = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
+_ASCII_HOST = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def web_url(url: object) -> str:
+    """``url`` stripped, when it is an absolute http(s) URL an HTTP client can request.
+
+    Raises ``InvalidURL`` otherwise: another scheme, no host, a host that is not a valid name or
+    IP literal ("1.2.3.04", "0177.0.0.1", "[v1.x]"), a bad port, control characters. Spaces in
+    the path or query come back as ``%20``, as a browser would send them.
+    Every URL from outside (feed links, redirects, OPML, the command line) goes through here
+    once, so a bad one is a recorded error on its unit rather than an exception deep in a fetch.
+    """
+    if not isinstance(url, str):
+        raise InvalidURL(repr(url), "not text")
+    text = url.strip()
+    if not text:
+        raise InvalidURL(text, "empty")
+    if len(text) > MAX_URL_CHARS:
+        raise InvalidURL(text, f"longer than {MAX_URL_CHARS} characters")
+    if _CONTROL.search(text):
+        raise InvalidURL(text, "contains control characters")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise InvalidURL(text, str(exc) or "unreadable") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidURL(text, f"not http(s) but {scheme!r}" if scheme else "not absolute")
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        literal = hostport[1 : hostport.find("]")] if "]" in hostport else ""
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise InvalidURL(text, f"invalid IPv6 address [{literal}]") from None
+    else:
+        host = hostport.rpartition(":")[0] if ":" in hostport else hostport
+        _check_host(text, host)
+    if port == 0:
+        raise InvalidURL(text, "port 0")
+    # A space in a path or query (sloppy feeds) is what a browser sends as %20.
+    return text.replace(" ", "%20")
+
+
+def _check_host(text: str, host: str) -> None:
+    if not host:
+        raise InvalidURL(text, "no host")
+    if _DOTTED_NUMBERS.match(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidURL(text, f"invalid IPv4 address {host}") from None
+        return
+    if host.isascii():
+        if not _ASCII_HOST.match(host.lower()):
+            raise InvalidURL(text, f"invalid host name {host!r}")
+        return
+    try:
+        idna.encode(host.lower())
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidURL(text, f"invalid international host name {host!r}") from None
+
+
+def feed_url_problem(url: str, *, allow_local: bool = True) -> str | None:
+    """Why ``url`` cannot be a feed's address (None when it can): the one rule of OPML import
+    and ``digest check``.
+
+    An http(s) URL that ``web_url`` accepts and that names no cloud metadata endpoint; or, when
+    ``allow_local``, a local file (``file:`` URL on this host, or a plain path). Any other
+    scheme (``javascript:``, ``ftp:``, ``data:``...) is refused.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        return f"unreadable URL: {exc}"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        problem = url_problem(text)
+        if problem is not None:
+            return problem
+        host = (parts.hostname or "").rstrip(".").lower()
+        if host in METADATA_HOSTS:
+            return f"{host} is a cloud metadata host"
+        try:
+            if ipaddress.ip_address(host.split("%", 1)[0]) in METADATA_ADDRESSES:
+                return f"{host} is a cloud metadata address"
+        except ValueError:
+            pass
+        return None
+    # One letter is a Windows drive ("C:\\feeds\\a.xml"), not a scheme.
+    local = scheme == "file" or not scheme or len(scheme) == 1
+    if not local:
+        return f"only http(s) feeds are read, not {scheme}:"
+    if not allow_local:
+        return "a local file (allowed only with --allow-local)"
+    if scheme == "file" and parts.netloc not in ("", "localhost"):
+        return f"a file on another host ({parts.netloc})"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "contains control characters"
+    return None
+
+
+def private_host(url: str) -> str | None:
+    """The kind of address ("loopback", "private"...) when ``url`` names a non-public host
+    literally (an IP literal or ``localhost``), else None: such a feed is refused at fetch
+    unless it allows private addresses. Names that resolve privately are only known at fetch."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, test in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("private", ip.is_private),
+        ("non-public", not ip.is_global),
+    ):
+        if test:
+            return kind
+    return None
+
+
+def url_problem(url: object) -> str | None:
+    """Why ``web_url`` refuses ``url`` (its reason), or None when it is a usable http(s) URL."""
+    try:
+        web_url(url)
+    except InvalidURL as exc:
+        return exc.reason
+    return None
+
 
 #: Exact names of query parameters that only identify a campaign or a click, never the page.
 _TRACKING_NAMES = frozenset(

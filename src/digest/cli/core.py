@@ -105,6 +105,12 @@ def _failed_messages_exit(counts: RunCounts) -> None:
 def _failed_feeds(counts: RunCounts) -> None:
     for url, reason in counts.failures:
         out.print(f"  failed: {url}: {reason}", markup=False)
+    shown = counts.item_failures[:20]  # a flood of bad items must not flood the terminal
+    for where, reason in shown:
+        out.print(f"  item failed: {where[:200]}: {reason}", markup=False)
+    if len(counts.item_failures) > len(shown):
+        more = len(counts.item_failures) - len(shown)
+        out.print(f"  ... and {more} more failed item(s): see `digest status`", markup=False)
 
 
 def _issue_path(settings: Settings, number: int) -> Path:
@@ -133,8 +139,10 @@ def fetch(force: bool) -> None:
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
-        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new; "
-        f"kept: {kept}; summarized: {counts.summarized}",
+        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new"
+        + (f", {counts.items_failed} failed" if counts.items_failed else "")
+        + (f", {counts.items_over_cap} over the per-feed cap" if counts.items_over_cap else "")
+        + f"; kept: {kept}; summarized: {counts.summarized}",
         markup=False,
     )
     _failed_feeds(counts)
@@ -227,6 +235,9 @@ def send(dry_run: bool) -> None:
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
         counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
+    if counts.items_failed:
+        out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)
+        _failed_feeds(counts)
     _stopped_exit(stop)
     _failed_messages_exit(counts)
 
@@ -263,13 +274,30 @@ def run(once: bool, dry_run: bool) -> None:
 # --------------------------------------------------------------------------- check
 
 
+def _private_feeds(settings: Settings) -> list[str]:
+    """Feeds whose address is literally private: every fetch would refuse them."""
+    from digest.urls import private_host
+
+    if settings.fetch.allow_private:
+        return []
+    lines = []
+    for i, f in enumerate(settings.feeds):
+        kind = private_host(f.url)
+        if kind is not None and not f.allow_private:
+            lines.append(
+                f"feeds[{i}].url: {f.url} is a {kind} address: fetching it is refused unless "
+                "the feed sets allow_private = true (an intranet feed)"
+            )
+    return lines
+
+
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
     """Validate the configuration, the secrets and credentials in the environment, and the
     topics' regression examples; list feeds, topics and subscribers. Exits 2 listing every
     error (an example that no longer holds, a secret too short); warnings do not fail it."""
     from digest.config.checks import environment_findings
-    from digest.pipeline.wiring import make_matcher, make_signer
+    from digest.pipeline.wiring import make_matcher, make_rules, make_signer
     from digest.topics import check_examples
 
     settings = STATE.settings()
@@ -289,6 +317,11 @@ def check() -> None:
         found.errors.append(str(exc))
         model = None
     failures = check_examples(make_matcher(settings), topics, model)
+    try:
+        make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
+    except DigestError as exc:
+        failures.append(str(exc))
+    failures += _private_feeds(settings)
     if failures or found.errors:
         for line in found.errors:
             err.print(f"error: {line}", markup=False)
@@ -300,7 +333,13 @@ def check() -> None:
     for f in settings.feeds:
         scope = f" topics={','.join(f.topics)}" if f.topics else ""
         always = f" always={','.join(f.always)}" if f.always else ""
-        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}", markup=False)
+        rules = f" include={len(f.include)}" if f.include else ""
+        rules += f" exclude={len(f.exclude)}" if f.exclude else ""
+        out.print(f"  {f.name or '-'}: {f.url}{scope}{always}{rules}", markup=False)
+    if settings.filters.block:
+        out.print(f"filters: {len(settings.filters.block)} block rule(s)", markup=False)
+    if settings.digest.languages:
+        out.print(f"languages: {', '.join(settings.digest.languages)}", markup=False)
     out.print(f"topics ({len(topics)}):", markup=False)
     for t in topics:
         examples = f", {len(t.examples)} examples hold" if t.examples else ""

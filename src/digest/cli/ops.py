@@ -7,6 +7,7 @@ The config file is the editors' source of truth for feeds, so `feeds import` app
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from digest import config
-from digest.cli.app import STATE, app, out
-from digest.errors import ConfigError
+from digest.cli.app import STATE, app, err, out
+from digest.errors import ConfigError, UsageError
 from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
     from digest.store import open_store
+    from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
     from digest.store.subscribers import count_by_status
@@ -112,6 +114,7 @@ def status(issue_count: int, as_json: bool) -> None:
             feeds = feed_reports(conn, [(f.url, f.name) for f in settings.feeds])
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
+            skipped_total, skipped = failed_items(conn, limit=10)
         lock = holder_of(store)
     finally:
         store.close()
@@ -127,6 +130,10 @@ def status(issue_count: int, as_json: bool) -> None:
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
             "subscribers": people,
+            "items_failed": {
+                "total": skipped_total,
+                "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
+            },
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -138,6 +145,13 @@ def status(issue_count: int, as_json: bool) -> None:
     _print_issues(issues, now)
     shown = ", ".join(f"{n} {s}" for s, n in people.items() if n) or "none"
     out.print(f"Subscribers: {shown}", markup=False)
+    if skipped_total:
+        out.print(
+            f"Items skipped (failed {MAX_ITEM_FAILURES} times or unusable): {skipped_total}",
+            markup=False,
+        )
+        for item_id, title, why in skipped:
+            out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:
@@ -223,13 +237,33 @@ def feeds_list() -> None:
 @feeds.command("import", epilog="Example: digest feeds import subscriptions.opml")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Show what would be added; change nothing.")
-def feeds_import(file: Path, dry_run: bool) -> None:
-    """Append the OPML file's feeds to the config file as [[feeds]] entries."""
+@click.option(
+    "--allow-local",
+    is_flag=True,
+    help="Also import local files (file: URLs, paths); by default only http(s) feeds.",
+)
+def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
+    """Append the OPML file's feeds to the config file as [[feeds]] entries.
+
+    Only http(s) feeds are imported (local files with --allow-local); other schemes, invalid
+    URLs and cloud metadata addresses are refused, each named on one line (exit 1).
+    """
     from digest import opml
+    from digest.urls import feed_url_problem
 
     settings = STATE.settings()  # the current config must be valid before we add to it
     target = opml.feeds_file(config.config_path(STATE.config_path))
-    outlines = opml.read_opml(file)
+    outlines = []
+    refused = 0
+    for o in opml.read_opml(file):
+        problem = feed_url_problem(o.url, allow_local=allow_local)
+        if problem is None:
+            outlines.append(o)
+            continue
+        refused += 1
+        err.print(f"refused: {o.url[:200]!r}: {problem}", markup=False)
+    if refused and not outlines:
+        raise UsageError(f"{file}: no feed could be imported ({refused} refused)")
     known = [f.url for f in settings.feeds]
     new = []
     for o in outlines:
@@ -258,6 +292,8 @@ def feeds_import(file: Path, dry_run: bool) -> None:
         "the daemon fetches them from its next run",
         markup=False,
     )
+    if refused:
+        sys.exit(1)  # the good ones are in; the refused ones were each named above
 
 
 @feeds.command("export", epilog="Example: digest feeds export feeds.opml")

@@ -102,6 +102,12 @@ def summarize_command(
     """
     if (url is None) == (file is None):
         raise UsageError("give either a URL or --file FILE (exactly one)")
+    if url is not None:
+        from digest.urls import url_problem
+
+        problem = url_problem(url)
+        if problem is not None:  # checked here, once: never an exception from the HTTP client
+            raise UsageError(f"{url[:200]}: not a URL that can be fetched: {problem}")
     content = _read_file(file) if file is not None else _fetch(str(url), allow_private, timeout)
     summary = _summarizer(_settings(), engine).summarize(title, content, language=lang)
     if as_json:

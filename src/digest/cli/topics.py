@@ -22,6 +22,7 @@ from digest.errors import UsageError
 from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 
 if TYPE_CHECKING:
+    from digest.pipeline.relevance import Decider
     from digest.topics import EvalReport, EvalRow, TopicMatcher
     from digest.topics.learned import Example, TextModel
     from digest.topics.suggest import Effect, Suggestion
@@ -38,11 +39,20 @@ def _matcher(settings: Settings) -> TopicMatcher:
     return make_matcher(settings)
 
 
+def _decider(settings: Settings) -> Decider:
+    """The matcher with the rules read before it, as the fetch decides."""
+    from digest.pipeline.wiring import make_decider
+
+    if not settings.topics:
+        raise UsageError(f"{settings.source}: no [topics.<id>] configured")
+    return make_decider(settings)
+
+
 def item_text(stored: StoredItem) -> str:
     """What the pipeline matches an item's topics on (besides its title): the same function."""
-    from digest.sanitize import plain_text
+    from digest.pipeline.relevance import item_text as text_of
 
-    return plain_text(stored.item.content_html or stored.item.summary_html)
+    return text_of(stored.item)
 
 
 def _feed_specs(settings: Settings) -> dict[str, FeedSpec]:
@@ -50,15 +60,16 @@ def _feed_specs(settings: Settings) -> dict[str, FeedSpec]:
 
 
 def _match_stored(
-    matcher: TopicMatcher, specs: dict[str, FeedSpec], stored: StoredItem
+    decider: Decider,
+    specs: dict[str, FeedSpec],
+    stored: StoredItem,
+    *,
+    explain: bool = False,
+    text: str | None = None,
 ) -> tuple[TopicMatch, ...]:
+    """The decisions the fetch would take now (``text``: the article page it decided on)."""
     spec = specs.get(stored.item.feed_url)
-    return matcher.match(
-        stored.item.title,
-        item_text(stored),
-        scope=spec.topics if spec else (),
-        always=spec.always if spec else (),
-    )
+    return decider.decide(stored.item, spec, stored.source, text=text, explain=explain)
 
 
 @app.group("topics", epilog="Example: digest topics eval tests/data/topics/tuning.jsonl --json")
@@ -321,7 +332,15 @@ def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_j
         raise UsageError(f"topics suggest: no topic {topic!r} (configured: {known})")
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    found = suggest(tdef, _read_rows(tuning), _read_rows(heldout) if heldout else (), limit=limit)
+    from digest.pipeline.wiring import make_matcher
+
+    found = suggest(
+        tdef,
+        _read_rows(tuning),
+        _read_rows(heldout) if heldout else (),
+        compile=make_matcher,
+        limit=limit,
+    )
     if as_json:
         sys.stdout.write(
             json.dumps({"topic": topic, "suggestions": [_as_dict(s) for s in found]}) + "\n"
@@ -387,15 +406,20 @@ def explain(item: str | None, title: str | None, text: str) -> None:
     Give a stored item's id or URL, or any text with --title/--text.
     """
     from digest.store import open_store
+    from digest.store.articles import load_full_texts
     from digest.store.items import get_item, load_topic_matches
+    from digest.store.sightings import load_sightings
 
     settings = STATE.settings()
-    matcher = _matcher(settings)
+    decider = _decider(settings)
+    matcher = decider.matcher
     if item and title is not None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title, not both")
     if not item and title is None:
         raise UsageError("explain: give a stored item (ITEM_ID or URL) or --title/--text")
     recorded: dict[str, TopicMatch] = {}
+    article: str | None = None
+    others: list[tuple[str, str]] = []
     if item:
         store = open_store(settings.storage.url)
         try:
@@ -403,18 +427,40 @@ def explain(item: str | None, title: str | None, text: str) -> None:
                 stored = get_item(conn, item)
                 if stored is not None:
                     recorded = {m.topic_id: m for m in load_topic_matches(conn, stored.id)}
+                    article = load_full_texts(conn, [stored.id]).get(stored.id)
+                    others = load_sightings(conn, [stored.id]).get(stored.id, [])
         finally:
             store.close()
         if stored is None:
             raise UsageError(f"explain: no stored item with id or URL {item!r}")
         out.print(f"[bold]{escape(stored.item.title)}[/bold]")
         out.print(f"item {stored.id} · {escape(stored.source)} · {escape(stored.item.url)}")
-        matches = _match_stored(matcher, _feed_specs(settings), stored)
-        title, text = stored.item.title, item_text(stored)
+        for name, link in others:
+            out.print(f"also carried by {name}: {link}", markup=False, highlight=False)
+        if article is not None:
+            out.print(
+                f"decided on the article ({len(article.split())} words), fetched for this teaser",
+                markup=False,
+            )
+        matches = _match_stored(decider, _feed_specs(settings), stored, explain=True, text=article)
+        title, text = stored.item.title, article if article is not None else item_text(stored)
     else:
         assert title is not None
         out.print(f"[bold]{escape(title)}[/bold]")
         matches = matcher.match(title, text)
+        if decider.learned is not None:  # the learned scorer's keeps, as the fetch decides
+            matches = decider.learned([(title, text)], [matches])[0]
+        # No feed, no link: of the rules, only the block words and the language can decide.
+        from dataclasses import replace
+
+        from digest.models import Item
+
+        why = decider.rule(Item("", "", "", "", title, datetime.now(UTC)), "", text)
+        if why is not None:
+            matches = tuple(replace(m, kept=False, rule=why) for m in matches)
+    rules = {m.rule for m in matches if m.rule}
+    for why in sorted(rules):
+        out.print(f"decided by a rule before the topics: {why}", markup=False, highlight=False)
     from digest.pipeline.learning import load_model
 
     model = load_model(settings)
@@ -448,16 +494,18 @@ def learned_lines(
         ]
     prob, drivers = model.drivers(title, text, tdef.id)
     floor = tdef.learned_floor
-    if m.kept:
+    if m.rule:
+        verdict = "a rule before the topics drops it"
+    elif m.learned is not None:
+        verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
+    elif m.kept:
         verdict = "the rules keep it"
     elif not learned_keeps(tdef, m, prob):
         verdict = "an exclude term vetoes it" if m.vetoes else f"below the floor {floor:g}"
     elif tdef.learned == "keep":
         verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
     else:
-        verdict = (
-            f"a near miss for the editors (at or above the floor {floor:g}; learned = suggest)"
-        )
+        verdict = f"a near miss for the editors (at or above the floor {floor:g}; learned = suggest)"
     lines = [f"  learned scorer: probability {prob:.2f}: {verdict}"]
     pos = [d for d in drivers if d.weight > 0]
     neg = [d for d in drivers if d.weight < 0]
@@ -490,6 +538,8 @@ def explain_lines(tdef: TopicDef, m: TopicMatch) -> list[str]:
         lines.append("  forced: the feed is marked always on this topic")
     if m.out_of_scope:
         lines.append("  out of scope: the feed is limited to other topics")
+    if m.rule:
+        lines.append(f"  dropped by a rule before the topics: {m.rule}")
     return lines
 
 
@@ -502,13 +552,13 @@ Kept = dict[str, dict[int, tuple[float, str]]]
 class _Tally:
     """What one config's topics keep, filled one stored item at a time."""
 
-    def __init__(self, matcher: TopicMatcher, specs: dict[str, FeedSpec]) -> None:
-        self.matcher = matcher
+    def __init__(self, decider: Decider, specs: dict[str, FeedSpec]) -> None:
+        self.decider = decider
         self.specs = specs
-        self.kept: Kept = {t.id: {} for t in matcher.topics}
+        self.kept: Kept = {t.id: {} for t in decider.matcher.topics}
 
-    def add(self, stored: StoredItem) -> None:
-        for m in _match_stored(self.matcher, self.specs, stored):
+    def add(self, stored: StoredItem, article: str | None = None) -> None:
+        for m in _match_stored(self.decider, self.specs, stored, text=article):
             if m.kept:
                 self.kept[m.topic_id][stored.id] = (m.score, stored.item.title)
 
@@ -533,31 +583,39 @@ def test_cmd(since: str, against: Path | None, show: int) -> None:
     "-" items are kept by OTHER and dropped by this config (they leave).
     """
     from digest.store import open_store
+    from digest.store.articles import load_full_texts
     from digest.store.items import iter_items
 
     settings = STATE.settings()
-    matcher = _matcher(settings)
+    decider = _decider(settings)
     try:
         period = parse_duration(since)
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
     other: Settings | None = config.load(against) if against is not None else None
-    other_matcher = _matcher(other) if other is not None else None
+    other_decider = _decider(other) if other is not None else None
     start = datetime.now(UTC) - period
 
-    tally = _Tally(matcher, _feed_specs(settings))
+    tally = _Tally(decider, _feed_specs(settings))
     tallies = [tally]
-    if other is not None and other_matcher is not None:
-        tallies.append(_Tally(other_matcher, _feed_specs(other)))
+    if other is not None and other_decider is not None:
+        tallies.append(_Tally(other_decider, _feed_specs(other)))
     count = 0
+    teaser_feeds = {f.url for t in tallies for f in t.specs.values() if f.full_text}
     store = open_store(settings.storage.url)
     try:
-        with store.connect() as conn:
+        with store.connect() as conn, store.connect() as lookup:
             # Streamed: only the kept items' ids, scores and titles stay in memory.
             for stored in iter_items(conn, since=start):
                 count += 1
+                # A teaser whose article was read at fetch time is decided on it, as then.
+                article = (
+                    load_full_texts(lookup, [stored.id]).get(stored.id)
+                    if stored.item.feed_url in teaser_feeds
+                    else None
+                )
                 for t in tallies:
-                    t.add(stored)
+                    t.add(stored, article)
     finally:
         store.close()
     kept = tally.kept

@@ -18,6 +18,7 @@ from digest.config.base import (
     redact_url,
 )
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
+from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.loader import (
     CONFIG_ENV,
@@ -54,6 +55,7 @@ __all__ = [
     "ExampleEntry",
     "FeedSection",
     "FetchSection",
+    "FiltersSection",
     "LLMSection",
     "SMTPSection",
     "ScheduleSection",

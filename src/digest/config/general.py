@@ -21,6 +21,20 @@ class DigestSection(_Section):
     base_url: str | None = None
     #: An item that fits two topics appears once, under its best topic.
     one_topic_per_item: bool = True
+    #: Languages the readers read: an item detected in another language is dropped (one whose
+    #: language cannot be told is kept). Empty: every language.
+    languages: list[str] = Field(default_factory=lambda: ["fr", "en"], max_length=50)
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        out = []
+        for code in v:
+            c = code.strip().lower()
+            if not re.fullmatch(r"[a-z]{2,3}", c):
+                raise ValueError(f"{code!r} is not a two- or three-letter language code")
+            out.append(c)
+        return out
 
     @field_validator("title")
     @classmethod

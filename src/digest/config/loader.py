@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.base import _Section, redact_url
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
+from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
@@ -34,6 +35,7 @@ class Settings(_Section):
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     feeds: list[FeedSection] = Field(default_factory=list)
     topics: dict[str, TopicSection] = Field(default_factory=dict)
+    filters: FiltersSection = Field(default_factory=FiltersSection)
     fetch: FetchSection = Field(default_factory=FetchSection)
     summary: SummarySection = Field(default_factory=SummarySection)
     delivery: DeliverySection = Field(default_factory=DeliverySection)

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from digest.config.base import _Section
+from digest.config.filters import rule_list
 from digest.models import FeedSpec, Term, TopicDef, TopicExample
+from digest.urls import feed_url_problem
 
 
 class FeedSection(_Section):
     url: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _readable_feed_url(cls, v: str) -> str:
+        # The rule of `digest feeds import`, so check refuses what import refuses; a local path
+        # written here by the operator (or imported with --allow-local) stays allowed.
+        problem = feed_url_problem(v, allow_local=True)
+        if problem is not None:
+            raise ValueError(f"{v[:200]!r} cannot be a feed: {problem}")
+        return v.strip()
+
     name: str | None = None
     topics: list[str] = Field(default_factory=list)
     always: list[str] = Field(default_factory=list)
     full_text: bool = False
     allow_private: bool = False
+    #: Keep rule: only items mentioning one of these terms are considered (then the topics).
+    include: Annotated[list[str], BeforeValidator(rule_list)] = Field(default_factory=list)
+    #: Block rule: items mentioning one of these terms are dropped.
+    exclude: Annotated[list[str], BeforeValidator(rule_list)] = Field(default_factory=list)
 
     def to_model(self) -> FeedSpec:
         return FeedSpec(
@@ -26,6 +43,8 @@ class FeedSection(_Section):
             always=tuple(self.always),
             full_text=self.full_text,
             allow_private=self.allow_private,
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
         )
 
 
@@ -100,5 +119,17 @@ class FetchSection(_Section):
     per_host: int = Field(default=8, ge=1, le=1000)
     timeout: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Every feed (and article page) may be on private or loopback addresses: for a digest that
+    #: only reads an intranet. Off by default; one feed can say so with its own allow_private.
+    allow_private: bool = False
+    #: Newest items stored per feed and fetch; a feed's older (or flooding) items are counted,
+    #: not stored: one feed of 20,000 entries cannot swamp the store or an issue.
+    max_items_per_feed: int = Field(default=200, ge=1, le=100_000)
+    #: Article pages fetched per run to decide teaser items of ``full_text`` feeds on the
+    #: article rather than the teaser (0: decide on the teaser only).
+    full_text_decisions: int = Field(default=30, ge=0, le=10_000)
+    #: Fraction of a topic's threshold a teaser must score for its article to be fetched before
+    #: the decision (0: every teaser of a full-text feed, up to ``full_text_decisions``).
+    full_text_floor: float = Field(default=0.25, ge=0, le=1)
     #: Parsing processes; 0 means one per core.
     parse_workers: int = Field(default=0, ge=0, le=64)

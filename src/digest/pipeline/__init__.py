@@ -44,4 +44,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         bounced=a.bounced + b.bounced,
         issue_number=b.issue_number if b.issue_number is not None else a.issue_number,
         failures=a.failures + b.failures,
+        items_failed=a.items_failed + b.items_failed,
+        items_over_cap=a.items_over_cap + b.items_over_cap,
+        item_failures=a.item_failures + b.item_failures,
     )

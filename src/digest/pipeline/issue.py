@@ -5,6 +5,7 @@ store and render it, then deliver it; ``send`` first finishes any unfinished iss
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -28,6 +29,7 @@ from digest.render import personalize, render_issue, render_page
 from digest.store import Store
 from digest.store.issues import last_period_end, next_issue_number, save_issue
 from digest.store.items import KeptItem, kept_items, load_summaries
+from digest.store.sightings import load_sightings
 from digest.summarize.clean import html_to_text
 from digest.tokens import secret_from_env
 from digest.topics import Candidate, select
@@ -54,7 +56,12 @@ def build_issue(
 
 
 def _build(
-    settings: Settings, store: Store, *, now: datetime | None, record: bool
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime | None,
+    record: bool,
+    failed: list[tuple[str, str]] | None = None,
 ) -> tuple[IssueContent | None, int]:
     """``build_issue``, plus how many summaries had to be written for it."""
     now = now or datetime.now(UTC)
@@ -73,7 +80,7 @@ def _build(
     kept = [k for k in kept if any(m.topic_id in order for m in k.matches)]
     if not kept:
         return None, 0
-    stories = _stories(kept, window=timedelta(days=d.window_days))
+    stories = _stories_for_issue(kept, order, d.max_items_per_topic, d.window_days)
     leaders = [k for k, _ in stories]
     chosen = select(
         [
@@ -93,9 +100,11 @@ def _build(
     # fetch time: a week of thousands of feeds keeps thousands of items, an issue shows a few
     # dozen (and an LLM engine or a full-text fetch costs per item).
     summaries, summarized = _summaries(
-        settings, store, [k for k in leaders if k.stored.id in used], record
+        settings, store, [k for k in leaders if k.stored.id in used], record, failed
     )
     by_id = {k.stored.id: (k, also) for k, also in stories}
+    with store.connect() as conn:
+        sightings = load_sightings(conn, used)
 
     sections: list[IssueSection] = []
     for topic in topics:
@@ -116,7 +125,7 @@ def _build(
                     topic_id=topic.id,
                     score=match.score,
                     summary_engine=summary.engine if summary else "none",
-                    also=also,
+                    also=_with_sightings(k.stored.source, also, sightings.get(k.stored.id, ())),
                 )
             )
         if entries:
@@ -145,6 +154,48 @@ def _build(
     if record:
         _record(settings, store, content)
     return content, summarized
+
+
+#: Candidates grouped per issue slot (topic x max_items_per_topic) at first: an issue shows a
+#: few dozen items, and grouping a flood of thousands would cost minutes (issue 10, #4).
+CANDIDATES_PER_SLOT = 5
+
+
+def _top_per_topic(kept: Sequence[KeptItem], order: Sequence[str], limit: int) -> list[KeptItem]:
+    """The best ``limit`` items of each topic (score, then most recent), each item once."""
+    chosen: dict[int, KeptItem] = {}
+    for tid in order:
+        mine = [
+            (m.score, k.stored.item.published.timestamp(), k)
+            for k in kept
+            for m in k.matches
+            if m.topic_id == tid
+        ]
+        mine.sort(key=lambda t: (-t[0], -t[1], t[2].stored.id))
+        for _, _, k in mine[:limit]:
+            chosen.setdefault(k.stored.id, k)
+    return list(chosen.values())
+
+
+def _stories_for_issue(
+    kept: Sequence[KeptItem], order: Sequence[str], per_topic: int, window_days: int
+) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
+    """Stories of the candidates an issue can take: near-linear in the kept items.
+
+    Only the best few per topic are grouped; if grouping folds them into fewer stories than a
+    topic's slots while more candidates wait, the pool grows (x4) and is grouped again.
+    """
+    limit = max(20, CANDIDATES_PER_SLOT * max(1, per_topic) * max(1, len(order)))
+    while True:
+        pool = _top_per_topic(kept, order, limit)
+        stories = _stories(pool, window=timedelta(days=window_days))
+        if len(pool) == len(kept):
+            return stories
+        led = Counter(m.topic_id for k, _ in stories for m in k.matches)
+        waiting = Counter(m.topic_id for k in kept for m in k.matches)
+        if all(led[t] >= per_topic or waiting[t] <= limit for t in order):
+            return stories
+        limit *= 4
 
 
 def _stories(
@@ -177,14 +228,34 @@ def _stories(
     return out
 
 
+def _with_sightings(
+    source: str, also: tuple[AlsoCovered, ...], sightings: Sequence[tuple[str, str]]
+) -> tuple[AlsoCovered, ...]:
+    """The story's other sources: near-duplicates first, then the feeds that carried the same
+    link; each source once, never the entry's own."""
+    seen = {source.casefold(), *(a.source.casefold() for a in also)}
+    more = []
+    for name, url in sightings:
+        if name.casefold() not in seen:
+            seen.add(name.casefold())
+            more.append(AlsoCovered(name, strip_tracking(url)))
+    return also + tuple(more)
+
+
 def _summaries(
-    settings: Settings, store: Store, kept: Sequence[KeptItem], record: bool
+    settings: Settings,
+    store: Store,
+    kept: Sequence[KeptItem],
+    record: bool,
+    failed: list[tuple[str, str]] | None = None,
 ) -> tuple[dict[int, Summary], int]:
     """Stored summaries of ``kept``, writing (and with ``record`` storing) the missing ones."""
     with store.connect() as conn:
         have = load_summaries(conn, [k.stored.id for k in kept])
     missing = [k.stored for k in kept if k.stored.id not in have]
-    made = summarize_items(settings, store, missing, record=record) if missing else {}
+    made = (
+        summarize_items(settings, store, missing, record=record, failed=failed) if missing else {}
+    )
     have.update(made)
     return have, len(made)
 
@@ -248,8 +319,12 @@ def send(
         counts = merge_counts(counts, _deliver(settings, store, number, dry_run, progress, stop))
     if stopped(stop):
         return counts
-    content, summarized = _build(settings, store, now=now, record=not dry_run)
-    counts = merge_counts(counts, RunCounts(summarized=summarized))
+    failed: list[tuple[str, str]] = []
+    content, summarized = _build(settings, store, now=now, record=not dry_run, failed=failed)
+    counts = merge_counts(
+        counts,
+        RunCounts(summarized=summarized, items_failed=len(failed), item_failures=tuple(failed)),
+    )
     if content is None:
         log.info("no new items: nothing sent")
         return counts

@@ -1,20 +1,25 @@
 """Stages built from ``Settings`` in one place: fetch options, summarizers, senders, the DKIM
-signer and the topic matcher. The pipeline, the CLI and the web front call these.
+signer, the topic matcher and the rules read before it. The pipeline, the CLI and the web
+front call these.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import ConfigError
+from digest.models import TopicDef
 
 if TYPE_CHECKING:
     from digest.fetch import FetchOptions
+    from digest.pipeline.relevance import Decider
     from digest.send import DKIMSigner, Sender
     from digest.summarize import LLMOptions, Summarizer, SummaryCache
     from digest.topics import TopicMatcher
+    from digest.topics.rules import KeepRules
 
 # The stages are imported inside the functions: `digest fetch` starts without the summarizers
 # and the senders, and the topic matcher is compiled only when a body changed.
@@ -118,8 +123,41 @@ def make_signer(settings: Settings) -> DKIMSigner | None:
     return DKIMSigner(k.selector, k.domain, load_key(k.key_file, k.key_env))
 
 
-def make_matcher(settings: Settings) -> TopicMatcher:
-    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second)."""
+def _compile(defs: Sequence[TopicDef]) -> TopicMatcher:
     from digest.topics import TopicMatcher
 
-    return TopicMatcher(settings.topic_defs())
+    return TopicMatcher(defs)
+
+
+def make_matcher(settings: Settings | Sequence[TopicDef]) -> TopicMatcher:
+    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second), or for
+    the given topic definitions (``digest topics suggest`` trying edits to one topic)."""
+    return _compile(settings.topic_defs() if isinstance(settings, Settings) else settings)
+
+
+def make_rules(settings: Settings) -> KeepRules:
+    """``[filters] block`` and the feeds' ``include``/``exclude``; ``ConfigError`` naming the
+    entry when a pattern cannot be used (RE2)."""
+    from digest.topics.rules import KeepRules, rule_topics
+
+    feeds = settings.feed_specs()
+    defs = rule_topics(settings.filters.block, feeds)
+    return KeepRules(settings.filters.block, feeds, _compile(defs) if defs else None)
+
+
+def make_decider(settings: Settings) -> Decider:
+    """The topic matcher with the rules read before it and the readers' languages."""
+    from functools import partial
+
+    from digest.pipeline.learning import decide_with_model
+    from digest.pipeline.relevance import Decider
+
+    # The model itself is loaded on the first batch with an item a "keep" topic dropped.
+    keep = any(t.learned == "keep" for t in settings.topics.values())
+    learned = partial(decide_with_model, settings) if keep else None
+    return Decider(
+        make_matcher(settings),
+        make_rules(settings),
+        frozenset(settings.digest.languages),
+        learned,
+    )

@@ -57,6 +57,17 @@ class Store:
         self.engine.dispose()
 
 
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[Connection]:
+    """A savepoint inside the current transaction: on error only its own work is undone, and
+    the error comes out as ``StoreError`` (one unit fails, the transaction goes on)."""
+    try:
+        with conn.begin_nested():
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(_short(exc)) from exc
+
+
 def _short(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 

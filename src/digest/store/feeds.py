@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, select, update
 from digest.models import FeedSpec, FetchRequest, FetchResult, FetchStatus
 from digest.store import schema
 from digest.store.items import as_utc, to_db
+from digest.store.text import fit_optional
 
 __all__ = [
     "BACKOFF_BASE",
@@ -201,6 +202,10 @@ def record_fetch(
         else:  # 304 may refresh validators; keep ours when it does not repeat them
             values["etag"] = result.etag or state.etag
             values["last_modified"] = result.last_modified or state.last_modified
+    # Error texts, validators and the redirect target come from outside: storable text only.
+    for key in ("last_error", "etag", "last_modified", "moved_to"):
+        if isinstance(values.get(key), str):
+            values[key] = fit_optional(values[key], 8192)
     conn.execute(update(schema.feeds).where(schema.feeds.c.id == feed_id).values(**values))
     return warnings
 
@@ -220,6 +225,7 @@ def set_content_hash(
     publisher's typo cannot silence a feed for weeks.
     """
     values: dict[str, Any] = {"content_hash": content_hash}
+    title = fit_optional(title, 1000)
     if title:
         values["title"] = title
     if ttl and ttl > 0 and now is not None:

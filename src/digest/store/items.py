@@ -13,25 +13,30 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, delete, exists, func, or_, select
+from sqlalchemy import Connection, Row, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.models import Item, StoredItem, Summary, TermHit, TopicMatch
 from digest.store import schema
 from digest.store.db import Store
+from digest.store.text import fit, fit_optional
 
 __all__ = [
+    "MAX_ITEM_FAILURES",
     "KeptItem",
     "SQLCache",
     "add_topic_matches",
     "as_utc",
     "count_items",
+    "failed_items",
     "get_item",
     "insert_items",
     "iter_items",
     "kept_items",
     "load_summaries",
     "load_topic_matches",
+    "record_item_failure",
     "save_summary",
     "save_topic_matches",
     "to_db",
@@ -88,37 +93,56 @@ def _row_to_stored(row: Row[Any]) -> StoredItem:
     return StoredItem(id=m["id"], item=item, source=m["source"])
 
 
+#: An item that failed this many times (summary, full text, store) is skipped for good.
+MAX_ITEM_FAILURES = 3
+
+
+def _item_row(feed_id: int, item: Item, first_seen: datetime) -> dict[str, Any]:
+    """The row of one item, every text cleaned and cut to what its column holds."""
+    return {
+        "feed_id": feed_id,
+        "guid": fit(item.guid, 1000),
+        "url": fit(item.url, 8192),
+        "canonical_url": fit(item.canonical_url, 8192),
+        "title": fit(item.title, 1000),
+        "published": to_db(item.published),
+        "dated": item.dated,
+        "author": fit_optional(item.author, 200),
+        "content_html": fit(item.content_html),
+        "summary_html": fit(item.summary_html),
+        "language": fit_optional(item.language, 16),
+        "first_seen": first_seen,
+        # An item that cannot go into any issue (a link no client can request) is stored with
+        # its reason, so it is counted once and not met as new again on the next fetch.
+        "failures": MAX_ITEM_FAILURES if item.problem else 0,
+        "last_error": fit_optional(item.problem, 1000),
+    }
+
+
 def insert_items(
-    conn: Connection, feed_id: int, items: Iterable[Item], *, now: datetime
+    conn: Connection,
+    feed_id: int,
+    items: Iterable[Item],
+    *,
+    now: datetime,
+    failed: list[tuple[Item, str]] | None = None,
 ) -> list[tuple[int, Item]]:
     """Store the items not seen before; returns ``(id, item)`` for the new ones only.
 
     One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per call: the rows that come back
-    are exactly the new ones (a guid is unique within its feed, so it maps them back).
+    are exactly the new ones (a guid is unique within its feed, so it maps them back). Inside a
+    savepoint: when the batch fails, each item is tried alone in its own, and one the database
+    refuses is appended to ``failed`` with the reason instead of failing its feed.
     """
     first_seen = to_db(now)
     by_guid: dict[str, Item] = {}
     rows: list[dict[str, Any]] = []
     for item in items:
-        if item.guid in by_guid:  # the same guid twice in one document: the first one wins
+        row = _item_row(feed_id, item, first_seen)
+        if row["guid"] in by_guid:  # the same guid twice in one document: the first one wins
             continue
-        by_guid[item.guid] = item
-        rows.append(
-            {
-                "feed_id": feed_id,
-                "guid": item.guid,
-                "url": item.url,
-                "canonical_url": item.canonical_url,
-                "title": item.title,
-                "published": to_db(item.published),
-                "dated": item.dated,
-                "author": item.author,
-                "content_html": item.content_html,
-                "summary_html": item.summary_html,
-                "language": item.language,
-                "first_seen": first_seen,
-            }
-        )
+        by_guid[row["guid"]] = item
+        rows.append(row)
     if not rows:
         return []
     stmt = (
@@ -126,9 +150,48 @@ def insert_items(
         .on_conflict_do_nothing()
         .returning(schema.items.c.id, schema.items.c.guid, sort_by_parameter_order=True)
     )
-    new = [(int(r.id), by_guid[r.guid]) for r in conn.execute(stmt, rows)]
+    try:
+        with conn.begin_nested():
+            got = list(conn.execute(stmt, rows))
+    except SQLAlchemyError:
+        got = []
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    got.extend(conn.execute(stmt, [row]))
+            except SQLAlchemyError as exc:
+                reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+                if failed is not None:
+                    failed.append((by_guid[row["guid"]], f"not stored: {reason}"))
+    new = [(int(r.id), by_guid[r.guid]) for r in got]
     new.sort(key=lambda pair: pair[0])
     return new
+
+
+def record_item_failure(conn: Connection, item_id: int, reason: str) -> int:
+    """Count one failure of an item, with its reason; returns its failures so far."""
+    it = schema.items
+    conn.execute(
+        update(it)
+        .where(it.c.id == item_id)
+        .values(failures=it.c.failures + 1, last_error=fit(reason, 1000))
+    )
+    value = conn.execute(select(it.c.failures).where(it.c.id == item_id)).scalar()
+    return int(value or 0)
+
+
+def failed_items(conn: Connection, *, limit: int = 20) -> tuple[int, list[tuple[int, str, str]]]:
+    """(how many items are skipped for good, the latest of them as (id, title, reason))."""
+    it = schema.items
+    cond = it.c.failures >= MAX_ITEM_FAILURES
+    total = int(conn.execute(select(func.count()).select_from(it).where(cond)).scalar_one())
+    rows = conn.execute(
+        select(it.c.id, it.c.title, it.c.last_error)
+        .where(cond)
+        .order_by(it.c.first_seen.desc(), it.c.id.desc())
+        .limit(limit)
+    ).all()
+    return total, [(int(r.id), str(r.title), str(r.last_error or "")) for r in rows]
 
 
 def iter_items(
@@ -167,6 +230,8 @@ def _match_detail(match: TopicMatch) -> str:
     d = asdict(match)
     for key in ("topic_id", "score", "kept"):
         d.pop(key)
+    if not d.get("rule"):
+        d.pop("rule", None)  # most decisions: no rule decided (the stored JSON stays as before)
     return json.dumps(d, ensure_ascii=False)
 
 
@@ -182,6 +247,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
         learned=d.get("learned"),
+        rule=str(d.get("rule", "")),
     )
 
 
@@ -248,10 +314,10 @@ def save_summary(
     conn.execute(
         schema.summaries.insert().values(
             item_id=item_id,
-            engine=summary.engine,
-            language=summary.language,
-            text=summary.text,
-            full_text=full_text,
+            engine=fit(summary.engine, 64),
+            language=fit(summary.language, 16),
+            text=fit(summary.text),
+            full_text=fit_optional(full_text),
             created=to_db(now),
         )
     )
@@ -299,6 +365,7 @@ def kept_items(
     cond = and_(
         schema.items.c.first_seen <= to_db(until),
         schema.items.c.published >= to_db(not_before),
+        schema.items.c.failures < MAX_ITEM_FAILURES,
         _kept_exists(),
     )
     if since is not None:
@@ -348,7 +415,7 @@ class SQLCache:
         with self.store.begin() as conn:
             ins = _upsert_insert(conn)
             stmt = ins(schema.llm_cache).values(
-                key=key, summary=value, created=to_db(datetime.now(UTC))
+                key=fit(key, 128), summary=fit(value), created=to_db(datetime.now(UTC))
             )
             conn.execute(
                 stmt.on_conflict_do_update(

@@ -72,6 +72,13 @@ items = Table(
     Column("summary_html", Text, nullable=False, default=""),
     Column("language", String(16)),
     Column("first_seen", DateTime(timezone=True), nullable=False),
+    # Times this item could not be handled (summary, full text, a link no client can request);
+    # at ``items.MAX_ITEM_FAILURES`` it is skipped for good, ``last_error`` saying why.
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_error", Text),
+    # The article page's text, fetched once for a teaser of a ``full_text`` feed (to decide
+    # its topics on the article, then to summarize it); None when never fetched.
+    Column("full_text", Text),
     UniqueConstraint("feed_id", "guid", name="uq_items_feed_guid"),
     # One article met twice (two feeds, tracking parameters) is stored once.
     UniqueConstraint("canonical_url", name="uq_items_canonical_url"),
@@ -88,6 +95,18 @@ item_topics = Table(
     Column("score", Float, nullable=False),
     Column("kept", Boolean, nullable=False),
     Column("detail", Text),  # JSON: hits, vetoes, unmet groups
+)
+
+#: The same link carried by another feed after its item was stored: the story's coverage
+#: ("also covered by"), never a second item.
+item_sightings = Table(
+    "item_sightings",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True),
+    Column("url", Text, nullable=False),  # the link as that feed gave it
+    Column("title", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
 )
 
 #: One summary per item, computed once, never per recipient.
@@ -218,6 +237,7 @@ __all__ = [
     "feeds",
     "issue_items",
     "issues",
+    "item_sightings",
     "item_topics",
     "items",
     "llm_cache",

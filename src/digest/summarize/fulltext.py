@@ -1,20 +1,15 @@
-"""Full article text for teaser feeds: fetch the page safely (no private or metadata addresses,
-checked on the IP actually connected to, on every redirect; size cap, timeout, per-host
-concurrency) and extract the main text with trafilatura.
+"""Full article text for teaser feeds: fetch the page safely (``netguard``: no private or
+metadata addresses, checked on the IP actually connected to, on every redirect; size cap,
+timeout, per-host concurrency) and extract the main text with trafilatura.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
-import socket
-import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 import trafilatura
 
@@ -26,25 +21,19 @@ from digest.errors import (
     HTTPStatusError,
     TooLargeError,
 )
+from digest.netguard import (
+    METADATA_HOSTS,
+    GuardedTransport,
+    Refused,
+    address_refusal,
+)
 from digest.summarize import clean
+from digest.urls import url_problem
+
+__all__ = ["FullTextRequest", "address_refusal", "extract_text", "fetch_full_texts"]
 
 MAX_REDIRECTS = 5
 USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-#: Cloud instance-metadata endpoints: refused even for allowlisted feeds (credentials live there).
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, OpenStack...
-        "169.254.170.2",  # AWS ECS task metadata
-        "fd00:ec2::254",  # AWS over IPv6
-        "100.100.100.200",  # Alibaba Cloud
-    )
-)
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,127 +44,14 @@ class FullTextRequest:
     allow_private: bool = False
 
 
-def address_refusal(ip: IPAddress, *, allow_private: bool = False) -> str | None:
-    """Why digest will not connect to ``ip`` (e.g. "loopback"), or None when it may."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        # An IPv6 form that carries an IPv4 address is judged by that address.
-        if ip.ipv4_mapped is not None:
-            return address_refusal(ip.ipv4_mapped, allow_private=allow_private)
-        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            inner = address_refusal(embedded, allow_private=allow_private)
-            if inner is not None:
-                return inner
-    if ip in METADATA_ADDRESSES:
-        return "cloud metadata"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        kind = "loopback"
-    elif ip.is_reserved:  # before "private": 240.0.0.0/4 is both
-        return "reserved"
-    elif ip.is_link_local:
-        kind = "link-local"
-    elif isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
-        kind = "carrier-grade NAT"
-    elif ip.is_private:
-        kind = "private"
-    elif not ip.is_global:
-        kind = "non-public"
-    else:
-        return None
-    return None if allow_private else kind
-
-
-class _Refused(Exception):
-    """Raised inside the connection layer; turned into BlockedAddressError with the URL."""
-
-
-async def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-    seen: list[IPAddress] = []
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if ip not in seen:
-            seen.append(ip)
-    return seen
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, refuses if any address is off limits, then connects to the
-    address it checked, so DNS cannot answer differently between the check and the connect."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._allow_private = allow_private
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        if host.lower().rstrip(".") in METADATA_HOSTS:
-            raise _Refused(f"{host} is a cloud metadata host")
-        addresses = await _resolve(host, port)
-        for ip in addresses:
-            reason = address_refusal(ip, allow_private=self._allow_private)
-            if reason is not None:
-                raise _Refused(f"{host} resolves to {ip} ({reason} address)")
-        error: Exception = httpcore.ConnectError(f"no address for {host}")
-        for ip in addresses:  # like a browser, try each address in turn
-            try:
-                return await self._inner.connect_tcp(
-                    str(ip),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise _Refused("unix sockets are not fetched")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes a few hundred milliseconds: once per process is enough.
-    return httpx.create_ssl_context(trust_env=False)
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, allow_private: bool) -> None:
-        super().__init__(trust_env=False)
-        # httpx offers no way to choose the network backend: swap in a pool that uses ours.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_ssl_context(),
-            max_connections=50,
-            network_backend=_GuardedBackend(allow_private),
-        )
-
-
 def _check_url(original: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
         raise BlockedAddressError(original, f"only http and https are fetched, not {url!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        what = "link" if url == original else f"redirect to {url[:200]!r}"
+        raise FetchError(original, f"invalid {what}: {problem}")
     if not parts.hostname:
         raise BlockedAddressError(original, f"no host in {url!r}")
     if parts.hostname.rstrip(".") in METADATA_HOSTS:
@@ -231,11 +107,11 @@ async def _fetch_one(client: httpx.AsyncClient, url: str, max_bytes: int) -> str
                 body = await _read_capped(response, url, max_bytes)
                 content_type = response.headers.get("content-type", "")
                 final = str(response.url)
-        except _Refused as exc:
+        except Refused as exc:
             raise BlockedAddressError(url, str(exc)) from None
         except httpx.TimeoutException as exc:
             raise FetchTimeout(url, "timed out") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
         return await asyncio.to_thread(extract_text, body, final, content_type)
     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
@@ -255,7 +131,7 @@ async def fetch_full_texts(
     def client_for(allow_private: bool) -> httpx.AsyncClient:
         if allow_private not in clients:
             clients[allow_private] = httpx.AsyncClient(
-                transport=_GuardedTransport(allow_private),
+                transport=GuardedTransport(allow_private),
                 timeout=httpx.Timeout(timeout),
                 headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"},
                 follow_redirects=False,

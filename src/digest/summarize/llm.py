@@ -98,6 +98,13 @@ def _answer_text(payload: Any) -> str:
     return text
 
 
+def _down(reason: str) -> SummarizeError:
+    """The endpoint itself failed (not this one answer): the run stops asking it."""
+    exc = SummarizeError(reason)
+    exc.endpoint_down = True
+    return exc
+
+
 class LLMSummarizer:
     """Asks the model once per distinct content; anything wrong -> ``fallback``'s summary."""
 
@@ -123,6 +130,8 @@ class LLMSummarizer:
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout), headers=headers, trust_env=False
         )
+        #: Why the endpoint is no longer asked in this run (None: it still is).
+        self.broken: str | None = None
 
     def close(self) -> None:
         self._client.close()
@@ -136,10 +145,22 @@ class LLMSummarizer:
         cached = self._cache_get(key)
         if cached is not None:
             return Summary(text=cached, language=lang, engine=self.name, source_text=text)
+        if self.broken is not None:
+            return self.fallback.summarize(title, html, language=lang)
         try:
             answer = self._ask(title, text, lang)
         except SummarizeError as exc:
-            log.warning("LLM summary failed, using %s instead: %s", self.fallback.name, exc)
+            if exc.endpoint_down:
+                # Circuit breaker: a hung or failing endpoint would cost its timeout once per
+                # item; it is not asked again in this run, and that is said once.
+                self.broken = str(exc)
+                log.warning(
+                    "LLM endpoint failed (%s): the rest of this run uses %s summaries",
+                    exc,
+                    self.fallback.name,
+                )
+            else:
+                log.warning("LLM summary failed, using %s instead: %s", self.fallback.name, exc)
             return self.fallback.summarize(title, html, language=lang)
         self._cache_put(key, answer)
         return Summary(text=answer, language=lang, engine=self.name, source_text=text)
@@ -153,15 +174,15 @@ class LLMSummarizer:
         try:
             response = self._client.post(self._url, json=body)
         except httpx.TimeoutException as exc:
-            raise SummarizeError(f"{self._url}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise SummarizeError(f"{self._url}: {type(exc).__name__}: {exc}") from exc
+            raise _down(f"{self._url}: timed out") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise _down(f"{self._url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise SummarizeError(f"{self._url}: HTTP {response.status_code}")
+            raise _down(f"{self._url}: HTTP {response.status_code}")
         try:
             payload = response.json()
         except ValueError as exc:
-            raise SummarizeError(f"{self._url}: answer is not JSON") from exc
+            raise _down(f"{self._url}: answer is not JSON") from exc
         answer = _answer_text(payload)
         words = count_words(answer)
         if words > self.max_words:

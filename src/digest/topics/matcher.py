@@ -16,6 +16,7 @@ import ahocorasick_rs
 from digest.errors import ConfigError
 from digest.models import TermHit, TopicDef, TopicMatch
 from digest.topics.case import ACRONYM, CaseTerm, case_pattern, shouting
+from digest.topics.regex import Regex, compile_term
 from digest.topics.text import expand_term, fold, fold_bytes, inner_prefix_pattern
 
 INCLUDE, EXCLUDE, REQUIRE = 0, 1, 2
@@ -90,7 +91,7 @@ class TopicMatcher:
         self._key_refs: list[list[tuple[_Ref, int]]] = []
         self._case_terms: list[CaseTerm] = []
         key_ids: dict[str, int] = {}
-        self._regexes: list[tuple[_Ref, re.Pattern[str]]] = []
+        self._regexes: list[tuple[_Ref, Regex]] = []
         #: key id of a regex's required literal -> the regexes to run when it is found
         self._triggers: dict[int, list[int]] = {}
         self._untriggered: list[int] = []
@@ -111,14 +112,16 @@ class TopicMatcher:
             for ref, raw, where in terms:
                 kind, body = _parse_term(raw)
                 inner = inner_prefix_pattern(body, inflect=kind == "words")
-                if kind != "regex" and inner is not None:
-                    kind, body = "regex", inner
+                rx: Regex | None = None
                 if kind == "regex":
-                    try:
-                        rx = re.compile(body)
-                    except re.error as exc:
-                        raise ConfigError(f"{where}: invalid regex {body!r}: {exc}") from None
-                    literal = required_literal(rx)
+                    # An editor's pattern: RE2, linear in the text whatever the pattern.
+                    rx = compile_term(body, f"{where} (topic {topic.id!r}, term {raw!r})")
+                elif inner is not None:
+                    # Built by us from escaped words (no nested repeats): the stdlib engine, which
+                    # has the lookarounds it uses.
+                    rx = re.compile(inner)
+                if rx is not None:
+                    literal = required_literal(rx.pattern)
                     self._regexes.append((ref, rx))
                     if literal:  # the automaton finds the literal; only then the regex runs
                         self._key_id(literal, key_ids)
@@ -311,6 +314,10 @@ class TopicMatcher:
             if field_text is None:
                 raw = bt if in_title else bx
                 field_text = folded[in_title] = " " + " ".join(raw.decode("utf-8").split()) + " "
+            # One search first: most texts holding the literal do not match, and RE2's search
+            # costs a few µs where its finditer costs tens (it re-encodes the text per match).
+            if rx.search(field_text) is None:
+                continue
             ms = [m.group(0) for m in rx.finditer(field_text)]
             if ms:
                 found.setdefault(ref, _Found()).add(in_title, len(ms), (ms[0].strip(), -1))
@@ -349,7 +356,7 @@ class TopicMatcher:
 # --------------------------------------------------------------------------- regex prefilter
 
 
-def required_literal(rx: re.Pattern[str]) -> str:
+def required_literal(pattern: str) -> str:
     """The longest run of literal characters every match of ``rx`` contains ("" if unknown).
 
     Most items contain none of a regex term's words, and ``in`` is far cheaper than a regex
@@ -357,12 +364,12 @@ def required_literal(rx: re.Pattern[str]) -> str:
     repeats), so the answer is always safe. Spaces are left out: the text the regex runs on has
     single spaces but the prefilter sees the spaced form.
     """
-    if rx.flags & re.IGNORECASE:
-        return ""
     try:
         from re import _parser  # type: ignore[attr-defined]
 
-        parsed = _parser.parse(rx.pattern, rx.flags)
+        parsed = _parser.parse(pattern, 0)
+        if parsed.state.flags & re.IGNORECASE:  # an inline (?i): literals are not exact
+            return ""
         literal_op = _parser.LITERAL
     except Exception:  # a private module: if it ever changes, run every regex
         return ""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from digest.models import Term, TopicDef, TopicMatch
 from digest.topics.evaluate import EvalRow, TopicScores, _scores
-from digest.topics.matcher import TopicMatcher
+from digest.topics.matcher import TopicMatcher  # the type; built by the caller's factory
 from digest.topics.text import fold
 
 # Words that never make a useful term on their own (French and English function words, and the
@@ -67,8 +67,12 @@ class Suggestion:
     heldout: Effect | None
 
 
-def _decisions(tdef: TopicDef, rows: Sequence[EvalRow]) -> list[TopicMatch]:
-    matcher = TopicMatcher([tdef])
+#: Builds a matcher for topic definitions: ``digest.pipeline.wiring.make_matcher``.
+Compile = Callable[[Sequence[TopicDef]], TopicMatcher]
+
+
+def _decisions(compile_: Compile, tdef: TopicDef, rows: Sequence[EvalRow]) -> list[TopicMatch]:
+    matcher = compile_([tdef])
     return [matcher.match(r.title, r.text)[0] for r in rows]
 
 
@@ -111,15 +115,19 @@ def suggest(
     tuning: Sequence[EvalRow],
     heldout: Sequence[EvalRow] = (),
     *,
+    compile: Compile,
     limit: int = 10,
     min_support: int = 2,
 ) -> list[Suggestion]:
     """Up to ``limit`` edits to ``tdef`` that improve its F1 on ``tuning``, best first.
 
+    ``compile`` builds the trial matchers (``digest.pipeline.wiring.make_matcher``: matchers are
+    constructed in the wiring module only).
+
     A term is proposed only when it occurs in at least ``min_support`` missed tuning items.
     """
-    base_t = _decisions(tdef, tuning)
-    base_h = _decisions(tdef, heldout) if heldout else []
+    base_t = _decisions(compile, tdef, tuning)
+    base_h = _decisions(compile, tdef, heldout) if heldout else []
     missed = [
         (r, m) for r, m in zip(tuning, base_t, strict=True) if tdef.id in r.labels and not m.kept
     ]
@@ -198,10 +206,14 @@ def suggest(
 
     out: list[Suggestion] = []
     for kind, summary, toml, changed in candidates:
-        eff_t = _effect(tuning, tdef.id, base_t, _decisions(changed, tuning))
+        eff_t = _effect(tuning, tdef.id, base_t, _decisions(compile, changed, tuning))
         if eff_t.after.f1 <= eff_t.before.f1:
             continue
-        eff_h = _effect(heldout, tdef.id, base_h, _decisions(changed, heldout)) if heldout else None
+        eff_h = (
+            _effect(heldout, tdef.id, base_h, _decisions(compile, changed, heldout))
+            if heldout
+            else None
+        )
         out.append(Suggestion(kind, summary, toml, eff_t, eff_h))
     out.sort(key=lambda s: (s.tuning.before.f1 - s.tuning.after.f1, s.summary))
     return out[:limit]
