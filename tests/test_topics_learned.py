@@ -443,3 +443,34 @@ def test_learn_with_nothing_to_learn_is_a_usage_error(run: Run) -> None:
     code, _, stderr = run("topics", "learn", "--no-decisions")
     assert code == 2
     assert "nothing to learn from" in stderr
+
+
+def test_the_fetch_decider_keeps_by_model_in_one_batch_and_needs_term_narrows_it(
+    tmp_path: Path,
+) -> None:
+    from digest.models import Item
+    from digest.pipeline.wiring import make_decider
+
+    good = tmp_path / "model.json.gz"
+    train(labeled(), ["dp", "sc"]).save(good)
+    now = datetime.now(UTC)
+    items = [
+        Item("f", "1", "u1", "u1", "Watchdog fines retailer over personal data breach", now),
+        Item("f", "2", "u2", "u2", "Football cup final moved to the weekend", now),
+    ]
+    decider = make_decider(_settings(tmp_path, "keep", good))
+    got = decider.decide_many(items, None, "F")
+    assert [ms[0].kept for ms in got] == [True, False]
+    assert got[0][0].learned is not None
+    # One item at a time, the same decision.
+    assert decider.decide(items[0], None, "F")[0].kept
+    # With learned_needs_term, an item without any of the topic's terms is not kept outright.
+    s = _settings(tmp_path, "keep", good)
+    strict = s.model_copy(
+        update={"topics": {"dp": s.topics["dp"].model_copy(update={"learned_needs_term": True})}}
+    )
+    assert not make_decider(strict).decide_many(items, None, "F")[0][0].kept
+    # And with learned = "suggest" nothing is kept by the model at fetch time.
+    suggest = make_decider(_settings(tmp_path, "suggest", good))
+    assert suggest.learned is None
+    assert not suggest.decide_many(items, None, "F")[0][0].kept

@@ -165,6 +165,8 @@ class TopicDef:
     #: ``learned_floor`` are near misses for the editors) or "keep" (such items are kept).
     learned: str = "suggest"
     learned_floor: float = 0.9
+    #: Keep outright only items that mention at least one include term (near misses need none).
+    learned_needs_term: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,7 @@ def _cross_validate(settings: Settings, rows: Sequence[EvalRow]) -> None:
             f"[bold]{tdef.id}[/bold] (learned = {tdef.learned!r}, floor {tdef.learned_floor:g})"
         )
         out.print(f"  rules              {_figures(rules, want)}")
-        for floor in (0.5, 0.6, 0.7, 0.8, 0.9):
+        for floor in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
             t = replace(tdef, learned_floor=floor)
             alone = [float(x) >= floor for x in p]
             both = [
@@ -500,12 +500,13 @@ def learned_lines(
         verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
     elif m.kept:
         verdict = "the rules keep it"
-    elif not learned_keeps(tdef, m, prob):
+    elif not learned_keeps(tdef, m, prob, outright=False):
         verdict = "an exclude term vetoes it" if m.vetoes else f"below the floor {floor:g}"
-    elif tdef.learned == "keep":
+    elif tdef.learned == "keep" and learned_keeps(tdef, m, prob):
         verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
     else:
-        verdict = f"a near miss for the editors (at or above the floor {floor:g}; learned = suggest)"
+        why = "learned = suggest" if tdef.learned != "keep" else "none of the topic's terms"
+        verdict = f"a near miss for the editors (at or above the floor {floor:g}; {why})"
     lines = [f"  learned scorer: probability {prob:.2f}: {verdict}"]
     pos = [d for d in drivers if d.weight > 0]
     neg = [d for d in drivers if d.weight < 0]

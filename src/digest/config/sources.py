@@ -94,6 +94,8 @@ class TopicSection(_Section):
     #: The learned scorer's part: "off", "suggest" (near misses for the editors) or "keep".
     learned: Literal["off", "suggest", "keep"] = "suggest"
     learned_floor: float = Field(default=0.9, ge=0, le=1)
+    #: "keep" keeps only items mentioning at least one include term.
+    learned_needs_term: bool = False
 
     def to_model(self, topic_id: str) -> TopicDef:
         return TopicDef(
@@ -110,6 +112,7 @@ class TopicSection(_Section):
             titles=tuple(sorted(self.titles.items())),
             learned=self.learned,
             learned_floor=self.learned_floor,
+            learned_needs_term=self.learned_needs_term,
         )
 
 

@@ -94,7 +94,11 @@ def near_misses(
     for stored, probs, ms in zip(items, probabilities(settings, items), matches, strict=True):
         for m in ms:
             tdef = defs.get(m.topic_id)
-            if tdef is not None and not m.kept and learned_keeps(tdef, m, probs.get(m.topic_id)):
+            if (
+                tdef is not None
+                and not m.kept
+                and learned_keeps(tdef, m, probs.get(m.topic_id), outright=False)
+            ):
                 found.append(NearMiss(stored.id, m.topic_id, round(probs[m.topic_id], 4)))
     return sorted(found, key=lambda n: (-n.probability, n.item_id))
 

@@ -71,7 +71,9 @@ class Decider:
         bodies = [item_text(item) for item in items]
         matches = [self._match(item, spec, body) for item, body in zip(items, bodies, strict=True)]
         if self.learned is not None and items:
-            matches = self.learned([(i.title, b) for i, b in zip(items, bodies, strict=True)], matches)
+            matches = self.learned(
+                [(i.title, b) for i, b in zip(items, bodies, strict=True)], matches
+            )
         return [
             self._finish(item, source, body, ms, explain=False)
             for item, body, ms in zip(items, bodies, matches, strict=True)

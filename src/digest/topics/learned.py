@@ -427,15 +427,20 @@ def cross_val_probabilities(
 # --------------------------------------------------------------------------- with the rules
 
 
-def learned_keeps(tdef: TopicDef, m: TopicMatch, prob: float | None) -> bool:
+def learned_keeps(
+    tdef: TopicDef, m: TopicMatch, prob: float | None, *, outright: bool = True
+) -> bool:
     """Whether the model's probability would keep an item the rules drop: at or above the
-    topic's floor, not vetoed by an exclude term (the editors' explicit word), in scope."""
+    topic's floor, not vetoed by an exclude term (the editors' explicit word), in scope and,
+    to keep it ``outright`` when the topic sets ``learned_needs_term``, mentioning one of the
+    topic's include terms. A near miss for the desk (``outright=False``) needs no term."""
     return (
         prob is not None
         and not m.kept
         and not m.vetoes
         and not m.out_of_scope
         and prob >= tdef.learned_floor
+        and (not outright or not tdef.learned_needs_term or any(h.weight > 0 for h in m.hits))
     )
 
 
