@@ -34,6 +34,8 @@ class Health:
     unhealthy_after: int = 3
     #: Returns each job's next run time, for the body.
     next_runs: Callable[[], dict[str, datetime | None]] = field(default=dict)
+    #: Returns (issue, seconds it has waited for approval, alert threshold) or None.
+    waiting: Callable[[], tuple[int, float, float] | None] = lambda: None
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, JSON-able body saying why)."""
@@ -59,9 +61,16 @@ class Health:
             }
         for name, when in next_runs.items():
             jobs.setdefault(name, {"runs": 0})["next_run"] = _iso(when)
+        warnings: list[str] = []
+        found = self.waiting()
+        if found is not None and found[1] > found[2]:
+            # Degraded, not unhealthy (still 200): restarting the daemon would not approve it.
+            warnings.append(f"issue #{found[0]} has waited {found[1] / 3600:.1f} h for approval")
+        status = "unhealthy" if problems else ("degraded" if warnings else "ok")
         body = {
-            "status": "ok" if not problems else "unhealthy",
+            "status": status,
             "problems": problems,
+            "warnings": warnings,
             "jobs": jobs,
             "time": _iso(datetime.now(UTC)),
         }

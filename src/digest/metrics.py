@@ -230,9 +230,25 @@ class StoreCollector(Collector):
                 by_delivery: dict[str, int] = dict(
                     conn.execute(select(d.state, func.count()).group_by(d.state)).all()
                 )
+                dr = schema.drafts.c
+                since = conn.execute(
+                    select(func.min(dr.created)).where(
+                        dr.status == "open", dr.approved_at.is_(None)
+                    )
+                ).scalar()
         except StoreError:
             # A scrape must not fail because the database is busy; the job metrics still tell.
             return
+        waited = 0.0
+        if since is not None:
+            opened = since if since.tzinfo else since.replace(tzinfo=UTC)
+            waited = max(0.0, (datetime.now(UTC) - opened).total_seconds())
+        waiting = GaugeMetricFamily(
+            "digest_issue_waiting_seconds",
+            "How long the draft of the next issue has waited for approval (0: none waits).",
+        )
+        waiting.add_metric([], waited)
+        yield waiting
         for name in ("ok", "failing", "disabled"):
             feeds.add_metric([name], float(by_feed.get(name, 0)))
         for name, n in sorted(by_delivery.items()):

@@ -266,6 +266,10 @@ class IssueContent:
     period_end: datetime
     sections: tuple[IssueSection, ...]
     base_url: str | None = None
+    #: The editor's introduction (Markdown), shown on top; "" when there is none.
+    note: str = ""
+    #: The story an editor pinned: first in the first section, with a larger treatment.
+    lead_item_id: int | None = None
 
     @property
     def item_count(self) -> int:
@@ -339,3 +343,5 @@ class RunCounts:
     items_over_cap: int = 0
     #: (feed URL or item, reason) of each failed item, for the end-of-run report.
     item_failures: tuple[tuple[str, str], ...] = field(default=())
+    #: ``[review] mode = "required"``: the issue number whose draft waits for approval.
+    waiting: int | None = None

@@ -1,6 +1,5 @@
-"""Feed HTML -> safe HTML (nh3 allow-list, absolute links) and plain text.
-
-Nothing that leaves here contains ``<script`` or a ``javascript:`` URL.
+"""Feed HTML -> safe HTML (nh3 allow-list, absolute links) and plain text; an editor's Markdown
+note -> safe HTML. Nothing that leaves here contains ``<script`` or a ``javascript:`` URL.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
-__all__ = ["defang_identifier", "plain_text", "resolve_url", "sanitize_html"]
+__all__ = ["defang_identifier", "markdown_html", "plain_text", "resolve_url", "sanitize_html"]
 
 _ALLOWED_TAGS = {
     "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big",
@@ -126,3 +125,33 @@ def defang_identifier(text: str) -> str:
     """Identifiers and URLs come out percent-escaped where they would look like script."""
     text = _JS_SCHEME.sub(lambda m: "javascript" + m.group(1) + "%3A", text)
     return text.replace("<", "%3C")
+
+
+# --------------------------------------------------------------------------- editor's note
+
+#: What a few lines of introduction need: paragraphs, emphasis, links, lists, quotes, code.
+_NOTE_TAGS = {"p", "br", "em", "strong", "a", "ul", "ol", "li", "blockquote", "code"}
+_NOTE_CLEANER = nh3.Cleaner(
+    tags=_NOTE_TAGS,
+    attributes={"a": {"href"}},
+    url_schemes={"http", "https", "mailto"},
+    strip_comments=True,
+    link_rel="noopener noreferrer",
+)
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> object:
+    from markdown_it import MarkdownIt
+
+    # CommonMark with raw HTML off: "<script>" in a note is text; nh3 then has the last word.
+    return MarkdownIt("commonmark", {"html": False}).disable(["heading", "table"])
+
+
+def markdown_html(text: str) -> str:
+    """An editor's Markdown as safe HTML (paragraphs, emphasis, links, lists); "" when empty."""
+    if not text or not text.strip():
+        return ""
+    md = _markdown()
+    rendered: str = md.render(text)  # type: ignore[attr-defined]
+    return _JS_SCHEME.sub(r"javascript\1&#58;", _NOTE_CLEANER.clean(rendered)).strip()

@@ -37,11 +37,14 @@ from digest.models import RunCounts
 from digest.pipeline import merge_counts
 from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
+from digest.pipeline.draft import build_draft
+from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
 from digest.report import counts_fields, format_counts
 from digest.signals import stop_on_signals
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
+from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,33 @@ def resume_job() -> None:
         _DAEMON.run_job("resume")
 
 
-_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job}
+def draft_job() -> None:
+    """Scheduled (``[review] draft``): build the draft and mail each editor a link to it."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("draft")
+
+
+_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job, "draft": draft_job}
+
+
+def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    view, _ = build_draft(settings, store)
+    if view is None:
+        log.info("no new items: no draft to review")
+        return RunCounts()
+    notify_editors(settings, store, secret_from_env(), reminder=False)
+    return RunCounts(waiting=None if view.draft.approved else view.number)
+
+
+def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    counts = send(settings, store, stop=stop, deadline=True)
+    if counts.waiting is not None and settings.review.required:
+        # The send time with no approval ([review] on_deadline = "hold"): nothing went out.
+        # Editors who were never told (no draft job) get the link; the others one reminder.
+        secret = secret_from_env()
+        if not notify_editors(settings, store, secret, reminder=False):
+            notify_editors(settings, store, secret, reminder=True)
+    return counts
 
 
 def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
@@ -95,7 +124,8 @@ def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCount
 
 _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = {
     "fetch": lambda settings, store, stop: collect(settings, store, stop=stop),
-    "send": lambda settings, store, stop: send(settings, store, stop=stop),
+    "send": _send,
+    "draft": _draft,
     "resume": _resume,
 }
 
@@ -168,7 +198,11 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone) != (old.schedule, old.digest.timezone):
+        if (new.schedule, new.digest.timezone, new.review) != (
+            old.schedule,
+            old.digest.timezone,
+            old.review,
+        ):
             self.sync_jobs()
         if why == "SIGHUP":
             log.info("config reloaded", extra={"config": new.source})
@@ -182,7 +216,12 @@ class Daemon:
         """
         s = self.settings
         grace = s.schedule.catch_up_seconds
-        for job_id, expr in (("fetch", s.schedule.fetch), ("send", s.schedule.send)):
+        wanted = [("fetch", s.schedule.fetch), ("send", s.schedule.send)]
+        if s.review.required and s.review.draft:
+            wanted.append(("draft", s.review.draft))
+        elif self.scheduler.get_job("draft") is not None:
+            self.scheduler.remove_job("draft")
+        for job_id, expr in wanted:
             trigger = expr.trigger(s.digest.timezone)
             job = self.scheduler.get_job(job_id)
             if job is None:
@@ -313,6 +352,18 @@ class Daemon:
                 resume_job, id="resume", name="resume", jobstore="memory", misfire_grace_time=None
             )
 
+    def _waiting(self) -> tuple[int, float, float] | None:
+        """(issue, seconds waiting for approval, [review] alert_after) or None."""
+        try:
+            found = waiting_since(self.store)
+        except DigestError:
+            return None
+        if found is None:
+            return None
+        number, since = found
+        waited = (datetime.now(UTC) - since).total_seconds()
+        return number, waited, self.settings.review.alert_after_seconds
+
     def next_runs(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self.scheduler.get_jobs(jobstore="default")}
 
@@ -338,6 +389,7 @@ class Daemon:
                     lock_lost=lease.lost.is_set,
                     unhealthy_after=self.settings.daemon.unhealthy_after,
                     next_runs=self.next_runs,
+                    waiting=self._waiting,
                 )
                 server = HealthServer(self.settings.daemon.http, health)
             self.scheduler.resume()

@@ -22,7 +22,13 @@ SECRET_ENV = "DIGEST_SECRET"
 #: addresses, never used to sign anything new (docs/operations.md, "Rotating the secret").
 PREVIOUS_SECRET_ENV = "DIGEST_SECRET_PREVIOUS"
 
-PURPOSES: Mapping[str, str] = {"unsubscribe": "u", "preferences": "p", "confirm": "c"}
+PURPOSES: Mapping[str, str] = {
+    "unsubscribe": "u",
+    "preferences": "p",
+    "confirm": "c",
+    # An editor's one-time sign-in link to the desk (web/desk.py).
+    "desk": "d",
+}
 _CODES = {code: purpose for purpose, code in PURPOSES.items()}
 # The version tag keeps signatures of a future token layout from ever validating this one.
 _DOMAIN = b"digest-token-v1\x00"

@@ -5,6 +5,7 @@ Each module below adds its commands to ``digest.cli.app.app``.
 
 from digest.cli import (  # noqa: F401  (imported for their commands)
     core,
+    desk,
     ops,
     people,
     summarize,

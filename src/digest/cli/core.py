@@ -161,12 +161,15 @@ def fetch(force: bool) -> None:
 )
 @click.option("--text", is_flag=True, help="The plain-text part instead of the HTML email.")
 def preview(out_file: Path | None, text: bool) -> None:
-    """Render the next issue from what is stored now; records and sends nothing."""
+    """Render the next issue from what is stored now (with [review] mode = "required", the draft
+    under review as edited, if there is one); records and sends nothing."""
+    from digest.pipeline.draft import current
     from digest.pipeline.issue import build_issue, generic_parts
 
     settings = STATE.settings()
     store = _store(settings)
-    content = build_issue(settings, store, record=False)
+    view = current(settings, store) if settings.review.required else None
+    content = view.content if view is not None else build_issue(settings, store, record=False)
     if content is None:
         err.print("no new items: nothing to preview")
         return
@@ -190,6 +193,14 @@ def preview(out_file: Path | None, text: bool) -> None:
 
 
 def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run: bool) -> None:
+    if counts.waiting is not None and counts.issue_number is None:
+        # [review] mode = "required": nothing goes out before an editor approves the draft.
+        out.print(
+            f"issue #{counts.waiting} is waiting for approval "
+            "(digest draft show; digest draft approve)",
+            markup=False,
+        )
+        return
     if counts.issue_number is None:
         line = "no new items: nothing sent"
         from digest.store.issues import list_issues
@@ -354,6 +365,23 @@ def check() -> None:
         by_status = count_by_status(conn)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
     out.print(f"subscribers: {summary}", markup=False)
+    r = settings.review
+    if r.required:
+        editors = ", ".join(r.editors) or "none: command line only, the web desk is off"
+        out.print(
+            f"review: required; editors: {editors}; draft: {r.draft or 'with the send job'}; "
+            f"on deadline: {r.on_deadline}; near-miss floor {r.floor:g}; "
+            f"alert after {r.alert_after}",
+            markup=False,
+        )
+        if r.editors and not settings.digest.base_url:
+            err.print(
+                f"warning: {settings.source}: review.editors: [digest] base_url is not set, so "
+                "the daemon cannot mail editors a link to the desk",
+                markup=False,
+            )
+    else:
+        out.print("review: auto (issues go out as the filter builds them)", markup=False)
     out.print(
         f"delivery: {settings.delivery.mode}"
         + (f" to {settings.delivery.outbox_dir}/" if settings.delivery.mode == "outbox" else "")

@@ -102,6 +102,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
     from digest.store import open_store
+    from digest.store.drafts import open_draft
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
     from digest.store.locks import holder_of
     from digest.store.status import feed_reports, issue_reports
@@ -115,6 +116,7 @@ def status(issue_count: int, as_json: bool) -> None:
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
             skipped_total, skipped = failed_items(conn, limit=10)
+            draft = open_draft(conn)
         lock = holder_of(store)
     finally:
         store.close()
@@ -124,9 +126,22 @@ def status(issue_count: int, as_json: bool) -> None:
     daemon = None
     if lock is not None and not lock.expired:
         daemon = {"host": lock.host, "pid": lock.pid, "since": _iso(lock.since)}
+    review: dict[str, Any] = {"mode": settings.review.mode, "draft": None}
+    if draft is not None:
+        review["draft"] = {
+            "number": draft.number,
+            "built_at": _iso(draft.built_at),
+            "approved": draft.approved,
+            "approved_by": draft.approved_by,
+            "waiting": not draft.approved,
+            "waiting_seconds": None
+            if draft.approved
+            else round((now - draft.created).total_seconds()),
+        }
     if as_json:
         doc = {
             "daemon": daemon,
+            "review": review,
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
             "subscribers": people,
@@ -141,6 +156,18 @@ def status(issue_count: int, as_json: bool) -> None:
         out.print(f"Daemon: running on {lock.describe()}", markup=False)
     else:
         out.print("Daemon: not running", markup=False)
+    if draft is not None and not draft.approved:
+        out.print(
+            f"Review: issue #{draft.number} is waiting for approval "
+            f"(draft built {_ago(draft.created, now)})",
+            markup=False,
+        )
+    elif draft is not None:
+        out.print(
+            f"Review: issue #{draft.number} approved by {draft.approved_by}: "
+            "the next send delivers it",
+            markup=False,
+        )
     _print_feeds(feeds, now)
     _print_issues(issues, now)
     shown = ", ".join(f"{n} {s}" for s, n in people.items() if n) or "none"

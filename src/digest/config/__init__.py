@@ -30,6 +30,7 @@ from digest.config.loader import (
     load,
     parse_settings,
 )
+from digest.config.review import ReviewSection
 from digest.config.sources import (
     ExampleEntry,
     FeedSection,
@@ -57,6 +58,7 @@ __all__ = [
     "FetchSection",
     "FiltersSection",
     "LLMSection",
+    "ReviewSection",
     "SMTPSection",
     "ScheduleSection",
     "Settings",

@@ -47,12 +47,12 @@ def header_safe(value: str) -> str:
 
 
 #: The fields a subject format may name, and nothing else.
-SUBJECT_FIELDS = frozenset({"title", "number", "date"})
+SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
 
 
 def check_subject_format(value: str) -> str:
-    """Only ``{title}``, ``{number}`` and ``{date}`` (with a plain format spec), nothing that
-    reaches an attribute or an index (``{title.__class__}``, ``{title[0]}``)."""
+    """Only ``{title}``, ``{number}``, ``{date}`` and ``{lead}`` (with a plain format spec),
+    nothing that reaches an attribute or an index (``{title.__class__}``, ``{title[0]}``)."""
     header_safe(value)
     try:
         parts = list(string.Formatter().parse(value))
@@ -63,12 +63,13 @@ def check_subject_format(value: str) -> str:
             continue
         if field not in SUBJECT_FIELDS:
             raise ValueError(
-                f"subject may only use {{title}}, {{number}} and {{date}}, not {{{field}}}"
+                "subject may only use {title}, {number}, {date} and {lead}, "
+                f"not {{{field}}}"
             )
         if conversion is not None or (spec and ("{" in spec or "}" in spec)):
             raise ValueError(f"subject: {{{field}}} may carry only a plain format spec")
     try:
-        value.format(title="t", number=1, date="d")
+        value.format(title="t", number=1, date="d", lead="l")
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"subject {value!r}: {exc}") from None
     return value

@@ -18,6 +18,7 @@ from digest.config.base import _Section, redact_url
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
+from digest.config.review import ReviewSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
 from digest.config.web import WebSection
@@ -43,6 +44,7 @@ class Settings(_Section):
     dkim: DKIMSection | None = None
     daemon: DaemonSection = Field(default_factory=DaemonSection)
     web: WebSection = Field(default_factory=WebSection)
+    review: ReviewSection = Field(default_factory=ReviewSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).
     source: str = "<defaults>"

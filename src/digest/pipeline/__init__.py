@@ -47,4 +47,5 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         items_failed=a.items_failed + b.items_failed,
         items_over_cap=a.items_over_cap + b.items_over_cap,
         item_failures=a.item_failures + b.item_failures,
+        waiting=b.waiting if b.waiting is not None else a.waiting,
     )

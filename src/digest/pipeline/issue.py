@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
@@ -18,6 +19,7 @@ from digest.models import (
     IssueEntry,
     IssueSection,
     RunCounts,
+    StoredItem,
     Summary,
     TopicDef,
 )
@@ -64,6 +66,32 @@ def _build(
     failed: list[tuple[str, str]] | None = None,
 ) -> tuple[IssueContent | None, int]:
     """``build_issue``, plus how many summaries had to be written for it."""
+    composed = compose(settings, store, now=now, keep_summaries=record, failed=failed)
+    if composed.content is not None and record:
+        _record(settings, store, composed.content)
+    return composed.content, composed.summarized
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """The next issue as the filter would send it (None: nothing new), how many summaries were
+    written for it, and per entry the ids of the items folded into it as "also covered"."""
+
+    content: IssueContent | None
+    summarized: int = 0
+    also_ids: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+
+def compose(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime | None,
+    keep_summaries: bool,
+    failed: list[tuple[str, str]] | None = None,
+) -> Composed:
+    """The issue the filter makes of the items kept since the previous one; stores nothing but
+    (with ``keep_summaries``) the summaries it had to write."""
     now = now or datetime.now(UTC)
     d = settings.digest
     not_before = now - timedelta(days=d.window_days)
@@ -72,16 +100,16 @@ def _build(
         kept = kept_items(conn, since=since, until=now, not_before=not_before)
         number = next_issue_number(conn)
     if not kept:
-        return None, 0
+        return Composed(None)
 
     topics = settings.topic_defs()
     order = [t.id for t in topics]
     # A topic removed from the config since the item was stored no longer gets a section.
     kept = [k for k in kept if any(m.topic_id in order for m in k.matches)]
     if not kept:
-        return None, 0
+        return Composed(None)
     stories = _stories_for_issue(kept, order, d.max_items_per_topic, d.window_days)
-    leaders = [k for k, _ in stories]
+    leaders = [k for k, _, _ in stories]
     chosen = select(
         [
             Candidate(
@@ -100,9 +128,9 @@ def _build(
     # fetch time: a week of thousands of feeds keeps thousands of items, an issue shows a few
     # dozen (and an LLM engine or a full-text fetch costs per item).
     summaries, summarized = _summaries(
-        settings, store, [k for k in leaders if k.stored.id in used], record, failed
+        settings, store, [k for k in leaders if k.stored.id in used], keep_summaries, failed
     )
-    by_id = {k.stored.id: (k, also) for k, also in stories}
+    by_id = {k.stored.id: (k, also) for k, also, _ in stories}
     with store.connect() as conn:
         sightings = load_sightings(conn, used)
 
@@ -138,7 +166,7 @@ def _build(
                 )
             )
     if not sections:
-        return None, summarized
+        return Composed(None, summarized)
     content = IssueContent(
         number=number,
         title=d.title,
@@ -151,9 +179,7 @@ def _build(
         sections=tuple(sections),
         base_url=d.base_url,
     )
-    if record:
-        _record(settings, store, content)
-    return content, summarized
+    return Composed(content, summarized, {k.stored.id: ids for k, _, ids in stories})
 
 
 #: Candidates grouped per issue slot (topic x max_items_per_topic) at first: an issue shows a
@@ -179,7 +205,7 @@ def _top_per_topic(kept: Sequence[KeptItem], order: Sequence[str], limit: int) -
 
 def _stories_for_issue(
     kept: Sequence[KeptItem], order: Sequence[str], per_topic: int, window_days: int
-) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
+) -> list[tuple[KeptItem, tuple[AlsoCovered, ...], tuple[int, ...]]]:
     """Stories of the candidates an issue can take: near-linear in the kept items.
 
     Only the best few per topic are grouped; if grouping folds them into fewer stories than a
@@ -191,7 +217,7 @@ def _stories_for_issue(
         stories = _stories(pool, window=timedelta(days=window_days))
         if len(pool) == len(kept):
             return stories
-        led = Counter(m.topic_id for k, _ in stories for m in k.matches)
+        led = Counter(m.topic_id for k, _, _ in stories for m in k.matches)
         waiting = Counter(m.topic_id for k in kept for m in k.matches)
         if all(led[t] >= per_topic or waiting[t] <= limit for t in order):
             return stories
@@ -200,7 +226,7 @@ def _stories_for_issue(
 
 def _stories(
     kept: Sequence[KeptItem], *, window: timedelta
-) -> list[tuple[KeptItem, tuple[AlsoCovered, ...]]]:
+) -> list[tuple[KeptItem, tuple[AlsoCovered, ...], tuple[int, ...]]]:
     """One entry per story: near-duplicates across feeds fold into the best one's "also"."""
     best_first = sorted(
         kept, key=lambda k: (-k.matches[0].score, -k.stored.item.published.timestamp())
@@ -217,14 +243,14 @@ def _stories(
         for k in best_first
     ]
     by_id = {k.stored.id: k for k in best_first}
-    out: list[tuple[KeptItem, tuple[AlsoCovered, ...]]] = []
+    out: list[tuple[KeptItem, tuple[AlsoCovered, ...], tuple[int, ...]]] = []
     for group in group_stories(cands, window=window):
         lead = by_id[group[0]]
         also = tuple(
             AlsoCovered(by_id[i].stored.source, strip_tracking(by_id[i].stored.item.url))
             for i in group[1:]
         )
-        out.append((lead, also))
+        out.append((lead, also, tuple(group[1:])))
     return out
 
 
@@ -250,9 +276,20 @@ def _summaries(
     failed: list[tuple[str, str]] | None = None,
 ) -> tuple[dict[int, Summary], int]:
     """Stored summaries of ``kept``, writing (and with ``record`` storing) the missing ones."""
+    return summaries_for(settings, store, [k.stored for k in kept], record, failed)
+
+
+def summaries_for(
+    settings: Settings,
+    store: Store,
+    items: Sequence[StoredItem],
+    record: bool,
+    failed: list[tuple[str, str]] | None = None,
+) -> tuple[dict[int, Summary], int]:
+    """Stored summaries of ``items``, writing (and with ``record`` storing) the missing ones."""
     with store.connect() as conn:
-        have = load_summaries(conn, [k.stored.id for k in kept])
-    missing = [k.stored for k in kept if k.stored.id not in have]
+        have = load_summaries(conn, [i.id for i in items])
+    missing = [i for i in items if i.id not in have]
     made = (
         summarize_items(settings, store, missing, record=record, failed=failed) if missing else {}
     )
@@ -303,10 +340,13 @@ def send(
     progress: Progress | None = None,
     stop: StopFlag | None = None,
     now: datetime | None = None,
+    deadline: bool = False,
 ) -> RunCounts:
     """Finish unfinished issues, then build, store and deliver a new one if there are new items.
 
-    ``dry_run``: say what would be sent; nothing is stored, written or sent.
+    ``dry_run``: say what would be sent; nothing is stored, written or sent. With ``[review]
+    mode = "required"`` only an approved draft goes out (see ``desk.reviewed_issue``; the
+    daemon's send job passes ``deadline``).
     """
     if not dry_run:
         # A missing secret is found before an issue is built, not after it is stored.
@@ -319,6 +359,17 @@ def send(
         counts = merge_counts(counts, _deliver(settings, store, number, dry_run, progress, stop))
     if stopped(stop):
         return counts
+    if settings.review.required:
+        # Imported here: desk builds on this module (compose, generic_parts).
+        from digest.pipeline.desk import reviewed_issue
+
+        approved, reviewed = reviewed_issue(
+            settings, store, now=now, dry_run=dry_run, deadline=deadline
+        )
+        counts = merge_counts(counts, reviewed)
+        if approved is None:
+            return counts
+        return merge_counts(counts, _deliver(settings, store, approved, False, progress, stop))
     failed: list[tuple[str, str]] = []
     content, summarized = _build(settings, store, now=now, record=not dry_run, failed=failed)
     counts = merge_counts(

@@ -28,8 +28,12 @@ from digest.tokens import make_token
 class MessageFactory:
     """Builds each reader's wire message: cached variant render + cheap personalization."""
 
-    def __init__(self, settings: Settings, content: IssueContent, secret: bytes) -> None:
+    def __init__(
+        self, settings: Settings, content: IssueContent, secret: bytes, *, subject_prefix: str = ""
+    ) -> None:
         self.settings = settings
+        #: "[TEST] " for an editor's test message.
+        self.subject_prefix = subject_prefix
         self.content = content
         self.secret = secret
         d = settings.delivery
@@ -92,7 +96,7 @@ class MessageFactory:
         parts = MessageParts(
             html=html,
             text=text,
-            subject=rendered.subject,
+            subject=self.subject_prefix + rendered.subject,
             from_addr=self.from_addr,
             to_addr=email,
             to_name=name,

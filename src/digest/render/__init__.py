@@ -7,6 +7,8 @@ from __future__ import annotations
 from .core import (
     PLACEHOLDERS,
     format_subject,
+    lead_entry,
+    note_email_html,
     page_style_csp_source,
     render_issue,
     render_page,
@@ -22,6 +24,8 @@ __all__ = [
     "RenderCache",
     "forget_templates",
     "format_subject",
+    "lead_entry",
+    "note_email_html",
     "page_style_csp_source",
     "personalize",
     "render_issue",

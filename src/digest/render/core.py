@@ -20,13 +20,16 @@ from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from digest.errors import RenderError
-from digest.models import IssueContent, IssueSection, RenderedIssue
+from digest.models import IssueContent, IssueEntry, IssueSection, RenderedIssue
+from digest.sanitize import markdown_html
 
 from .i18n import Words, words
 
 __all__ = [
     "PLACEHOLDERS",
     "format_subject",
+    "lead_entry",
+    "note_email_html",
     "page_style_csp_source",
     "render_issue",
     "render_page",
@@ -53,7 +56,7 @@ _JS_SCHEME = re.compile(r"(javascript):", re.IGNORECASE)
 _SCRIPT_TAG = re.compile(r"<(?=script)", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n\s*\n")
 _SPACES = re.compile(r"\s+")
-_SUBJECT_FIELDS = frozenset({"title", "number", "date"})
+_SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
 
 
 def safe_http_url(url: str) -> str | None:
@@ -191,8 +194,43 @@ def _section_title(section: IssueSection, language: str) -> str:
     return section.title
 
 
+def lead_entry(
+    content: IssueContent, sections: Sequence[IssueSection] | None = None
+) -> IssueEntry | None:
+    """The pinned story when the reader gets it, else the first story; None for no entries."""
+    chosen = content.sections if sections is None else sections
+    entries = [e for s in chosen for e in s.entries]
+    if content.lead_item_id is not None:
+        for e in entries:
+            if e.item_id == content.lead_item_id:
+                return e
+    return entries[0] if entries else None
+
+
+#: Inline styles of the note's tags in the email (mail clients drop <style> elements).
+_NOTE_STYLES = {
+    "p": "margin:0 0 10px;font-size:16px;line-height:1.55;",
+    "a": "color:#0b57d0;text-decoration:underline;overflow-wrap:anywhere;",
+    "ul": "margin:0 0 10px;padding-left:22px;",
+    "ol": "margin:0 0 10px;padding-left:22px;",
+    "blockquote": "margin:0 0 10px;padding-left:12px;border-left:3px solid #d0d7de;",
+}
+_NOTE_TAG = re.compile(r"<(p|a|ul|ol|blockquote)(?=[\s>])")
+
+
+def note_email_html(note: str) -> str:
+    """The editor's Markdown note as sanitized HTML with inline styles (for the email)."""
+    return _NOTE_TAG.sub(lambda m: f'<{m.group(1)} style="{_NOTE_STYLES[m.group(1)]}"', _note(note))
+
+
+def _note(note: str) -> str:
+    # Braces spelled as entities: a note can never write a personal placeholder.
+    return markdown_html(_INVALID_CHARS.sub("", note)).replace("{", "&#123;")
+
+
 def _context(content: IssueContent, sections: tuple[IssueSection, ...], w: Words) -> dict[str, Any]:
     count = sum(len(s.entries) for s in sections)
+    lead = lead_entry(content, sections) if content.lead_item_id is not None else None
     base = safe_http_url(content.base_url) if content.base_url else None
     return {
         "content": content,
@@ -206,11 +244,33 @@ def _context(content: IssueContent, sections: tuple[IssueSection, ...], w: Words
         "issue_url": f"{base.rstrip('/')}/issues/{content.number}" if base else None,
         "archive_url": f"{base.rstrip('/')}/" if base else None,
         "ph": {k: Markup(v) for k, v in PLACEHOLDERS.items()},
+        # Only a pinned story gets the lead's treatment (the first story otherwise stays plain).
+        "lead_id": lead.item_id if lead is not None else None,
+        "note_html": Markup(_note(content.note)) if content.note.strip() else None,
+        "note_email": Markup(note_email_html(content.note)) if content.note.strip() else None,
+        "note_lines": _note_lines(content.note),
     }
 
 
-def format_subject(fmt: str, content: IssueContent, language: str | None = None) -> str:
-    """``fmt`` with {title}, {number} and {date} (the issue's date, long form, in its language)."""
+def _note_lines(text: str) -> list[str]:
+    """The note for the text part: its Markdown source line by line (lists stay lists), one
+    blank line between paragraphs, control characters out."""
+    lines: list[str] = []
+    for raw in _INVALID_CHARS.sub("", text).strip().splitlines():
+        line = raw.rstrip()
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    return lines
+
+
+def format_subject(
+    fmt: str,
+    content: IssueContent,
+    language: str | None = None,
+    sections: Sequence[IssueSection] | None = None,
+) -> str:
+    """``fmt`` with {title}, {number}, {date} (the issue's date, long form, in its language) and
+    {lead} (the lead story's title: the pinned one, else the first of ``sections``)."""
     try:
         parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(fmt) if f]
     except ValueError as exc:
@@ -224,11 +284,15 @@ def format_subject(fmt: str, content: IssueContent, language: str | None = None)
     if unknown:
         raise RenderError(
             f"subject format {fmt!r}: unknown field {{{unknown[0]}}} "
-            "(use {title}, {number}, {date})"
+            "(use {title}, {number}, {date}, {lead})"
         )
     w = words(language or content.language, content.timezone)
+    lead = lead_entry(content, sections) if "lead" in fields else None
     subject = fmt.format(
-        title=content.title, number=content.number, date=w.date(content.created, "long")
+        title=content.title,
+        number=content.number,
+        date=w.date(content.created, "long"),
+        lead=lead.title if lead is not None else "",
     )
     # A header value: no line breaks whatever the title holds.
     return _SPACES.sub(" ", _INVALID_CHARS.sub("", subject)).strip()
@@ -251,7 +315,7 @@ def render_issue(
     if not sections:
         wanted = "all topics" if topics is None else f"topics {', '.join(topics) or '(none)'}"
         raise RenderError(f"issue #{content.number} has no entries for {wanted}")
-    subject = format_subject(subject_format, content, w.language)
+    subject = format_subject(subject_format, content, w.language, sections)
     ctx = _context(content, sections, w)
     ctx.update(subject=subject, machine_mark=mark_machine_written)
     mjml = _render_template("digest.mjml.j2", **ctx)

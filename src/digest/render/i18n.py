@@ -33,6 +33,8 @@ _MESSAGES: dict[str, dict[str, str | dict[str, str]]] = {
         "archive": "All issues",
         "page_footer": "{title}, issue #{number}.",
         "empty": "No articles in this issue.",
+        "lead": "Top story",
+        "editor_note": "From the editor",
         "label": "{text}:",
         "period_same_month": "{month} {d1} – {d2}, {year}",
         "period_same_year": "{start} – {end}, {year}",
@@ -53,6 +55,8 @@ _MESSAGES: dict[str, dict[str, str | dict[str, str]]] = {
         "archive": "Tous les numéros",
         "page_footer": "{title}, numéro {number}.",
         "empty": "Aucun article dans ce numéro.",
+        "lead": "À la une",
+        "editor_note": "Le mot de la rédaction",
         # French puts a (non-breaking) space before a colon.
         "label": "{text}\u00a0:",
         "period_same_month": "du {d1} au {d2} {month} {year}",

@@ -362,11 +362,14 @@ def kept_items(
 
     Each comes with its kept decisions, best score first.
     """
+    ii = schema.issue_items
     cond = and_(
         schema.items.c.first_seen <= to_db(until),
         schema.items.c.published >= to_db(not_before),
         schema.items.c.failures < MAX_ITEM_FAILURES,
         _kept_exists(),
+        # An editor may add an item newer than the draft: it must not come back next issue.
+        ~exists().where(ii.c.item_id == schema.items.c.id),
     )
     if since is not None:
         cond = and_(cond, schema.items.c.first_seen > to_db(since))

@@ -230,9 +230,85 @@ signup_attempts = Table(
 )
 Index("ix_signup_attempts_ip_at", signup_attempts.c.ip_hash, signup_attempts.c.at)
 
+#: The next issue while editors review it (``[review] mode = "required"``): at most one ``open``.
+drafts = Table(
+    "drafts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("number", Integer, nullable=False),  # the issue number it will go out as
+    Column("status", String(16), nullable=False, default="open"),  # open | sent | discarded
+    Column("created", DateTime(timezone=True), nullable=False),
+    # Items first seen after this are "new since the draft": shown, never added silently.
+    Column("built_at", DateTime(timezone=True), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False, default=""),  # the editor's introduction (Markdown)
+    Column("lead_item_id", Integer),  # the pinned story
+    Column("approved_by", Text),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("notified_at", DateTime(timezone=True)),  # editors mailed the link (daemon)
+    Column("reminded_at", DateTime(timezone=True)),  # the one reminder at the deadline
+    Column("updated", DateTime(timezone=True), nullable=False),
+)
+Index("ix_drafts_status", drafts.c.status)
+
+#: A draft's stories, in order; ``summary`` is the editor's replacement, when there is one.
+draft_entries = Table(
+    "draft_entries",
+    metadata,
+    Column("draft_id", Integer, ForeignKey("drafts.id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("origin", String(16), nullable=False, default="filter"),  # filter | editor
+    Column("score", Float, nullable=False, default=0.0),
+    Column("summary", Text),
+    Column("also_ids", Text, nullable=False, default=""),  # ","-joined: the same story elsewhere
+)
+
+#: What editors decided about an item for a topic; the relevance work learns from it.
+editor_decisions = Table(
+    "editor_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("topic_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # keep | drop | pin | add
+    Column("kept", Boolean, nullable=False),  # keep, pin and add keep; drop drops
+    Column("editor", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("issue_number", Integer),
+)
+Index("ix_editor_decisions_item", editor_decisions.c.item_id)
+Index("ix_editor_decisions_topic_at", editor_decisions.c.topic_id, editor_decisions.c.at)
+
+#: One-time sign-in links of the editors' desk (single use) and the sessions they open.
+desk_logins = Table(
+    "desk_logins",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("editor", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+desk_sessions = Table(
+    "desk_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("editor", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = [
     "SCHEMA_VERSION",
     "deliveries",
+    "desk_logins",
+    "desk_sessions",
+    "draft_entries",
+    "drafts",
+    "editor_decisions",
     "erased",
     "feeds",
     "issue_items",

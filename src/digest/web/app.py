@@ -284,9 +284,23 @@ async def _favicon(_request: Request) -> Response:
 
 
 def _routes() -> list[BaseRoute]:
-    from digest.web import account, archive, signup
+    from digest.web import account, archive, desk, signup
 
     return [
+        Route("/desk", desk.desk_page, methods=["GET"]),
+        Route("/desk/login", desk.request_link, methods=["POST"]),
+        Route("/desk/login/{token}", desk.link_page, methods=["GET"]),
+        Route("/desk/login/{token}", desk.sign_in, methods=["POST"]),
+        Route("/desk/logout", desk.sign_out, methods=["POST"]),
+        Route("/desk/preview", desk.preview, methods=["GET"]),
+        Route("/desk/build", desk.build, methods=["POST"]),
+        Route("/desk/drop", desk.drop, methods=["POST"]),
+        Route("/desk/pin", desk.pin, methods=["POST"]),
+        Route("/desk/add", desk.add, methods=["POST"]),
+        Route("/desk/summary", desk.summary, methods=["POST"]),
+        Route("/desk/note", desk.note, methods=["POST"]),
+        Route("/desk/test", desk.test, methods=["POST"]),
+        Route("/desk/approve", desk.approve, methods=["POST"]),
         Route("/", archive.index, methods=["GET"]),
         # A plain segment, checked by the route: ``{number:int}`` turns 5,000 digits or a number
         # beyond the column into an exception instead of a 404.

@@ -83,7 +83,15 @@ async def feed(request: Request) -> Response:
                 number=s.number,
                 title=s.subject or s.title,
                 updated=s.created,
-                summary="\n".join(e.title for sec in s.content.sections for e in sec.entries),
+                # The editor's note first (its Markdown source reads as text), then the stories.
+                summary="\n\n".join(
+                    part
+                    for part in (
+                        s.content.note.strip(),
+                        "\n".join(e.title for sec in s.content.sections for e in sec.entries),
+                    )
+                    if part
+                ),
             )
             for s in stored
         ]

@@ -98,6 +98,64 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "confirm_email_ignore": (
             "If you did not ask for it, ignore this email: you will not hear from us again."
         ),
+        "desk_title": "Editor's desk",
+        "desk_sign_in_intro": "Editors sign in with a one-time link sent to their address.",
+        "desk_send_link": "Email me a sign-in link",
+        "desk_link_sent": (
+            "If this address belongs to an editor, a sign-in link is on its way. It works "
+            "once, within 15 minutes."
+        ),
+        "desk_confirm_intro": "Sign in to the desk as {email}?",
+        "desk_sign_in": "Sign in",
+        "desk_sign_out": "Sign out",
+        "desk_signed_in_as": "Signed in as {email}.",
+        "desk_no_draft": "There is no draft of the next issue.",
+        "desk_build": "Build the draft",
+        "desk_issue": "Draft of issue #{number}",
+        "desk_approved_by": "Approved by {email}: the next send delivers it.",
+        "desk_not_approved": "Not approved yet: nothing goes out until it is.",
+        "desk_preview": "The email as subscribers will get it",
+        "desk_entries": "Stories",
+        "desk_drop": "Drop",
+        "desk_pin": "Make it the lead",
+        "desk_lead": "Lead story",
+        "desk_added": "added by an editor",
+        "desk_summary_edited": "summary edited",
+        "desk_edit_summary": "Edit the summary",
+        "desk_save_summary": "Save the summary",
+        "desk_near_misses": "Near misses",
+        "desk_near_misses_intro": "Left out by the filter, best first.",
+        "desk_new_since": "New since the draft",
+        "desk_new_since_intro": "Arrived after the draft was built: not in it unless you add them.",
+        "desk_add": "Add",
+        "desk_none": "None.",
+        "desk_score": "score {score}",
+        "desk_note": "Editor's note",
+        "desk_note_hint": (
+            "A few lines of Markdown, shown on top of the email, the web page and the feed."
+        ),
+        "desk_save_note": "Save the note",
+        "desk_test": "Send a test to me",
+        "desk_test_hint": "Exactly as a subscriber gets it, marked [TEST], to {email} only.",
+        "desk_approve": "Approve",
+        "desk_approve_hint": (
+            "The next send (the daemon at its send time) delivers the issue as shown."
+        ),
+        "desk_done_dropped": "Dropped from the draft.",
+        "desk_done_pinned": "That story is now the lead.",
+        "desk_done_added": "Added to the draft.",
+        "desk_done_summary": "Summary saved.",
+        "desk_done_note": "Note saved.",
+        "desk_done_test": "Test sent: check your inbox.",
+        "desk_done_approved": "Approved: the next send delivers this issue.",
+        "desk_done_built": "Draft built.",
+        "desk_link_expired": "This sign-in link has expired. Ask for a new one on the desk.",
+        "desk_link_used": "This sign-in link has already been used. Ask for a new one on the desk.",
+        "desk_not_editor": "This address is not one of the editors.",
+        "desk_signed_out": (
+            "You are not signed in, or your session has expired. Sign in again on the desk."
+        ),
+        "desk_bad_form": "The form was incomplete. Reload the desk and try again.",
     },
     "fr": {
         "archive": "Archives",
@@ -184,6 +242,72 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Si vous n'avez rien demandé, ignorez ce courriel : vous n'entendrez plus parler "
             "de nous."
         ),
+        "desk_title": "Bureau de la rédaction",
+        "desk_sign_in_intro": (
+            "Les éditeurs se connectent par un lien à usage unique envoyé à leur adresse."
+        ),
+        "desk_send_link": "M'envoyer un lien de connexion",
+        "desk_link_sent": (
+            "Si cette adresse est celle d'un éditeur, un lien de connexion est en route. Il "
+            "ne sert qu'une fois, dans les 15 minutes."
+        ),
+        "desk_confirm_intro": "Vous connecter au bureau en tant que {email} ?",
+        "desk_sign_in": "Me connecter",
+        "desk_sign_out": "Me déconnecter",
+        "desk_signed_in_as": "Connecté en tant que {email}.",
+        "desk_no_draft": "Il n'y a pas de brouillon du prochain numéro.",
+        "desk_build": "Préparer le brouillon",
+        "desk_issue": "Brouillon du numéro {number}",
+        "desk_approved_by": "Approuvé par {email} : le prochain envoi le distribue.",
+        "desk_not_approved": "Pas encore approuvé : rien ne part avant.",
+        "desk_preview": "Le courriel tel que les abonnés le recevront",
+        "desk_entries": "Articles",
+        "desk_drop": "Retirer",
+        "desk_pin": "Mettre à la une",
+        "desk_lead": "À la une",
+        "desk_added": "ajouté par la rédaction",
+        "desk_summary_edited": "résumé modifié",
+        "desk_edit_summary": "Modifier le résumé",
+        "desk_save_summary": "Enregistrer le résumé",
+        "desk_near_misses": "Presque retenus",
+        "desk_near_misses_intro": "Écartés par le filtre, les meilleurs d'abord.",
+        "desk_new_since": "Nouveaux depuis le brouillon",
+        "desk_new_since_intro": (
+            "Arrivés après la préparation du brouillon : absents tant que vous ne les ajoutez pas."
+        ),
+        "desk_add": "Ajouter",
+        "desk_none": "Aucun.",
+        "desk_score": "score {score}",
+        "desk_note": "Mot de la rédaction",
+        "desk_note_hint": (
+            "Quelques lignes en Markdown, en tête du courriel, de la page web et du flux."
+        ),
+        "desk_save_note": "Enregistrer le mot",
+        "desk_test": "M'envoyer un test",
+        "desk_test_hint": (
+            "Exactement tel qu'un abonné le reçoit, marqué [TEST], à {email} seulement."
+        ),
+        "desk_approve": "Approuver",
+        "desk_approve_hint": (
+            "Le prochain envoi (le démon à l'heure d'envoi) distribue le numéro tel qu'affiché."
+        ),
+        "desk_done_dropped": "Retiré du brouillon.",
+        "desk_done_pinned": "Cet article est désormais à la une.",
+        "desk_done_added": "Ajouté au brouillon.",
+        "desk_done_summary": "Résumé enregistré.",
+        "desk_done_note": "Mot enregistré.",
+        "desk_done_test": "Test envoyé : consultez votre messagerie.",
+        "desk_done_approved": "Approuvé : le prochain envoi distribue ce numéro.",
+        "desk_done_built": "Brouillon préparé.",
+        "desk_link_expired": "Ce lien de connexion a expiré. Demandez-en un nouveau sur le bureau.",
+        "desk_link_used": (
+            "Ce lien de connexion a déjà servi. Demandez-en un nouveau sur le bureau."
+        ),
+        "desk_not_editor": "Cette adresse n'est pas celle d'un éditeur.",
+        "desk_signed_out": (
+            "Vous n'êtes pas connecté, ou votre session a expiré. Reconnectez-vous sur le bureau."
+        ),
+        "desk_bad_form": "Le formulaire était incomplet. Rechargez le bureau et réessayez.",
     },
 }
 

@@ -1,0 +1,322 @@
+"""The next issue as a draft that editors curate before ``send`` delivers it (``[review]``):
+building it, the issue it makes, its near misses and the items new since it was built.
+
+The editing actions are in ``desk``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from digest.config import Settings
+from digest.errors import LockedError, UsageError
+from digest.models import AlsoCovered, IssueContent, IssueEntry, IssueSection, StoredItem
+from digest.pipeline.issue import compose, summaries_for
+from digest.store import Store
+from digest.store import drafts as dstore
+from digest.store.issues import last_period_end, next_issue_number
+from digest.store.items import get_item
+from digest.store.listing import list_items, scored_items
+from digest.store.locks import exclusive
+from digest.urls import strip_tracking
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Candidate",
+    "DraftView",
+    "build_draft",
+    "build_draft_exclusive",
+    "current",
+    "draft_content",
+    "require",
+]
+
+#: Near misses listed at most (best first).
+NEAR_MISSES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An item the editor might add: a near miss, or an item new since the draft was built."""
+
+    item_id: int
+    title: str
+    topic_id: str
+    score: float
+    source: str
+    url: str
+    #: Kept by the topic (left out by the per-topic limit, or new), rather than below threshold.
+    kept: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DraftView:
+    """An open draft as the editor sees it: the issue as it will go out, and what is left out."""
+
+    draft: dstore.DraftRow
+    content: IssueContent
+    entries: tuple[dstore.DraftEntryRow, ...]
+    near_misses: tuple[Candidate, ...]
+    new_since: tuple[Candidate, ...]
+
+    @property
+    def number(self) -> int:
+        return self.draft.number
+
+    def entry_list(self) -> list[IssueEntry]:
+        """The entries in the order the email shows them (the lead first)."""
+        return [e for s in self.content.sections for e in s.entries]
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_draft(
+    settings: Settings, store: Store, *, now: datetime | None = None
+) -> tuple[DraftView | None, bool]:
+    """The open draft, or a new one built from the items kept since the previous issue.
+
+    Returns (view, created); (None, False) when there is no draft and nothing new to make one.
+    """
+    now = _now(now)
+    found = current(settings, store)
+    if found is not None:
+        return found, False
+    composed = compose(settings, store, now=now, keep_summaries=True)
+    content = composed.content
+    if content is None:
+        return None, False
+    entries = [
+        dstore.DraftEntryRow(
+            item_id=e.item_id,
+            topic_id=e.topic_id,
+            score=e.score,
+            also_ids=composed.also_ids.get(e.item_id, ()),
+        )
+        for section in content.sections
+        for e in section.entries
+    ]
+    with store.begin() as conn:
+        if dstore.open_draft(conn) is not None:  # another process was quicker
+            created = False
+        else:
+            dstore.create_draft(
+                conn,
+                number=next_issue_number(conn),
+                now=now,
+                period_start=content.period_start,
+                period_end=content.period_end,
+                entries=entries,
+            )
+            created = True
+    view = current(settings, store)
+    if created and view is not None:
+        log.info(
+            "built the draft of issue #%d",
+            view.number,
+            extra={"issue": view.number, "items": len(view.entries)},
+        )
+    return view, created
+
+
+def build_draft_exclusive(
+    settings: Settings, store: Store, *, now: datetime | None = None
+) -> tuple[DraftView | None, bool]:
+    """``build_draft`` from outside the daemon (`digest draft`, the web desk): building takes the
+    database lock like ``send``, so that no fetch stores items behind the draft's period while it
+    is composed (they would be in no draft and no issue). LockedError when another digest holds
+    it; showing an existing draft needs no lock."""
+    found = current(settings, store)
+    if found is not None:
+        return found, False
+    try:
+        with exclusive(
+            store, lease=settings.daemon.lock_lease.delta, wait=settings.daemon.lock_wait.seconds
+        ):
+            return build_draft(settings, store, now=now)
+    except LockedError as exc:
+        raise LockedError(
+            f"{exc} (a running daemon builds the draft itself: at [review] draft, or at the "
+            "send time)"
+        ) from None
+
+
+def current(settings: Settings, store: Store) -> DraftView | None:
+    """The open draft with its content, near misses and items new since it was built."""
+    with store.connect() as conn:
+        draft = dstore.open_draft(conn)
+        if draft is None:
+            return None
+        entries = tuple(dstore.entries_of(conn, draft.id))
+    content = draft_content(settings, store, draft, entries)
+    taken = {e.item_id for e in entries} | {i for e in entries for i in e.also_ids}
+    return DraftView(
+        draft=draft,
+        content=content,
+        entries=entries,
+        near_misses=tuple(_near_misses(settings, store, draft, taken)),
+        new_since=tuple(_new_since(settings, store, draft, taken)),
+    )
+
+
+def require(settings: Settings, store: Store) -> DraftView:
+    """The open draft; UsageError "no draft: run digest draft" when there is none."""
+    view = current(settings, store)
+    if view is None:
+        raise UsageError("no draft: run digest draft")
+    return view
+
+
+def draft_content(
+    settings: Settings,
+    store: Store,
+    draft: dstore.DraftRow,
+    entries: Sequence[dstore.DraftEntryRow],
+    *,
+    number: int | None = None,
+) -> IssueContent:
+    """The issue the draft makes: topic sections in config order, the pinned story first (its
+    section first, and first in it), the editor's summaries and note."""
+    d = settings.digest
+    ids = [e.item_id for e in entries] + [i for e in entries for i in e.also_ids]
+    with store.connect() as conn:
+        items = {i: found for i in dict.fromkeys(ids) if (found := get_item(conn, i)) is not None}
+    # Items the draft takes always have a summary (written when the draft was built or the
+    # item added); one missing here (deleted meanwhile) is written without storing it.
+    summaries, _ = summaries_for(
+        settings, store, [items[e.item_id] for e in entries if e.item_id in items], False
+    )
+    topics = settings.topic_defs()
+    order = [t.id for t in topics]
+    lead = draft.lead_item_id
+    by_topic: dict[str, list[IssueEntry]] = {}
+    for e in entries:
+        stored = items.get(e.item_id)
+        if stored is None:
+            continue
+        summary = summaries.get(e.item_id)
+        entry = IssueEntry(
+            item_id=e.item_id,
+            url=strip_tracking(stored.item.url),
+            title=stored.item.title,
+            source=stored.source,
+            published=stored.item.published,
+            summary=e.summary if e.summary is not None else (summary.text if summary else ""),
+            topic_id=e.topic_id,
+            score=e.score,
+            summary_engine="editor"
+            if e.summary is not None
+            else (summary.engine if summary else "none"),
+            also=tuple(
+                AlsoCovered(items[i].source, strip_tracking(items[i].item.url))
+                for i in e.also_ids
+                if i in items
+            ),
+        )
+        bucket = by_topic.setdefault(e.topic_id, [])
+        if e.item_id == lead:
+            bucket.insert(0, entry)
+        else:
+            bucket.append(entry)
+    lead_topic = next((e.topic_id for e in entries if e.item_id == lead), None)
+    ordered = sorted(
+        (t for t in topics if by_topic.get(t.id)),
+        key=lambda t: (t.id != lead_topic, order.index(t.id)),
+    )
+    sections = tuple(
+        IssueSection(
+            topic_id=t.id,
+            title=dict(t.titles).get(d.language, t.title),
+            entries=tuple(by_topic[t.id]),
+            titles=t.titles,
+        )
+        for t in ordered
+    )
+    return IssueContent(
+        number=number if number is not None else draft.number,
+        title=d.title,
+        language=d.language,
+        timezone=d.timezone,
+        created=draft.built_at,
+        period_start=draft.period_start,
+        period_end=draft.period_end,
+        sections=sections,
+        base_url=d.base_url,
+        note=draft.note,
+        lead_item_id=lead if lead_topic is not None else None,
+    )
+
+
+def _candidate(stored: StoredItem, topic: str, score: float, kept: bool) -> Candidate:
+    return Candidate(
+        item_id=stored.id,
+        title=stored.item.title,
+        topic_id=topic,
+        score=score,
+        source=stored.source,
+        url=stored.item.url,
+        kept=kept,
+    )
+
+
+def _near_misses(
+    settings: Settings, store: Store, draft: dstore.DraftRow, taken: set[int]
+) -> list[Candidate]:
+    """Items of the draft's period left out: kept but over the per-topic limit, or scoring
+    between ``[review] floor`` x threshold and the threshold; best (score / threshold) first."""
+    floor = settings.review.floor
+    not_before = draft.built_at - timedelta(days=settings.digest.window_days)
+    best: dict[int, tuple[float, Candidate]] = {}
+    with store.connect() as conn:
+        since = last_period_end(conn)
+        for topic in settings.topic_defs():
+            threshold = topic.threshold if topic.threshold > 0 else 1.0
+            rows = scored_items(
+                conn,
+                topic=topic.id,
+                # A floor of 0 still wants a positive score: unrelated items score 0.
+                min_score=max(floor * threshold, 1e-9),
+                first_seen_after=since,
+                first_seen_until=draft.built_at,
+                not_before=not_before,
+                limit=NEAR_MISSES + len(taken),
+            )
+            for stored, score, kept in rows:
+                if stored.id in taken:
+                    continue
+                ratio = score / threshold
+                if stored.id not in best or best[stored.id][0] < ratio:
+                    best[stored.id] = (ratio, _candidate(stored, topic.id, score, kept))
+    ranked = sorted(best.values(), key=lambda p: (-p[0], p[1].item_id))
+    return [c for _, c in ranked[:NEAR_MISSES]]
+
+
+def _new_since(
+    settings: Settings, store: Store, draft: dstore.DraftRow, taken: set[int]
+) -> list[Candidate]:
+    """Items kept by a topic that arrived after the draft was built: shown, never added."""
+    order = {t.id for t in settings.topic_defs()}
+    with store.connect() as conn:
+        rows = list_items(
+            conn,
+            kept=True,
+            first_seen_after=draft.built_at,
+            exclude=taken,
+            not_issued=True,
+            limit=100,
+        )
+    out = []
+    for row in rows:
+        topics = [t for t in row.kept_by if t in order]
+        if topics:
+            score = row.topics[topics[0]][0]
+            out.append(_candidate(row.stored, topics[0], score, True))
+    return out
