@@ -310,7 +310,7 @@ def test_editor_decisions_are_read_when_the_desk_table_exists(tmp_path: Path) ->
     )
 
 
-def test_a_store_without_the_desk_table_has_no_decisions(tmp_path: Path) -> None:
+def test_a_store_without_editor_decisions_teaches_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/d.db"
     _store_with_decisions(url, table=False)
     store = open_store(url)
@@ -474,3 +474,43 @@ def test_the_fetch_decider_keeps_by_model_in_one_batch_and_needs_term_narrows_it
     suggest = make_decider(_settings(tmp_path, "suggest", good))
     assert suggest.learned is None
     assert not suggest.decide_many(items, None, "F")[0][0].kept
+
+
+def test_the_desk_lists_items_the_rules_drop_and_the_model_rates_high_as_near_misses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_desk import SECRET, make, rss
+
+    from digest.pipeline.collect import collect
+    from digest.pipeline.draft import build_draft
+
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    model = tmp_path / "model.json.gz"
+    names = {"dp": "data_protection", "sc": "sovereign_cloud"}
+    renamed = [Example(e.title, e.text, frozenset(names[x] for x in e.labels)) for e in labeled()]
+    train(renamed, ["data_protection", "sovereign_cloud"]).save(model)
+    missed = ("Regulator fines retailer over customer data breach", "")
+    (tmp_path / "feed.xml").write_text(
+        rss(
+            [
+                ("CNIL fines a retailer under the GDPR", "personal data"),
+                missed,
+                ("Football cup final moved to the weekend", ""),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    storage = {"url": f"sqlite:///{tmp_path}/digest.db", "topic_model": str(model)}
+    settings = make(tmp_path, storage=storage)
+    store = open_store(settings.storage.url)
+    try:
+        collect(settings, store)
+        view, _ = build_draft(settings, store)
+        assert view is not None
+        by_title = {c.title: c for c in view.near_misses}
+        # None of the rules' terms; the model rates it high: a near miss.
+        assert missed[0] in by_title
+        assert by_title[missed[0]].topic_id == "data_protection"
+        assert "Football cup final moved to the weekend" not in by_title
+    finally:
+        store.close()
