@@ -479,10 +479,9 @@ def test_the_fetch_decider_keeps_by_model_in_one_batch_and_needs_term_narrows_it
 def test_the_desk_lists_items_the_rules_drop_and_the_model_rates_high_as_near_misses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_desk import SECRET, make, rss
-
     from digest.pipeline.collect import collect
     from digest.pipeline.draft import build_draft
+    from test_desk import SECRET, make, rss
 
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
     model = tmp_path / "model.json.gz"
