@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,7 +22,12 @@ from digest import config
 from digest.cli.app import out as stdout_console
 from digest.errors import UsageError
 from digest.models import Term, TopicDef, TopicMatch
-from digest.pipeline.learning import decide_with_model, editor_examples, near_misses
+from digest.pipeline.learning import (
+    decide_with_model,
+    editor_examples,
+    load_model,
+    near_misses,
+)
 from digest.store import open_store
 from digest.store.learning import editor_labels
 from digest.topics import TopicMatcher
@@ -218,7 +224,9 @@ learned_floor = 0.6
     return config.load(cfg)
 
 
-def test_fetch_decisions_load_the_model_only_for_keep_topics(tmp_path: Path) -> None:
+def test_fetch_decisions_load_the_model_only_for_keep_topics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{", encoding="utf-8")
     texts = [("Watchdog fines retailer over personal data breach", "")]
@@ -226,9 +234,14 @@ def test_fetch_decisions_load_the_model_only_for_keep_topics(tmp_path: Path) -> 
     rules = [TopicMatcher(s.topic_defs()).match(*texts[0])]
     # suggest: the (broken) model is never read at fetch time.
     assert decide_with_model(s, texts, rules) == rules
-    # keep: it is, and a broken file is one clear error.
+    # keep: it is; a broken file is logged and the shipped model decides (it knows no "dp").
+    with caplog.at_level(logging.ERROR):
+        assert decide_with_model(_settings(tmp_path, "keep", broken), texts, rules) == rules
+    assert "cannot read the topic model" in caplog.text
+    assert "the shipped topic model decides instead" in caplog.text
+    # digest check, explain and topics eval read it strictly: one clear error.
     with pytest.raises(UsageError, match="cannot read the topic model"):
-        decide_with_model(_settings(tmp_path, "keep", broken), texts, rules)
+        load_model(_settings(tmp_path, "keep", broken), strict=True)
     good = tmp_path / "model.json.gz"
     train(labeled(), ["dp", "sc"]).save(good)
     kept = decide_with_model(_settings(tmp_path, "keep", good), texts, rules)

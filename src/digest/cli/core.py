@@ -323,7 +323,7 @@ def check() -> None:
     from digest.pipeline.learning import load_model
 
     try:
-        model = load_model(settings)
+        model = load_model(settings, strict=True)
     except DigestError as exc:  # a topic model that cannot be read fails later too
         found.errors.append(str(exc))
         model = None

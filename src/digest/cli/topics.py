@@ -113,7 +113,7 @@ def eval_cmd(file: Path, as_json: bool) -> None:
             err.print(f"warning: {file}: line {row.line}: unknown topic {label!r}", markup=False)
     from digest.pipeline.learning import load_model
 
-    report = evaluate(matcher, rows, learned=load_model(settings))
+    report = evaluate(matcher, rows, learned=load_model(settings, strict=True))
     if as_json:
         sys.stdout.write(json.dumps(report.as_json()) + "\n")
         return
@@ -463,7 +463,7 @@ def explain(item: str | None, title: str | None, text: str) -> None:
         out.print(f"decided by a rule before the topics: {why}", markup=False, highlight=False)
     from digest.pipeline.learning import load_model
 
-    model = load_model(settings)
+    model = load_model(settings, strict=True)
     for tdef, m in zip(matcher.topics, matches, strict=True):
         lines = explain_lines(tdef, m)
         if model is not None and tdef.id in model.topics and tdef.learned != "off":

@@ -5,6 +5,7 @@ the editors' desk (near misses) and for topics configured with ``learned = "keep
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 #: The model trained on the shipped labeled set (tests/data/topics/tuning.jsonl), in the package.
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "topics" / "model.json.gz"
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loaded: dict[tuple[str, float], TextModel] = {}
 
@@ -35,9 +37,14 @@ def model_path(settings: Settings) -> Path:
     return own if own.is_file() else SHIPPED_MODEL
 
 
-def load_model(settings: Settings) -> TextModel | None:
+def load_model(settings: Settings, *, strict: bool = False) -> TextModel | None:
     """The model for ``settings`` (loaded once per file version), or None when every topic has
-    ``learned = "off"`` or no model file exists."""
+    ``learned = "off"`` or no model file exists.
+
+    An operator's model that cannot be read is a UsageError with ``strict`` (``digest check``,
+    ``explain``, ``topics eval``); otherwise (the fetch, the desk) it is logged and the shipped
+    model decides instead: one bad file never stops a run.
+    """
     from digest.topics.learned import TextModel
 
     if all(t.learned == "off" for t in settings.topics.values()):
@@ -50,7 +57,13 @@ def load_model(settings: Settings) -> TextModel | None:
     with _lock:
         model = _loaded.get(key)
         if model is None:
-            model = TextModel.load(path)
+            try:
+                model = TextModel.load(path)
+            except UsageError as exc:
+                if strict or path == SHIPPED_MODEL:
+                    raise
+                log.error("%s; the shipped topic model decides instead", exc)
+                model = TextModel.load(SHIPPED_MODEL)
             _loaded.clear()
             _loaded[key] = model
     return model
