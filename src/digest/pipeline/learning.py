@@ -28,7 +28,8 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "topics" / "model.json.
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_loaded: dict[tuple[str, float], TextModel] = {}
+#: (path, mtime) -> (the model, whether it is the shipped one standing in for an unreadable file)
+_loaded: dict[tuple[str, float], tuple[TextModel, bool]] = {}
 
 
 def model_path(settings: Settings) -> Path:
@@ -55,18 +56,18 @@ def load_model(settings: Settings, *, strict: bool = False) -> TextModel | None:
     except OSError:
         return None
     with _lock:
-        model = _loaded.get(key)
-        if model is None:
+        got = _loaded.get(key)
+        if got is None or (strict and got[1]):
             try:
-                model = TextModel.load(path)
+                got = (TextModel.load(path), False)
             except UsageError as exc:
                 if strict or path == SHIPPED_MODEL:
                     raise
                 log.error("%s; the shipped topic model decides instead", exc)
-                model = TextModel.load(SHIPPED_MODEL)
+                got = (TextModel.load(SHIPPED_MODEL), True)
             _loaded.clear()
-            _loaded[key] = model
-    return model
+            _loaded[key] = got
+    return got[0]
 
 
 def item_text(stored: StoredItem) -> str:
