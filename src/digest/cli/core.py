@@ -327,6 +327,13 @@ def check() -> None:
     except DigestError as exc:  # a topic model that cannot be read fails later too
         found.errors.append(str(exc))
         model = None
+    for tid, section in settings.topics.items():
+        if model is not None and section.learned != "off" and tid not in model.topics:
+            err.print(
+                f"warning: topics.{tid}: learned = {section.learned!r} but the topic model knows "
+                f"only {', '.join(model.topics)}: retrain it with `digest topics learn`",
+                markup=False,
+            )
     failures = check_examples(make_matcher(settings), topics, model)
     try:
         make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
