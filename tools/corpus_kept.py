@@ -1,7 +1,7 @@
 """Which items of the shared real corpus (../shared/corpus/feeds-real) a config's topics keep.
 
     python tools/corpus_kept.py config/digest.toml > kept.txt   # "topic<TAB>feed<TAB>title" lines
-    python tools/corpus_kept.py config/digest.toml --rules      # the rules alone (no learned scorer)
+    python tools/corpus_kept.py config/digest.toml --rules  # the rules alone (no learned scorer)
 Diff two runs to see what a rule change lets in or out of the 1,921 general real items. Lines
 kept by the learned scorer (topics with learned = "keep") end with "<TAB>learned <probability>".
 """
