@@ -166,6 +166,9 @@ def test_a_duration_keeps_its_text_and_its_length(n: int, unit: str) -> None:
         ('[delivery]\nsubject = "{title[0]}"', "not {title[0]}"),
         ('[delivery]\nsubject = "{number:{title.__class__}}"', "only a plain format spec"),
         ('[delivery]\nsubject = "{title!r}"', "only a plain format spec"),
+        # A gigabyte of padding per message: a MemoryError traceback at load before.
+        ('[delivery]\nsubject = "{number:>1000000000000}"', "a width or precision over 100"),
+        ('[delivery]\nsubject = "{title:.99999999}"', "a width or precision over 100"),
         ('[delivery]\nsubject = "Issue\\n{number}"', "delivery.subject: 'Issue\\n{number}' holds"),
         ('[delivery]\nlist_id = "x\\r\\nBcc: y"', "delivery.list_id: expected a domain"),
         ('[digest]\ntitle = "News\\r\\nBcc: x@evil.example"', "digest.title: 'News\\r\\nBcc"),
