@@ -252,3 +252,14 @@ def test_status_shows_names_and_errors_verbatim_and_a_disabled_feed(cfg: Path, r
     assert "[410] Gone" in out
     assert "(disabled: 410 Gone)" in out
     assert "never (disabled)" in out
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999999", "2147483648", "0", "-1"])
+def test_regression_deliveries_of_an_issue_number_too_large_for_the_database_is_one_line(
+    run: Run, number: str
+) -> None:
+    # 99999999999999999999999 was an OverflowError traceback from the SQLite driver.
+    code, _, err = run("deliveries", "--issue", number)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"error: issue #{number} does not exist"
+    assert "Traceback" not in err
