@@ -94,6 +94,18 @@ class DaemonSection(_Section):
     #: A job failing this many times in a row makes /healthz answer 503.
     unhealthy_after: int = Field(default=3, ge=1, le=1000)
 
+    @field_validator("http")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        # The rule healthd.parse_address applies when the daemon starts: refused here, so that
+        # `digest check` says it rather than `digest run` on the server.
+        if v is None:
+            return v
+        _, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port (port 0-65535), got {v!r}")
+        return v
+
     @field_validator("lock_lease")
     @classmethod
     def _positive(cls, v: Duration) -> Duration:
