@@ -126,12 +126,40 @@ def test_eval_json_is_exactly_one_object_with_the_figures(run: Run, workdir: Pat
     code, stdout, _ = run("topics", "eval", str(rows), "--json")
     assert code == 0
     data = json.loads(stdout)
-    assert data == {
-        "topics": {
-            "dp": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0},
-            "sc": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0},
-        }
+    assert data["topics"] == {
+        "dp": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0},
+        "sc": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0},
     }
+    rules = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 1, "fp": 0, "fn": 0, "tn": 1}
+    assert data["scorers"]["rules"]["dp"] == rules
+    assert data["scorers"]["combined"]["dp"] == rules
+    # No model is installed: the learned scorer is reported as missing, and said so.
+    assert data["scorers"]["learned"] is None
+    assert data["learned_status"].startswith("none: no learned model")
+    assert data["deciding"] == {"dp": "rules", "sc": "rules"}
+    assert data["rows"] == 2
+
+
+def test_eval_table_shows_each_scorer_with_confusion_counts_and_says_no_model(
+    run: Run, workdir: Path
+) -> None:
+    rows = write_jsonl(
+        workdir / "rows.jsonl",
+        {"title": "La CNIL sanctionne", "summary": "", "lang": "fr", "labels": ["dp"]},
+        {"title": "Recette de cookies CNIL", "summary": "", "lang": "fr", "labels": []},
+    )
+    code, stdout, _ = run("topics", "eval", str(rows))
+    assert code == 0
+    cells = [
+        [c.strip() for c in line.strip().strip("│").split("│")]
+        for line in stdout.splitlines()
+        if line.startswith("│")
+    ]
+    dp = [row for row in cells if row[1] == "dp"]
+    assert [row[0] for row in dp] == ["rules", "combined"]
+    assert dp[0][-4:] == ["1", "0", "0", "1"]  # tp fp fn tn
+    assert "learned scorer: none: no learned model is installed" in stdout
+    assert "this config decides: dp by rules, sc by rules" in stdout
 
 
 def test_eval_of_the_dev_set_with_the_shipped_topics_reaches_f1_090(
@@ -168,6 +196,39 @@ def test_eval_without_topics_in_the_config_exits_2(run: Run, workdir: Path) -> N
     code, _, stderr = run("topics", "eval", str(rows), config=empty)
     assert code == 2
     assert "no [topics.<id>] configured" in stderr
+
+
+# --------------------------------------------------------------------------- topics suggest
+
+
+def test_suggest_command_prints_json_edits_and_rejects_an_unknown_topic(
+    run: Run, workdir: Path
+) -> None:
+    rows = write_jsonl(
+        workdir / "tuning.jsonl",
+        {"title": "SecNumCloud for the ministry", "summary": "", "labels": ["sc"]},
+        {"title": "City moves mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+        {"title": "Region moves mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+        {"title": "Gmail adds a dark mode", "summary": "", "labels": []},
+    )
+    held = write_jsonl(
+        workdir / "heldout.jsonl",
+        {"title": "Province takes its mail off Gmail, souverain", "summary": "", "labels": ["sc"]},
+    )
+    code, stdout, _ = run("topics", "suggest", "sc", str(rows), "--heldout", str(held), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["topic"] == "sc"
+    gmail = [s for s in data["suggestions"] if "'gmail'" in s["summary"]]
+    assert gmail
+    assert gmail[0]["tuning"]["after"]["tp"] == 3
+    assert gmail[0]["heldout"]["gained"] == ["Province takes its mail off Gmail, souverain"]
+    code, stdout, _ = run("topics", "suggest", "sc", str(rows), "--heldout", str(held))
+    assert code == 0
+    assert "held-out: F1 0.000 -> 1.000" in stdout
+    code, _, stderr = run("topics", "suggest", "nope", str(rows))
+    assert code == 2
+    assert "no topic 'nope' (configured: dp, sc)" in stderr
 
 
 # --------------------------------------------------------------------------- explain
@@ -295,9 +356,19 @@ def test_topics_test_rejects_a_bad_period(run: Run) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("topics",), ("topics", "eval"), ("topics", "test"), ("explain",)]
+    "command",
+    [("topics",), ("topics", "eval"), ("topics", "suggest"), ("topics", "test"), ("explain",)],
 )
 def test_every_command_has_help_with_an_example(run: Run, command: tuple[str, ...]) -> None:
     code, stdout, _ = run(*command, "--help")
     assert code == 0
     assert "Example: digest" in stdout
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "2147483648", "²", "0"])
+def test_regression_explain_an_item_id_no_database_can_hold_is_one_line(run: Run, ref: str) -> None:
+    # 99999999999999999999999 was an OverflowError traceback, "²" a ValueError one.
+    code, _, err = run("explain", ref)
+    assert code == 2
+    assert f"explain: no stored item with id or URL {ref!r}" in err
+    assert "Traceback" not in err

@@ -481,6 +481,7 @@ def test_subject_uses_title_number_and_localized_date() -> None:
         "{title",
         "{number:{title.__class__}}",
         "{title!r}",
+        "{number:>1000000000000}",
     ],
 )
 def test_subject_refuses_other_fields(fmt: str) -> None:

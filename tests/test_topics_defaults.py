@@ -56,7 +56,9 @@ def test_shipped_examples_all_hold(shipped: config.Settings) -> None:
 @pytest.mark.parametrize(
     ("title", "text", "expected"),
     [
-        ("Le Health Data Hub quittera Azure", "Migration vers un hébergeur souverain.", "sc"),
+        # The editors' brief (../shared/topics-brief.md, "Both"): health data hosted by a US
+        # provider, the Health Data Hub first, is both topics.
+        ("Le Health Data Hub quittera Azure", "Migration vers un hébergeur souverain.", "sc dp"),
         ("Amende de la CNIL", "Des cookies déposés sans consentement.", "dp"),
         ("Cloudy skies all weekend", "Clouds and showers from the Atlantic.", ""),
         ("Norway's sovereign wealth fund buys data centre stakes", "Cloud growth.", ""),
@@ -92,9 +94,51 @@ def test_evaluate_counts_true_and_false_positives_per_topic() -> None:
         ("CNIL hires", False),
         ("GDPR fine", True),
     ]
-    assert report.as_json() == {
-        "topics": {"dp": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "tp": 1, "fp": 1, "fn": 1}}
+    assert report.as_json()["topics"] == {
+        "dp": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "tp": 1, "fp": 1, "fn": 1}
     }
+    assert report.topics["dp"].tn == 1
+    assert report.scorers["learned"] is None
+
+
+class WordScorer:
+    """A learned scorer stand-in with a fixed, readable rule: probability 0.95 when the word
+    'privacy' is in the title, 0.5 otherwise (the evaluation only needs probabilities)."""
+
+    name = "word-scorer"
+
+    def probabilities(self, title: str, text: str) -> dict[str, float]:
+        return {"dp": 0.95 if "privacy" in title.lower() else 0.5}
+
+
+def test_evaluate_reports_rules_learned_and_combined_and_the_configs_actual_decisions() -> None:
+    from digest.models import Term, TopicDef
+
+    m = TopicMatcher([TopicDef("dp", "DP", (Term("cnil"),))])
+    rows = [
+        EvalRow("CNIL fine", "", frozenset({"dp"})),  # rules keep it
+        EvalRow("Privacy watchdog probe", "", frozenset({"dp"})),  # only the model keeps it
+        EvalRow("Privacy screen review", "", frozenset()),  # the model's false positive
+        EvalRow("Weather", "", frozenset()),
+    ]
+    suggest = evaluate(m, rows, learned=WordScorer())
+    assert suggest.scorers["rules"] is not None
+    assert suggest.scorers["learned"] is not None
+    rules, learned = suggest.scorers["rules"]["dp"], suggest.scorers["learned"]["dp"]
+    combined = suggest.scorers["combined"]["dp"]  # type: ignore[index]
+    assert (rules.tp, rules.fp, rules.fn, rules.tn) == (1, 0, 1, 2)
+    assert (learned.tp, learned.fp, learned.fn, learned.tn) == (1, 1, 1, 1)
+    assert (combined.tp, combined.fp, combined.fn, combined.tn) == (2, 1, 0, 1)
+    # By default the model only suggests: the actual decisions are the rules'.
+    assert suggest.topics["dp"] == rules
+    assert suggest.deciding == {"dp": "rules"}
+    # A topic that lets the model keep items is decided by the combination.
+    keep = evaluate(m, rows, learned=WordScorer(), keep=frozenset({"dp"}))
+    assert keep.topics["dp"] == combined
+    assert keep.deciding == {"dp": "combined"}
+    # A higher floor turns the model's keeps off.
+    strict = evaluate(m, rows, learned=WordScorer(), floors={"dp": 0.99}, keep=frozenset({"dp"}))
+    assert strict.topics["dp"] == rules
 
 
 @pytest.mark.parametrize(

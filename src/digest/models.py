@@ -161,6 +161,12 @@ class TopicDef:
     examples: tuple[TopicExample, ...] = ()
     #: Localized titles by language code, e.g. {"fr": "Cloud souverain"}.
     titles: tuple[tuple[str, str], ...] = ()
+    #: The learned scorer: "off", "suggest" (items the rules drop but the model rates at least
+    #: ``learned_floor`` are near misses for the editors) or "keep" (such items are kept).
+    learned: str = "suggest"
+    learned_floor: float = 0.9
+    #: Keep outright only items that mention at least one include term (near misses need none).
+    learned_needs_term: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +194,8 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: Kept by the learned scorer (``learned = "keep"``) at this probability; None otherwise.
+    learned: float | None = None
     #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
     #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
     rule: str = ""

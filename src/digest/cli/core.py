@@ -326,7 +326,21 @@ def check() -> None:
             found.errors.append(f"render.templates: {problem}")
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
-    failures = check_examples(make_matcher(settings), topics)
+    from digest.pipeline.learning import load_model
+
+    try:
+        model = load_model(settings, strict=True)
+    except DigestError as exc:  # a topic model that cannot be read fails later too
+        found.errors.append(str(exc))
+        model = None
+    for tid, section in settings.topics.items():
+        if model is not None and section.learned != "off" and tid not in model.topics:
+            err.print(
+                f"warning: topics.{tid}: learned = {section.learned!r} but the topic model knows "
+                f"only {', '.join(model.topics)}: retrain it with `digest topics learn`",
+                markup=False,
+            )
+    failures = check_examples(make_matcher(settings), topics, model)
     try:
         make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
     except DigestError as exc:

@@ -129,9 +129,10 @@ def _compile(defs: Sequence[TopicDef]) -> TopicMatcher:
     return TopicMatcher(defs)
 
 
-def make_matcher(settings: Settings) -> TopicMatcher:
-    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second)."""
-    return _compile(settings.topic_defs())
+def make_matcher(settings: Settings | Sequence[TopicDef]) -> TopicMatcher:
+    """The topic matcher for ``[topics.*]`` (compiling it takes about half a second), or for
+    the given topic definitions (``digest topics suggest`` trying edits to one topic)."""
+    return _compile(settings.topic_defs() if isinstance(settings, Settings) else settings)
 
 
 def make_rules(settings: Settings) -> KeepRules:
@@ -146,8 +147,17 @@ def make_rules(settings: Settings) -> KeepRules:
 
 def make_decider(settings: Settings) -> Decider:
     """The topic matcher with the rules read before it and the readers' languages."""
+    from functools import partial
+
+    from digest.pipeline.learning import decide_with_model
     from digest.pipeline.relevance import Decider
 
+    # The model itself is loaded on the first batch with an item a "keep" topic dropped.
+    keep = any(t.learned == "keep" for t in settings.topics.values())
+    learned = partial(decide_with_model, settings) if keep else None
     return Decider(
-        make_matcher(settings), make_rules(settings), frozenset(settings.digest.languages)
+        make_matcher(settings),
+        make_rules(settings),
+        frozenset(settings.digest.languages),
+        learned,
     )

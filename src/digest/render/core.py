@@ -87,6 +87,10 @@ _COLOR_SCHEME_META = (
 )
 
 _SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
+#: Widths and precisions in a subject's format spec stay small (the config refuses more too):
+#: ``{number:>999999999}`` would build a gigabyte string per message.
+_MAX_SPEC_NUMBER = 100
+_DIGITS = re.compile(r"\d+")
 
 
 # --------------------------------------------------------------------------- content
@@ -228,6 +232,8 @@ def format_subject(
     # reach past the three plain values; the config refuses them too.
     if any(conv or "{" in (spec or "") for _, spec, conv in parsed):
         raise RenderError(f"subject format {fmt!r}: only plain fields and format specs")
+    if any(int(n) > _MAX_SPEC_NUMBER for _, spec, _ in parsed for n in _DIGITS.findall(spec or "")):
+        raise RenderError(f"subject format {fmt!r}: a width or precision over {_MAX_SPEC_NUMBER}")
     fields = [f for f, _, _ in parsed]
     unknown = [f for f in fields if f not in _SUBJECT_FIELDS]
     if unknown:

@@ -28,6 +28,10 @@ metadata = MetaData()
 #: Never bumped again; digests from before Alembic refuse a database at 2.
 SCHEMA_VERSION = 2
 
+#: The largest value of an ``Integer`` column (32 bits on PostgreSQL): an id or an issue number
+#: above it cannot be stored, so a look-up for one finds nothing (never an OverflowError).
+MAX_INTEGER = 2**31 - 1
+
 meta = Table(
     "meta",
     metadata,
@@ -322,6 +326,7 @@ desk_sessions = Table(
 )
 
 __all__ = [
+    "MAX_INTEGER",
     "SCHEMA_VERSION",
     "bounces",
     "deliveries",

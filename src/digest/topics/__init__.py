@@ -6,6 +6,7 @@ Imports only ``models``, ``errors`` and libraries (ahocorasick-rs, simplemma): n
 from digest.topics.evaluate import (
     EvalReport,
     EvalRow,
+    LearnedScorer,
     Misclassified,
     TopicScores,
     check_examples,
@@ -20,6 +21,7 @@ __all__ = [
     "Candidate",
     "EvalReport",
     "EvalRow",
+    "LearnedScorer",
     "Misclassified",
     "TopicMatcher",
     "TopicScores",

@@ -1,10 +1,15 @@
-"""Measuring topics against labeled items (precision/recall/F1) and the editors' pinned examples."""
+"""Measuring topics against labeled items (precision/recall/F1 per scorer) and the pinned examples.
+
+Scorers: the editors' rules, an optional learned scorer (a second opinion giving probabilities),
+and their combination (kept by the rules, or rated at least the floor by the learned scorer).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from digest.errors import UsageError
 from digest.models import TopicDef, TopicMatch
@@ -30,9 +35,10 @@ class TopicScores:
     tp: int
     fp: int
     fn: int
+    tn: int = 0
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
+    def as_dict(self, *, tn: bool = False) -> dict[str, float | int]:
+        figures: dict[str, float | int] = {
             "precision": self.precision,
             "recall": self.recall,
             "f1": self.f1,
@@ -40,6 +46,22 @@ class TopicScores:
             "fp": self.fp,
             "fn": self.fn,
         }
+        if tn:
+            figures["tn"] = self.tn
+        return figures
+
+
+class LearnedScorer(Protocol):
+    """A second opinion on an item: the probability that it belongs to each topic it knows."""
+
+    name: str
+
+    def probabilities(self, title: str, text: str) -> Mapping[str, float]: ...
+
+
+#: The learned scorer keeps an item on its own at or above this probability ("learned_floor").
+DEFAULT_FLOOR = 0.9
+SCORERS = ("rules", "learned", "combined")
 
 
 @dataclass(frozen=True)
@@ -54,41 +76,117 @@ class Misclassified:
 
 @dataclass(frozen=True)
 class EvalReport:
+    """``topics``: the figures of the config's actual decisions; ``scorers``: each scorer's own
+    (``None`` for a scorer that is not available, with the reason in ``learned_status``)."""
+
     topics: dict[str, TopicScores]
     misclassified: list[Misclassified] = field(default_factory=list)
     rows: int = 0
+    scorers: dict[str, dict[str, TopicScores] | None] = field(default_factory=dict)
+    learned_status: str = ""
+    #: Per topic, which scorer the config's actual decisions come from ("rules" or "combined").
+    deciding: dict[str, str] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, dict[str, dict[str, float | int]]]:
-        return {"topics": {tid: s.as_dict() for tid, s in self.topics.items()}}
+    def as_json(self) -> dict[str, object]:
+        scorers: dict[str, object] = {
+            name: None if figs is None else {t: s.as_dict(tn=True) for t, s in figs.items()}
+            for name, figs in self.scorers.items()
+        }
+        return {
+            "topics": {tid: s.as_dict() for tid, s in self.topics.items()},
+            "scorers": scorers,
+            "learned_status": self.learned_status,
+            "deciding": dict(self.deciding),
+            "rows": self.rows,
+        }
 
 
-def _scores(tp: int, fp: int, fn: int) -> TopicScores:
+def _scores(tp: int, fp: int, fn: int, tn: int = 0) -> TopicScores:
     # With nothing predicted (or nothing to find), a topic that made no mistake scores 1.
     precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
     recall = tp / (tp + fn) if tp + fn else (1.0 if fp == 0 else 0.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return TopicScores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn)
+    return TopicScores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn, tn)
 
 
-def evaluate(matcher: TopicMatcher, rows: Iterable[EvalRow]) -> EvalReport:
-    """Run every configured topic on each row's title + text and compare with its labels."""
-    counts = {t.id: [0, 0, 0] for t in matcher.topics}
+def _count(c: list[int], kept: bool, expected: bool) -> None:
+    c[(0 if expected else 1) if kept else (2 if expected else 3)] += 1
+
+
+def _all_probabilities(
+    learned: LearnedScorer, rows: Sequence[EvalRow]
+) -> list[Mapping[str, float]]:
+    predict = getattr(learned, "predict", None)
+    if callable(predict):  # a batch at once (the shipped model scores thousands a second)
+        got: list[Mapping[str, float]] = predict([(r.title, r.text) for r in rows])
+        return got
+    return [learned.probabilities(r.title, r.text) for r in rows]
+
+
+def evaluate(
+    matcher: TopicMatcher,
+    rows: Iterable[EvalRow],
+    *,
+    learned: LearnedScorer | None = None,
+    floors: Mapping[str, float] | None = None,
+    keep: frozenset[str] | None = None,
+) -> EvalReport:
+    """Run every configured topic on each row's title + text and compare with its labels.
+
+    ``learned``: the optional second opinion; it keeps an item the rules drop at its topic's
+    ``learned_floor`` (or ``floors[topic]``) or above, unless an exclude term vetoes it.
+    ``keep``: topics whose actual decisions are the combination (default: those configured
+    with ``learned = "keep"``); the others are decided by the rules alone.
+    """
+    from digest.topics.learned import learned_keeps
+
+    rows = list(rows)
+    ids = [t.id for t in matcher.topics]
+    floors = floors or {}
+    topics = [replace(t, learned_floor=floors.get(t.id, t.learned_floor)) for t in matcher.topics]
+    if keep is None:
+        keep = frozenset(t.id for t in topics if t.learned == "keep")
+    all_probs = _all_probabilities(learned, rows) if learned is not None else [{}] * len(rows)
+    known = {tid for p in all_probs for tid in p} & set(ids)
+    counts = {name: {tid: [0, 0, 0, 0] for tid in ids} for name in SCORERS}
+    actual = {tid: [0, 0, 0, 0] for tid in ids}
     wrong: list[Misclassified] = []
-    n = 0
-    for row in rows:
-        n += 1
-        for m in matcher.match(row.title, row.text):
-            expected = m.topic_id in row.labels
-            c = counts[m.topic_id]
-            if m.kept and expected:
-                c[0] += 1
-            elif m.kept:
-                c[1] += 1
-                wrong.append(Misclassified(row, m.topic_id, False, m))
-            elif expected:
-                c[2] += 1
-                wrong.append(Misclassified(row, m.topic_id, True, m))
-    return EvalReport({tid: _scores(*c) for tid, c in counts.items()}, wrong, n)
+    for row, probs in zip(rows, all_probs, strict=True):
+        for tdef, m in zip(topics, matcher.match(row.title, row.text), strict=True):
+            tid = m.topic_id
+            expected = tid in row.labels
+            prob = probs.get(tid)
+            by_model = prob is not None and prob >= tdef.learned_floor
+            combined = m.kept or learned_keeps(tdef, m, prob)
+            _count(counts["rules"][tid], m.kept, expected)
+            _count(counts["learned"][tid], by_model, expected)
+            _count(counts["combined"][tid], combined, expected)
+            kept = combined if tid in keep else m.kept
+            _count(actual[tid], kept, expected)
+            if kept != expected:
+                if kept and not m.kept:
+                    m = replace(m, kept=True, learned=prob)
+                wrong.append(Misclassified(row, tid, expected, m))
+    scorers: dict[str, dict[str, TopicScores] | None] = {
+        name: {tid: _scores(*c) for tid, c in counts[name].items()} for name in SCORERS
+    }
+    if learned is None or not known:
+        scorers["learned"] = None
+        status = "none: no learned model is installed for these topics, so combined = rules"
+    else:
+        scorers["learned"] = {
+            tid: f for tid, f in (scorers["learned"] or {}).items() if tid in known
+        }
+        floors_said = ", ".join(f"{t.id} {t.learned_floor:g}" for t in topics if t.id in known)
+        status = f"{learned.name}: kept at probability >= its topic's floor ({floors_said})"
+    return EvalReport(
+        {tid: _scores(*c) for tid, c in actual.items()},
+        wrong,
+        len(rows),
+        scorers,
+        status,
+        {tid: "combined" if tid in keep and tid in known else "rules" for tid in ids},
+    )
 
 
 def parse_eval_lines(lines: Iterable[str], source: str) -> list[EvalRow]:
@@ -120,12 +218,22 @@ def parse_eval_lines(lines: Iterable[str], source: str) -> list[EvalRow]:
     return rows
 
 
-def check_examples(matcher: TopicMatcher, topic_defs: Sequence[TopicDef]) -> list[str]:
-    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold)."""
+def check_examples(
+    matcher: TopicMatcher, topic_defs: Sequence[TopicDef], learned: LearnedScorer | None = None
+) -> list[str]:
+    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold).
+
+    With ``learned``, the decisions are the config's actual ones (the learned scorer keeping
+    items for topics with ``learned = "keep"``)."""
+    from digest.topics.learned import combine
+
     failures: list[str] = []
     for tdef in topic_defs:
         for ex in tdef.examples:
-            m = next((m for m in matcher.match(ex.title, ex.text) if m.topic_id == tdef.id), None)
+            ms = matcher.match(ex.title, ex.text)
+            if learned is not None:
+                ms = combine(matcher.topics, ms, learned.probabilities(ex.title, ex.text))
+            m = next((m for m in ms if m.topic_id == tdef.id), None)
             if m is None:
                 failures.append(f"topics.{tdef.id}.examples: {ex.title!r}: topic not compiled")
             elif m.kept != ex.expect:
@@ -143,4 +251,6 @@ def _why(m: TopicMatch, tdef: TopicDef) -> str:
         parts.append("vetoed by " + ", ".join(repr(v) for v in m.vetoes))
     if m.unmet_groups:
         parts.append(f"{len(m.unmet_groups)} require group(s) unmet")
+    if m.learned is not None:
+        parts.append(f"kept by the learned scorer at {m.learned:.2f}")
     return "; ".join(parts)
