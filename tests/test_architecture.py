@@ -22,7 +22,7 @@ LEAVES = {"models", "errors"}
 #: Small shared helpers any stage may use: they import nothing but the leaves.
 HELPERS = {"urls", "sanitize", "tokens", "netguard", "httpclient"}
 #: ``reader`` is the reading side (fetch, parse, opml), one package as Miniflux's internal/reader.
-STAGES = {"reader", "topics", "dedup", "summarize", "render", "send", "report"}
+STAGES = {"reader", "topics", "dedup", "summarize", "render", "send", "report", "bounces"}
 #: What each part of the package may import from the others (besides itself).
 ALLOWED: dict[str, set[str]] = {
     **dict.fromkeys(LEAVES, LEAVES),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -332,3 +335,30 @@ def test_a_feed_that_moved_is_exported_at_its_new_address_and_listed_with_the_en
     assert code == 0
     assert "moved to https://www.cnil.fr/feeds/all.xml" in out
     assert "update the config: feeds[0] (CNIL) url = 'https://www.cnil.fr/feeds/all.xml'" in out
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999999", "2147483648", "0", "-1"])
+def test_regression_deliveries_of_an_issue_number_too_large_for_the_database_is_one_line(
+    run: Run, number: str
+) -> None:
+    # 99999999999999999999999 was an OverflowError traceback from the SQLite driver.
+    code, _, err = run("deliveries", "--issue", number)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"error: issue #{number} does not exist"
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_regression_a_full_disk_under_stdout_is_one_line_and_exit_1(cfg: Path) -> None:
+    # `digest feeds export > /dev/full` ended in an OSError traceback (ENOSPC).
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "digest", "--config", str(cfg), "feeds", "export"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: [Errno 28] No space left on device"

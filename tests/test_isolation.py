@@ -415,6 +415,10 @@ def test_regression_issue10_1_from_the_command_line_fetch_send_and_status_name_t
     assert "items: 4 new, 3 failed" in fetched.out
     assert "item failed:" in fetched.out
     assert "invalid IPv4 address 1.2.3.04" in fetched.out
+    # The culprit is named by its feed and title (its link is the bad part; the feed's own site
+    # link, which stands in for it, would point the operator elsewhere).
+    feed_url = httpserver.url_for("/teasers.xml")
+    assert f"item failed: {feed_url} item '{ON_TOPIC} (0)': invalid link" in fetched.out
     sent = run_cli(capsys, "--config", str(config), "subscribers", "add", "ann@example.org")
     sent = run_cli(capsys, "--config", str(config), "send")
     assert sent.code == 0

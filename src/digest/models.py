@@ -163,6 +163,12 @@ class TopicDef:
     examples: tuple[TopicExample, ...] = ()
     #: Localized titles by language code, e.g. {"fr": "Cloud souverain"}.
     titles: tuple[tuple[str, str], ...] = ()
+    #: The learned scorer: "off", "suggest" (items the rules drop but the model rates at least
+    #: ``learned_floor`` are near misses for the editors) or "keep" (such items are kept).
+    learned: str = "suggest"
+    learned_floor: float = 0.9
+    #: Keep outright only items that mention at least one include term (near misses need none).
+    learned_needs_term: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +196,8 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: Kept by the learned scorer (``learned = "keep"``) at this probability; None otherwise.
+    learned: float | None = None
     #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
     #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
     rule: str = ""
@@ -234,6 +242,10 @@ class IssueEntry:
     score: float = 0.0
     summary_engine: str = "extractive"
     also: tuple[AlsoCovered, ...] = ()
+    #: The article's language ("fr", "en-us"), when the feed or the summarizer knows it.
+    language: str | None = None
+    #: Minutes the whole article takes to read (about 230 words a minute); 0 when unknown.
+    reading_minutes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +280,20 @@ class IssueContent:
     @property
     def item_count(self) -> int:
         return sum(len(s.entries) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """The operator's look and identity in the email (``[brand]``); every field optional."""
+
+    name: str | None = None
+    logo_url: str | None = None
+    logo_alt: str = ""
+    logo_width: int = 120
+    logo_height: int = 40
+    accent: str = "#0b57d0"
+    footer: str | None = None
+    postal_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import config
 from digest.config import Settings, redact_url
@@ -36,6 +37,7 @@ from digest.infra.metrics import Metrics, run_failure
 from digest.infra.signals import stop_on_signals
 from digest.models import RunCounts
 from digest.pipeline import merge_counts
+from digest.pipeline.bounces import poll_mailbox
 from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
@@ -74,6 +76,12 @@ def resume_job() -> None:
         _DAEMON.run_job("resume")
 
 
+def bounces_job() -> None:
+    """Scheduled (when ``[bounces] host`` is set): read the bounce mailbox."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("bounces")
+
+
 def draft_job() -> None:
     """Scheduled (``[review] draft``): build the draft and mail each editor a link to it."""
     if _DAEMON is not None:
@@ -103,6 +111,19 @@ def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     return counts
 
 
+def _bounces(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    report = poll_mailbox(settings, store)
+    log.info(
+        "bounce mailbox: %d message(s) processed, %d matched, %d bounced, %d unsubscribed",
+        report.processed,
+        report.matched,
+        report.bounced,
+        report.unsubscribed,
+        extra={"job": "bounces"},
+    )
+    return RunCounts()
+
+
 def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     # Only the interrupted deliveries: `send` would also build a new issue from the items
     # fetched since, and subscribers would get two issues in a row.
@@ -127,6 +148,7 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
     "send": _send,
     "draft": _draft,
     "resume": _resume,
+    "bounces": _bounces,
 }
 
 
@@ -198,10 +220,11 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review) != (
+        if (new.schedule, new.digest.timezone, new.review, new.bounces) != (
             old.schedule,
             old.digest.timezone,
             old.review,
+            old.bounces,
         ):
             self.sync_jobs()
         if why == "SIGHUP":
@@ -234,6 +257,30 @@ class Daemon:
                 log.info("rescheduled %s: %s", job_id, expr, extra={"job": job_id})
             if job.misfire_grace_time != grace:
                 self.scheduler.modify_job(job_id, misfire_grace_time=grace)
+        self._sync_bounces()
+
+    def _sync_bounces(self) -> None:
+        """The bounce mailbox poll: an interval job kept in memory (a missed poll needs no
+        catch-up: the messages wait in the mailbox)."""
+        b = self.settings.bounces
+        job = self.scheduler.get_job("bounces")
+        if not b.host:
+            if job is not None:
+                self.scheduler.remove_job("bounces")
+            return
+        trigger = IntervalTrigger(seconds=max(1.0, b.poll_every.seconds))
+        if job is None:
+            self.scheduler.add_job(
+                bounces_job,
+                trigger,
+                id="bounces",
+                name="bounces",
+                jobstore="memory",
+                coalesce=True,
+                max_instances=1,
+            )
+        elif repr(job.trigger) != repr(trigger):
+            self.scheduler.reschedule_job("bounces", trigger=trigger)
 
     # ------------------------------------------------------------------ jobs
 

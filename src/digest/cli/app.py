@@ -109,4 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # The system refused a read or write (stdout on a full disk, a file gone): one line
+        # with its reason, like every other runtime failure. click handles a closed pipe.
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

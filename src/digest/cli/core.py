@@ -325,9 +325,29 @@ def check() -> None:
         make_signer(settings)  # the DKIM key is read and parsed as a send would
     except DigestError as exc:
         found.errors.append(str(exc))
+    if settings.render.templates:
+        from digest.render import check_templates
+
+        # A send falls back to the shipped template; check says the operator's look is broken.
+        for problem in check_templates(settings.render.templates, settings.brand.to_model()):
+            found.errors.append(f"render.templates: {problem}")
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
-    failures = check_examples(make_matcher(settings), topics)
+    from digest.pipeline.learning import load_model
+
+    try:
+        model = load_model(settings, strict=True)
+    except DigestError as exc:  # a topic model that cannot be read fails later too
+        found.errors.append(str(exc))
+        model = None
+    for tid, section in settings.topics.items():
+        if model is not None and section.learned != "off" and tid not in model.topics:
+            err.print(
+                f"warning: topics.{tid}: learned = {section.learned!r} but the topic model knows "
+                f"only {', '.join(model.topics)}: retrain it with `digest topics learn`",
+                markup=False,
+            )
+    failures = check_examples(make_matcher(settings), topics, model)
     try:
         make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
     except DigestError as exc:
@@ -388,3 +408,9 @@ def check() -> None:
         + f"; storage: {store.url}; checked at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         markup=False,
     )
+    from digest.pipeline.deliverability import bounce_warnings, provider_warnings, size_warnings
+
+    # Mailbox-provider rules: warnings only, a send is never blocked by them.
+    found_later = [*provider_warnings(settings), *size_warnings(settings)]
+    for warning in found_later + bounce_warnings(settings):
+        err.print(f"warning: {warning}", markup=False)

@@ -101,6 +101,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
+    from digest.store import bounces as bstore
     from digest.store import open_store
     from digest.store.drafts import open_draft
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
@@ -116,6 +117,7 @@ def status(issue_count: int, as_json: bool) -> None:
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
             skipped_total, skipped = failed_items(conn, limit=10)
+            bounces = bstore.counts(conn)
             draft = open_draft(conn)
         lock = holder_of(store)
     finally:
@@ -149,6 +151,7 @@ def status(issue_count: int, as_json: bool) -> None:
                 "total": skipped_total,
                 "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
             },
+            "bounces": bounces,
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -179,6 +182,10 @@ def status(issue_count: int, as_json: bool) -> None:
         )
         for item_id, title, why in skipped:
             out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
+    out.print(
+        "Bounces and complaints: " + ", ".join(f"{n} {kind}" for kind, n in bounces.items()),
+        markup=False,
+    )
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:

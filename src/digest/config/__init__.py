@@ -17,6 +17,8 @@ from digest.config.base import (
     parse_duration,
     redact_url,
 )
+from digest.config.bounces import BouncesSection
+from digest.config.brand import BrandSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -30,6 +32,7 @@ from digest.config.loader import (
     load,
     parse_settings,
 )
+from digest.config.render import RenderSection
 from digest.config.review import ReviewSection
 from digest.config.sources import (
     ExampleEntry,
@@ -47,6 +50,8 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ENV_OVERRIDES",
     "SECRET_ENV",
+    "BouncesSection",
+    "BrandSection",
     "Crontab",
     "DKIMSection",
     "DaemonSection",
@@ -58,6 +63,7 @@ __all__ = [
     "FetchSection",
     "FiltersSection",
     "LLMSection",
+    "RenderSection",
     "ReviewSection",
     "SMTPSection",
     "ScheduleSection",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -94,6 +94,11 @@ class TopicSection(_Section):
     title_weight: float = Field(default=2.0, ge=0)
     threshold: float = Field(default=1.0, ge=0)
     examples: list[ExampleEntry] = Field(default_factory=list)
+    #: The learned scorer's part: "off", "suggest" (near misses for the editors) or "keep".
+    learned: Literal["off", "suggest", "keep"] = "suggest"
+    learned_floor: float = Field(default=0.9, ge=0, le=1)
+    #: "keep" keeps only items mentioning at least one include term.
+    learned_needs_term: bool = False
 
     def to_model(self, topic_id: str) -> TopicDef:
         return TopicDef(
@@ -108,6 +113,9 @@ class TopicSection(_Section):
             threshold=self.threshold,
             examples=tuple(TopicExample(e.title, e.text, e.expect) for e in self.examples),
             titles=tuple(sorted(self.titles.items())),
+            learned=self.learned,
+            learned_floor=self.learned_floor,
+            learned_needs_term=self.learned_needs_term,
         )
 
 

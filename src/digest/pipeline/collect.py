@@ -436,7 +436,8 @@ def _store_feed(
     usable = []
     for item_id, item in new:
         if item.problem:
-            outcome.failed.append((item.url or item.guid, item.problem))
+            # Its link is the bad part, so item.url is the feed's site: name the feed and title.
+            outcome.failed.append((f"{state.url} item {item.title[:100]!r}", item.problem))
         else:
             usable.append((item_id, item))
     for where, reason in outcome.failed:

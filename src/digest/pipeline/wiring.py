@@ -147,8 +147,17 @@ def make_rules(settings: Settings) -> KeepRules:
 
 def make_decider(settings: Settings) -> Decider:
     """The topic matcher with the rules read before it and the readers' languages."""
+    from functools import partial
+
+    from digest.pipeline.learning import decide_with_model
     from digest.pipeline.relevance import Decider
 
+    # The model itself is loaded on the first batch with an item a "keep" topic dropped.
+    keep = any(t.learned == "keep" for t in settings.topics.values())
+    learned = partial(decide_with_model, settings) if keep else None
     return Decider(
-        make_matcher(settings), make_rules(settings), frozenset(settings.digest.languages)
+        make_matcher(settings),
+        make_rules(settings),
+        frozenset(settings.digest.languages),
+        learned,
     )

@@ -208,8 +208,11 @@ def iter_items(
 
 def get_item(conn: Connection, id_or_url: int | str) -> StoredItem | None:
     """One item by id (an int or a string of digits), or by its URL or canonical URL."""
-    if isinstance(id_or_url, int) or id_or_url.strip().isdigit():
-        cond = schema.items.c.id == int(id_or_url)
+    if isinstance(id_or_url, int) or id_or_url.strip().isdecimal():
+        item_id = int(id_or_url)
+        if not 0 < item_id <= schema.MAX_INTEGER:
+            return None
+        cond = schema.items.c.id == item_id
     else:
         url = id_or_url.strip()
         cond = or_(schema.items.c.url == url, schema.items.c.canonical_url == url)
@@ -246,6 +249,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
+        learned=d.get("learned"),
         rule=str(d.get("rule", "")),
     )
 
