@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,11 +46,12 @@ def run(cfg: Path, *args: str) -> int:
 
 
 def test_import_then_list(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(cfg, "subscribers", "import", "people.csv") == 0
+    assert run(cfg, "subscribers", "import", "people.csv") == 1  # the repeated Bob
     captured = capsys.readouterr()
-    assert "2 added" in captured.out
-    assert "1 duplicate(s)" in captured.out
-    assert "people.csv:4" in captured.err
+    assert captured.out == "2 added, 0 already present, 0 skipped (erased), 1 refused\n"
+    assert row_lines(captured.err) == [
+        "people.csv:4: bob@example.org is a duplicate of line 3 (only the first one is used)"
+    ]
     assert run(cfg, "subscribers", "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
@@ -58,14 +60,123 @@ def test_import_then_list(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None
     ]
 
 
-def test_import_of_a_bad_address_exits_2_naming_the_line(
+def row_lines(err: str) -> list[str]:
+    """The lines on stderr but the log's (the database's creation on first use)."""
+    return [line for line in err.splitlines() if not re.match(r"\d\d:\d\d:\d\d ", line)]
+
+
+def _emails(cfg: Path) -> list[str]:
+    store = open_store(f"sqlite:///{cfg.parent / 'var' / 'd.db'}")
+    try:
+        with store.connect() as conn:
+            return [s.email for s in subs.list_subscribers(conn)]
+    finally:
+        store.close()
+
+
+def test_a_file_with_one_bad_row_among_good_ones_imports_the_good_ones_and_names_the_bad_line(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("bad.csv").write_text(
+        'email,name\nok@example.org,Ok\nnope@,Nope\nalso-ok@example.org,"Also\r\nOk"\n',
+        encoding="utf-8",
+    )
+    assert run(cfg, "subscribers", "import", "bad.csv") == 1
+    captured = capsys.readouterr()
+    assert row_lines(captured.err) == [
+        "bad.csv:3: 'nope@' is not a valid email address: There must be something after the @-sign."
+    ]
+    assert captured.out == "2 added, 0 already present, 0 skipped (erased), 1 refused\n"
+    assert _emails(cfg) == ["ok@example.org", "also-ok@example.org"]
+    assert run(cfg, "subscribers", "list") == 0
+    assert "also-ok@example.org\tactive\t*\t-\tAlso Ok" in capsys.readouterr().out
+
+
+def test_a_non_utf8_byte_on_one_line_refuses_that_line_only(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("latin1.csv").write_bytes(
+        b"email,name\n"
+        b"ann@example.org,Ann\n"
+        b"jos\xe9@example.org,Jos\xe9\n"  # Latin-1, not UTF-8
+        b"zoe@example.org,Zo\xc3\xab\n"  # UTF-8
+        b"bob@example.org,Bob \xff\n"
+    )
+    assert run(cfg, "subscribers", "import", "latin1.csv") == 1
+    captured = capsys.readouterr()
+    assert row_lines(captured.err) == [
+        "latin1.csv:3: email b'jos\\xe9@example.org' holds bytes that are not UTF-8",
+        "latin1.csv:5: name b'Bob \\xff' holds bytes that are not UTF-8",
+    ]
+    assert captured.out == "2 added, 0 already present, 0 skipped (erased), 2 refused\n"
+    assert _emails(cfg) == ["ann@example.org", "zoe@example.org"]
+
+
+def test_import_exits_0_when_every_row_is_imported_and_reimport_counts_them_present(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("good.csv").write_text("email\nann@example.org\n\nbob@example.org\n", encoding="utf-8")
+    assert run(cfg, "subscribers", "import", "good.csv") == 0
+    assert run(cfg, "subscribers", "import", "good.csv") == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "2 added, 0 already present, 0 skipped (erased), 0 refused",
+        "0 added, 2 already present, 0 skipped (erased), 0 refused",
+    ]
+    assert row_lines(captured.err) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"mail,name\nann@example.org,Ann\n", "not.csv:1: no 'email' column in the header"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8\nbob@example.org\n", "no 'email' column"),
+        (b"", "not.csv: empty file"),
+        (b'"' + b"x" * 200_000 + b'"\nbob@example.org\n', "not.csv:1: not a CSV file"),
+    ],
+    ids=["no-email-column", "binary", "empty", "huge-header"],
+)
+def test_a_file_that_is_not_a_subscriber_csv_exits_2_and_imports_nothing(
+    cfg: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    Path("not.csv").write_bytes(content)
+    assert run(cfg, "subscribers", "import", "not.csv") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err_lines = captured.err.splitlines()
+    assert len([line for line in err_lines if line.startswith("error:")]) == 1
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert _emails(cfg) == []
+
+
+def test_dry_run_reports_every_row_and_writes_nothing(
     cfg: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     Path("bad.csv").write_text("email\nok@example.org\nnope@\n", encoding="utf-8")
-    assert run(cfg, "subscribers", "import", "bad.csv") == 2
-    err = capsys.readouterr().err
-    assert "bad.csv:3: 'nope@' is not a valid email address" in err
-    assert len([line for line in err.splitlines() if "error" in line]) == 1
+    assert run(cfg, "subscribers", "import", "--dry-run", "bad.csv") == 1
+    captured = capsys.readouterr()
+    assert row_lines(captured.err)[0].startswith("bad.csv:3: 'nope@' is not a valid email")
+    assert captured.out == (
+        "dry run, nothing written: 1 added, 0 already present, 0 skipped (erased), 1 refused\n"
+    )
+    assert _emails(cfg) == []
+
+
+def test_a_name_with_lost_bytes_is_refused_and_control_characters_are_cleaned(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("names.csv").write_text(
+        'email,name\nann@example.org,"Evil\r\nX: 1"\nbob@example.org,Bj\ufffdrn\n',
+        encoding="utf-8",
+    )
+    assert run(cfg, "subscribers", "import", "names.csv") == 1
+    captured = capsys.readouterr()
+    assert row_lines(captured.err) == [
+        "names.csv:4: name 'Bj\ufffdrn' holds U+FFFD (bytes lost before this file)"
+    ]
+    assert run(cfg, "subscribers", "list") == 0
+    assert capsys.readouterr().out == "ann@example.org\tactive\t*\t-\tEvil X: 1\n"
 
 
 def test_import_without_secret_exits_2_naming_the_variable(
@@ -90,8 +201,8 @@ def test_export_then_remove_then_reimport_skips_the_erased_person(
     capsys.readouterr()
     run(cfg, "subscribers", "import", "people.csv")
     captured = capsys.readouterr()
-    assert "1 erased address(es) skipped" in captured.out
-    assert "asked to be erased" in captured.err
+    assert "1 skipped (erased)" in captured.out
+    assert "people.csv:2: ann@example.org asked to be erased earlier" in captured.err
 
 
 def test_unsubscribe_by_token_or_by_address(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
