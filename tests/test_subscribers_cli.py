@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from delivery_kit import SECRET, store_issue
@@ -352,3 +355,99 @@ def test_list_csv_round_trips_through_the_csv_module_with_formulas_neutralised(
     assert emails["newline@example.org"][4] == "Evil\nforged@example.org\tactive"
     assert emails["plus@example.org"][4] == "'+1 555"
     assert all(not value.startswith(("=", "+", "-", "@")) for r in rows for value in r)
+
+
+# --------------------------------------------------------------------------- property
+
+
+_EXAMPLE = itertools.count()
+_GOOD_NAME = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufffd"),
+    max_size=20,
+)
+_INVALID = ["{t}@", "{t}", "{t} x@example.org", "{t}@example", "{t}@@example.org"]
+_BAD_KINDS = [
+    "invalid",
+    "undecodable-email",
+    "undecodable-name",
+    "lost-name",
+    "topic",
+    "language",
+    "duplicate",
+    "empty-email",
+]
+# A byte that is not UTF-8 (surrogateescape writes it back raw), or U+FFFD: bytes lost before.
+_SPOILT_NAME = {"undecodable-name": "\udcff", "lost-name": "\ufffd"}
+_ROW = st.tuples(
+    st.booleans(),
+    st.sampled_from(_BAD_KINDS),
+    st.sampled_from(_INVALID),
+    _GOOD_NAME,
+    st.sampled_from(["", "data_protection"]),
+    st.sampled_from(["", "fr", "EN"]),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(_ROW, min_size=1, max_size=12))
+def test_random_good_and_bad_rows_every_good_row_is_imported_and_every_bad_row_named(
+    cfg: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[tuple[bool, str, str, str, str, str]],
+) -> None:
+    n = next(_EXAMPLE)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["email", "name", "topics", "language"])
+    good: dict[str, str | None] = {}  # address -> the name stored
+    bad_lines: list[int] = []
+    for i, (is_good, kind, invalid, name, topic, language) in enumerate(rows):
+        line = len(io.StringIO(text.getvalue(), newline="").readlines()) + 1
+        email = f"p{n}r{i}@Example.org"
+        fields = [email, name, topic, language]
+        if is_good:
+            good[email] = subs.clean_name(name)
+        else:
+            bad_lines.append(line)
+            if kind == "duplicate" and good:
+                fields[0] = next(iter(good)).upper()
+            elif kind in ("invalid", "duplicate"):
+                fields[0] = invalid.format(t=f"p{n}r{i}")
+            elif kind == "undecodable-email":
+                fields[0] = f"p{n}r{i}\udce9@example.org"  # a Latin-1 é
+            elif kind in _SPOILT_NAME:
+                fields[1] = name + _SPOILT_NAME[kind]
+            elif kind == "topic":
+                fields[2] = "cooking"
+            elif kind == "language":
+                fields[3] = "klingon!"
+            else:
+                fields[0], fields[1] = "", name + "x"
+        writer.writerow(fields)
+    path = Path(f"random-{n}.csv")
+    path.write_bytes(text.getvalue().encode("utf-8", "surrogateescape"))
+
+    code = run(cfg, "subscribers", "import", str(path))
+
+    captured = capsys.readouterr()
+    named = [line.split(": ", 1)[0] for line in row_lines(captured.err)]
+    assert named == [f"{path}:{line}" for line in bad_lines]
+    assert captured.out == (
+        f"{len(good)} added, 0 already present, 0 skipped (erased), {len(bad_lines)} refused\n"
+    )
+    assert code == (1 if bad_lines else 0)
+    store = open_store(f"sqlite:///{cfg.parent / 'var' / 'd.db'}")
+    try:
+        with store.connect() as conn:
+            for email, stored_name in good.items():
+                person = subs.get_by_email(conn, email)
+                assert person is not None, email
+                assert person.name == stored_name
+            mine = [s for s in subs.list_subscribers(conn) if s.email.startswith(f"p{n}r")]
+    finally:
+        store.close()
+    assert len(mine) == len(good)
