@@ -115,6 +115,22 @@ def test_a_non_utf8_byte_on_one_line_refuses_that_line_only(
     assert _emails(cfg) == ["ann@example.org", "zoe@example.org"]
 
 
+def test_a_row_the_csv_reader_cannot_read_is_refused_alone(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = "x" * 200_000  # over the csv module's field limit
+    Path("huge.csv").write_text(
+        f"email,name\nann@example.org,Ann\n{huge}@example.org,Big\nbob@example.org,Bob\n",
+        encoding="utf-8",
+    )
+    assert run(cfg, "subscribers", "import", "huge.csv") == 1
+    captured = capsys.readouterr()
+    assert row_lines(captured.err) == [
+        "huge.csv:3: bad CSV: field larger than field limit (131072)"
+    ]
+    assert _emails(cfg) == ["ann@example.org", "bob@example.org"]
+
+
 def test_import_exits_0_when_every_row_is_imported_and_reimport_counts_them_present(
     cfg: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
