@@ -246,12 +246,12 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
 )
 def send(dry_run: bool) -> None:
     """Finish any unfinished issue, then build and send the next one if there are new items."""
-    from digest.pipeline import issue
+    from digest.pipeline import outgoing
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = outgoing.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
     if counts.items_failed:
         out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)
@@ -274,7 +274,7 @@ def run(once: bool, dry_run: bool) -> None:
         # Before any thread starts: a daemon that runs for months must not creep (see memory.py).
         limit_malloc_arenas()
         sys.exit(run_daemon(STATE.config_path))
-    from digest.pipeline.issue import run_once
+    from digest.pipeline.outgoing import run_once
 
     settings = STATE.settings()
     store = _store(settings)

@@ -27,6 +27,7 @@ __all__ = [
     "KeptItem",
     "SQLCache",
     "add_topic_matches",
+    "any_kept_items",
     "as_utc",
     "count_items",
     "failed_items",
@@ -388,6 +389,24 @@ def kept_items(
         )
         for row in rows
     ]
+
+
+def any_kept_items(
+    conn: Connection, *, since: datetime | None, until: datetime, not_before: datetime
+) -> bool:
+    """Whether ``kept_items`` would return anything: one indexed EXISTS, no rows loaded (the
+    cheap "is there an issue to build?" of a cycle where nothing is new)."""
+    ii = schema.issue_items
+    cond = and_(
+        schema.items.c.first_seen <= to_db(until),
+        schema.items.c.published >= to_db(not_before),
+        schema.items.c.failures < MAX_ITEM_FAILURES,
+        _kept_exists(),
+        ~exists().where(ii.c.item_id == schema.items.c.id),
+    )
+    if since is not None:
+        cond = and_(cond, schema.items.c.first_seen > to_db(since))
+    return bool(conn.execute(select(exists().where(cond))).scalar())
 
 
 def _kept_matches(conn: Connection, ids: Sequence[int]) -> dict[int, list[TopicMatch]]:
