@@ -17,13 +17,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import cache
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 from xml.sax.expatreader import ExpatParser
-
-import feedparser
-import feedparser.api
 
 from digest.errors import ParseError
 from digest.models import Item, ParsedFeed
@@ -67,9 +65,18 @@ def create_parser() -> ExpatParser:
     return _BufferedExpatReader()
 
 
-# feedparser asks xml.sax for the first driver of this list that imports (the default, libxml2's,
-# is seldom installed); an import failure here would fall back to the standard expat reader.
-feedparser.api.PREFERRED_XML_PARSERS = [__name__]
+@cache
+def feedparser_module() -> Any:
+    """feedparser, imported on the first body to parse (a cycle where every feed answered 304
+    never pays for it), with this module's buffered expat reader as its SAX driver."""
+    import feedparser
+    import feedparser.api
+
+    # feedparser asks xml.sax for the first driver of this list that imports (the default,
+    # libxml2's, is seldom installed); an import failure here would fall back to the standard
+    # expat reader.
+    feedparser.api.PREFERRED_XML_PARSERS = [__name__]
+    return feedparser
 
 
 # --------------------------------------------------------------------------- one feed
@@ -116,7 +123,7 @@ def _parse(
     # on each content) by one nh3 pass in sanitize_html: that pass is stricter than feedparser's
     # sanitizer, and doing both in Python's sgmllib doubled the CPU cost of a feed.
     # A file-like object: given bytes, feedparser would first try them as a path to open.
-    doc = feedparser.parse(
+    doc = feedparser_module().parse(
         io.BytesIO(content),
         response_headers=headers,
         resolve_relative_uris=False,
