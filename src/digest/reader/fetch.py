@@ -133,6 +133,7 @@ async def fetch_all(
                 per_host=per_host,
                 timeout=timeout,
                 headers=headers,
+                outer_timeout=True,
             )
         return sessions[allow_private]
 

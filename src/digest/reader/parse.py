@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from functools import cache
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 from xml.sax.expatreader import ExpatParser
@@ -28,7 +28,7 @@ from digest.models import Item, ParsedFeed
 from digest.sanitize import defang_identifier, plain_text, sanitize_html
 from digest.urls import InvalidURL, canonical_url, web_url
 
-__all__ = ["ParseJob", "ParsePool", "parse_feed", "parse_many"]
+__all__ = ["ParseJob", "ParsePool", "feedparser_module", "parse_feed", "parse_many"]
 
 log = logging.getLogger(__name__)
 

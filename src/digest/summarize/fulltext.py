@@ -133,6 +133,7 @@ async def fetch_full_texts(
                 per_host=concurrency_per_host,
                 timeout=timeout,
                 headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"},
+                outer_timeout=True,
             )
         return sessions[allow_private]
 
