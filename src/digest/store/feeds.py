@@ -131,12 +131,13 @@ def list_feeds(conn: Connection, urls: Iterable[str] | None = None) -> list[Feed
     stmt = select(schema.feeds).order_by(schema.feeds.c.id)
     if urls is None:
         return [_state(r) for r in conn.execute(stmt)]
-    wanted = list(urls)
-    out: list[FeedState] = []
-    for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
-        chunk = wanted[start : start + 500]
-        out += [_state(r) for r in conn.execute(stmt.where(schema.feeds.c.url.in_(chunk)))]
-    return sorted(out, key=lambda f: f.id)
+    wanted = set(urls)
+    if len(wanted) > 500:
+        # Thousands of feeds: one scan of the table beats chunked IN lists (SQLite's bound-
+        # parameter limit); rows of feeds no longer configured are skipped before conversion.
+        url = schema.feeds.c.url
+        return [_state(r) for r in conn.execute(stmt) if r._mapping[url] in wanted]
+    return [_state(r) for r in conn.execute(stmt.where(schema.feeds.c.url.in_(list(wanted))))]
 
 
 def get_feed(conn: Connection, feed_id: int) -> FeedState | None:
