@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -103,6 +104,15 @@ def test_batch_scoring_is_the_training_features_exactly(model: TextModel) -> Non
     expected = x @ model.coef + model.intercept
     got = model.decision([(e.title, e.text) for e in examples])
     assert np.allclose(got, expected)
+
+
+def test_feature_counts_are_the_training_features_in_the_same_order(model: TextModel) -> None:
+    index = {f: i for i, f in enumerate(model.features)}
+    for e in labeled()[:60]:
+        counts, _share = model._counts(e.title, e.text)
+        expected = Counter(index[f] for f in analyze(e.title, e.text) if f in index)
+        # Same counts in the same order: the scores add up in the same order, to the last bit.
+        assert list(counts.items()) == list(expected.items())
 
 
 def test_json_round_trip_scores_the_same_and_runs_no_code(model: TextModel, tmp_path: Path) -> None:
