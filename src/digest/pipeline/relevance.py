@@ -124,7 +124,7 @@ def language_rule(item: Item, text: str, languages: frozenset[str]) -> str | Non
 
     sample = f"{item.title}\n{text}"
     if surely_read(sample, item.language, languages):
-        return None  # the feed's declared language, which the text cannot turn into another
+        return None  # detect could only answer a language read, or "cannot tell"
     lang = detect(sample, declared=item.language)
     if lang == UNDETERMINED or lang in languages:
         return None

@@ -173,14 +173,27 @@ def _words_longer_than_one(sample: str, enough: int) -> int:
 
 
 def surely_read(text: str, declared: str | None, languages: frozenset[str]) -> bool:
-    """True when ``detect(text, declared)`` is certainly one of ``languages``, known without
-    running it: the feed declares one of them, the readers read both main languages, and the
-    text is in the Latin script (or has no letters), where ``detect`` answers the declared
-    language or one of the main ones. False means: ask ``detect``."""
-    tag = normalize_tag(declared)
-    if tag is None or tag not in languages or not languages.issuperset(_PRIMARY):
+    """True when ``detect(text, declared)`` is certainly one of ``languages`` or undetermined
+    (an item the language check keeps), known without running it. Only when the readers read
+    both main languages, the feed declares none or one of ``languages``, and the text is in the
+    Latin script (or has no letters): then ``detect`` answers the declared language, French,
+    English, undetermined, or (nothing declared) the language its function words name, which
+    is looked at here. False means: ask ``detect``."""
+    if not languages.issuperset(_PRIMARY):
         return False
-    return dominant_script(text[:_SAMPLE_CHARS]) in ("latin", None)
+    tag = normalize_tag(declared)
+    if tag is not None and tag not in languages:
+        return False
+    sample = text[:_SAMPLE_CHARS]
+    script = dominant_script(sample)
+    if script is None:
+        return True
+    if script != "latin":
+        return False
+    if tag is not None:
+        return True
+    other = _quick_other(sample)
+    return other is None or other in languages
 
 
 def detect(text: str, declared: str | None = None) -> str:
