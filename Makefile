@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install demo test lint typecheck format bench clean browser
+.PHONY: help install demo test test-pg lint typecheck format bench clean browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -61,6 +61,11 @@ browser: ## install Debian's chromium for the browser tests when missing (apt-ge
 # or $DIGEST_SHARED) are skipped without it; under CI=true they fail instead. Optional otherwise.
 test: lint browser ## lint (type-check included) and run the test suite (slowest ten listed)
 	$(BIN)/pytest --durations=10
+
+# The same suite again with every test database on a private PostgreSQL cluster (Debian's
+# postgresql; installed when missing and root). .ci/with-postgres starts and removes it.
+test-pg: test ## `make test`, then the suite on PostgreSQL
+	.ci/with-postgres $(BIN)/pytest
 
 format: install ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks

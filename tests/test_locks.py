@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -18,11 +17,6 @@ from sqlalchemy import select, update
 from digest.errors import LockedError
 from digest.store import open_store, schema
 from digest.store.locks import exclusive, holder_of
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/digest.db"
 
 
 def schema_time(offset_seconds: float) -> datetime:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from digest.errors import StoreError
@@ -97,16 +97,35 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
-    """Open (and on first use create or upgrade) the database at ``url``."""
+#: Spellings of PostgreSQL URLs that mean "the psycopg 3 driver digest installs".
+_PG_ALIASES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def database_url(url: str) -> URL:
+    """Parse ``url``; ``postgresql://`` (and ``postgres://``) use psycopg 3, the installed driver.
+
+    SQLAlchemy would pick psycopg2 for a bare ``postgresql://``, which digest does not install.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"{url}: not a database URL (e.g. sqlite:///var/digest.db)") from None
+    if parsed.drivername in _PG_ALIASES:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (and on first use create or upgrade) the database at ``url``."""
+    parsed = database_url(url)
+    options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "postgresql":
+        # A server restart or a proxy closing idle connections costs one retry, not a failed job.
+        options["pool_pre_ping"] = True
     try:
-        engine = create_engine(parsed, future=True)
+        engine = create_engine(parsed, **options)
     except (SQLAlchemyError, ImportError) as exc:
         raise StoreError(f"{parsed.render_as_string(hide_password=True)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
