@@ -1,17 +1,15 @@
 """One daemon per database: a lease row in ``locks`` that its holder renews and a dead holder loses.
 
 Works the same on SQLite and PostgreSQL: taking the row is an INSERT, or an UPDATE that only
-matches an expired lease, so exactly one process wins; no advisory locks, no files beside the db.
+matches an expired lease (or, for a holder seen dead on this host, that exact holder), so exactly
+one process wins; no advisory locks, no files beside the db.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from digest.errors import LockedError, StoreError
 from digest.store import schema
 from digest.store.db import Store
+from digest.store.holders import Holder, Liveness, new_holder
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,12 @@ class LockInfo:
     def expired(self) -> bool:
         return self.expires <= _now()
 
+    @property
+    def dead(self) -> bool:
+        """The holder is on this host and is gone: its lease need not run out."""
+        found = Holder.decode(self.holder)
+        return found is not None and found.liveness() is Liveness.DEAD
+
     def describe(self) -> str:
         return f"{self.host} pid {self.pid} since {self.since.isoformat(timespec='seconds')}"
 
@@ -70,6 +75,8 @@ class Lease:
     duration: timedelta
     lost: threading.Event = field(default_factory=threading.Event)
     renewals: int = 0
+    #: The dead holder whose lease this one took over without waiting, if any.
+    took_over: LockInfo | None = None
 
 
 def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
@@ -116,7 +123,38 @@ def _try_take(store: Store, lease: Lease) -> bool:
     if taken == 1:
         lease.since = now
         return True
-    return False
+    return _take_from_dead(store, lease)
+
+
+def _take_from_dead(store: Store, lease: Lease) -> bool:
+    """Take a live lease whose holder is seen dead on this host (killed, crashed, rebooted)."""
+    info = holder_of(store, lease.name)
+    if info is None or not info.dead:
+        return False
+    now = _now()
+    with store.begin() as conn:
+        # Only that exact holder: of two processes seeing it dead, one wins.
+        taken = conn.execute(
+            update(schema.locks)
+            .where(schema.locks.c.name == lease.name, schema.locks.c.holder == info.holder)
+            .values(
+                holder=lease.holder,
+                host=lease.host,
+                pid=lease.pid,
+                since=now,
+                expires=now + lease.duration,
+            )
+        ).rowcount
+    if taken != 1:
+        return False
+    lease.since = now
+    lease.took_over = info
+    log.warning(
+        "took over the database lock from %s: that process is gone",
+        info.describe(),
+        extra={"lock": lease.name},
+    )
+    return True
 
 
 def _renew(store: Store, lease: Lease) -> bool:
@@ -171,17 +209,17 @@ def exclusive(
     Setting ``cancel`` (e.g. on SIGTERM) ends the wait early with the same LockedError.
 
     A background thread renews the lease every ``lease / 3``; a holder killed with SIGKILL stops
-    renewing, so after ``lease`` another process may take over.
+    renewing, so after ``lease`` another process may take over, or at once when that holder
+    was on this host (same boot and pid namespace) and is seen gone.
     """
     if lease.total_seconds() <= 0:
         raise ValueError("lease must be positive")
-    host = socket.gethostname()
-    pid = os.getpid()
+    me = new_holder()
     held = Lease(
         name=name,
-        holder=f"{host}:{pid}:{uuid.uuid4().hex[:8]}",
-        host=host,
-        pid=pid,
+        holder=me.encode(),
+        host=me.host,
+        pid=me.pid,
         since=_now(),
         duration=lease,
     )

@@ -237,7 +237,7 @@ locks = Table(
     "locks",
     metadata,
     Column("name", String(64), primary_key=True),
-    Column("holder", Text, nullable=False),  # "host:pid"
+    Column("holder", Text, nullable=False),  # holders.Holder.encode(): host, boot, pid ns, pid…
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("since", DateTime(timezone=True), nullable=False),
