@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -19,6 +19,12 @@ from digest.errors import StoreError
 from digest.store import schema
 
 log = logging.getLogger(__name__)
+
+
+#: The PostgreSQL advisory lock key held while the schema is created or upgraded
+#: (an arbitrary constant: the bytes of "digest" as a big-endian integer).
+SCHEMA_LOCK_KEY = int.from_bytes(b"digest", "big")
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class Store:
@@ -41,6 +47,25 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.url}: {_short(exc)}") from exc
+
+    @contextmanager
+    def begin_exclusive(self) -> Iterator[Connection]:
+        """A transaction that no other process runs at the same time (schema creation/upgrade).
+
+        PostgreSQL: a transaction-scoped advisory lock (released at commit or rollback, also
+        when the process dies). SQLite: BEGIN IMMEDIATE, which takes the database's write lock
+        before anything is read; others wait (busy_timeout) instead of racing.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self.engine.dialect.name == "postgresql":
+                    conn.execute(_ADVISORY_LOCK, {"key": SCHEMA_LOCK_KEY})
+                yield conn
+                conn.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.url}: {_short(exc)}") from exc
 
@@ -88,12 +113,13 @@ def _short(exc: SQLAlchemyError) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Two digest processes (daemon + CLI) may write at once: wait instead of failing. First,
+    # so that switching a new database to WAL waits too when another process is creating it.
+    cur.execute("PRAGMA busy_timeout=30000")
     # WAL: readers never block the writer; a crash never corrupts committed transactions.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    # Two digest processes (daemon + CLI) may write at once: wait instead of failing.
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
