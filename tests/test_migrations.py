@@ -74,7 +74,10 @@ def test_a_database_made_by_main_before_alembic_upgrades_with_its_data_intact(
     assert len(after["subscribers"]) == 2
     assert after["subscribers"] == before["subscribers"]
     assert len(after["deliveries"]) == 2
-    assert after["deliveries"] == before["deliveries"]
+    # Later revisions add columns at the end (w13_claims: the claim, empty): the rest is intact.
+    width = len(before["deliveries"][0])
+    assert [r[:width] for r in after["deliveries"]] == before["deliveries"]
+    assert {r[width:] for r in after["deliveries"]} == {(None, None, None)}
 
 
 @pytest.mark.sqlite_only  # the pre-Alembic database kept is a SQLite file

@@ -111,6 +111,11 @@ def due(
     conditions = [D.c.issue_id == issue_id, D.c.state == state.value, D.c.id > after]
     if state is DeliveryState.RETRY:
         conditions.append(or_(D.c.next_attempt.is_(None), D.c.next_attempt <= to_db(now)))
+    return due_rows(conn, *conditions, limit=limit)
+
+
+def due_rows(conn: Connection, *conditions: Any, limit: int | None = None) -> list[DueDelivery]:
+    """Delivery rows matching ``conditions``, in id order, with their subscriber."""
     query = (
         select(
             D.c.id,
