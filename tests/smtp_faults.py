@@ -237,3 +237,14 @@ class HoldingHandler(FaultHandler):
         while sum(self.counts().values()) >= self.hold_after and not self.release.is_set():
             await asyncio.sleep(0.01)
         return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class SlowHandler(FaultHandler):
+    """A relay taking ``delay`` seconds per message: the sender is surely mid-issue when frozen."""
+
+    delay: float = 0.01
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)

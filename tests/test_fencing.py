@@ -3,7 +3,6 @@ took over never sends again: nobody is missing and at most one copy per connecti
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -11,9 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -21,21 +18,10 @@ from sqlalchemy import func, select, text
 from delivery_kit import SECRET, add_people, store_issue
 from digest.store import open_store, schema
 from digest.store.db import database_url
-from smtp_faults import FaultHandler, fault_server
+from smtp_faults import SlowHandler, fault_server
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 PEOPLE = [f"reader{i:04d}@example.org" for i in range(300)]
-
-
-@dataclass
-class SlowHandler(FaultHandler):
-    """A relay taking ``delay`` seconds per message: the sender is surely mid-issue when frozen."""
-
-    delay: float = 0.01
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def config(tmp_path: Path, db_url: str, port: int, *, connections: int = 1) -> Path:

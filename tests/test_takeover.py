@@ -81,7 +81,12 @@ def test_send_killed_mid_issue_is_taken_over_at_once_and_nobody_is_missing(
         rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
         took = time.monotonic() - started
         assert rerun.returncode == 0, rerun.stderr.decode()
-        assert b"took over the database lock" in rerun.stderr
+        # SQLite: the dead sender held the database lock for its whole run; PostgreSQL: only
+        # its claims on recipients (senders share an issue there). Either is taken at once.
+        assert (
+            b"took over the database lock" in rerun.stderr
+            or b"released the recipients claimed by a sender that is gone" in rerun.stderr
+        ), rerun.stderr.decode()
         assert took < 55, f"the rerun waited {took:.0f}s: it waited for the lease to expire"
     counts = handler.counts()
     assert set(counts) == set(PEOPLE)  # nobody missing

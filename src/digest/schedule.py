@@ -101,7 +101,8 @@ def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts
 
 
 def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    counts = send(settings, store, stop=stop, deadline=True)
+    lease = _DAEMON.lease if _DAEMON is not None else None
+    counts = send(settings, store, stop=stop, deadline=True, lease=lease)
     if counts.waiting is not None and settings.review.required:
         # The send time with no approval ([review] on_deadline = "hold"): nothing went out.
         # Editors who were never told (no draft job) get the link; the others one reminder.
@@ -172,6 +173,8 @@ class Daemon:
         self.store = store
         self.metrics = Metrics()
         self.metrics.watch_store(store)
+        #: The database lock while serving: a new issue is stored only while it is ours.
+        self.lease: Lease | None = None
         #: Set by SIGTERM/SIGINT: the running job finishes its unit of work and returns.
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
@@ -428,6 +431,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (exit 0) or until the lock is lost (exit 1)."""
         global _DAEMON
         _DAEMON = self
+        self.lease = lease
         server: HealthServer | None = None
         code = 0
         try:

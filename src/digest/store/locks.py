@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import LockedError, StoreError
 from digest.store import schema
+from digest.store.claims import next_token, release_dead
 from digest.store.db import Store
 from digest.store.holders import Holder, Liveness, new_holder
 
@@ -48,6 +49,9 @@ class LockInfo:
     pid: int
     since: datetime
     expires: datetime
+    #: "run" (a daemon, a send on SQLite) or "build" (a send building an issue on PostgreSQL).
+    purpose: str = "run"
+    token: int = 0
 
     @property
     def expired(self) -> bool:
@@ -75,6 +79,9 @@ class Lease:
     duration: timedelta
     lost: threading.Event = field(default_factory=threading.Event)
     renewals: int = 0
+    purpose: str = "run"
+    #: Fencing token of this hold: larger than any earlier holder's.
+    token: int = 0
     #: The dead holder whose lease this one took over without waiting, if any.
     took_over: LockInfo | None = None
 
@@ -92,22 +99,41 @@ def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
         pid=row.pid,
         since=_utc(row.since),
         expires=_utc(row.expires),
+        purpose=row.purpose,
+        token=int(row.token),
     )
 
 
-def _try_take(store: Store, lease: Lease) -> bool:
-    now = _now()
-    values = {
+def still_held(conn: Connection, lease: Lease) -> bool:
+    """Whether ``lease`` is still ours, read in the caller's transaction (fencing a write that
+    only the holder may make, such as storing a new issue)."""
+    token = conn.execute(
+        select(schema.locks.c.token).where(
+            schema.locks.c.name == lease.name, schema.locks.c.holder == lease.holder
+        )
+    ).scalar()
+    return token is not None and int(token) == lease.token
+
+
+def _values(conn: Connection, lease: Lease, now: datetime) -> dict[str, object]:
+    lease.token = next_token(conn, f"lock:{lease.name}")
+    return {
         "holder": lease.holder,
         "host": lease.host,
         "pid": lease.pid,
         "since": now,
         "expires": now + lease.duration,
+        "purpose": lease.purpose,
+        "token": lease.token,
     }
+
+
+def _try_take(store: Store, lease: Lease) -> bool:
+    now = _now()
     # Two statements in two transactions: on PostgreSQL a failed INSERT aborts its transaction.
     try:
         with store.begin() as conn:
-            conn.execute(insert(schema.locks).values(name=lease.name, **values))
+            conn.execute(insert(schema.locks).values(name=lease.name, **_values(conn, lease, now)))
     except StoreError as exc:
         if not isinstance(exc.__cause__, IntegrityError):
             raise
@@ -118,7 +144,7 @@ def _try_take(store: Store, lease: Lease) -> bool:
         taken = conn.execute(
             update(schema.locks)
             .where(schema.locks.c.name == lease.name, schema.locks.c.expires <= now)
-            .values(**values)
+            .values(**_values(conn, lease, now))
         ).rowcount
     if taken == 1:
         lease.since = now
@@ -132,23 +158,23 @@ def _take_from_dead(store: Store, lease: Lease) -> bool:
     if info is None or not info.dead:
         return False
     now = _now()
+    released: list[str] = []
     with store.begin() as conn:
         # Only that exact holder: of two processes seeing it dead, one wins.
         taken = conn.execute(
             update(schema.locks)
             .where(schema.locks.c.name == lease.name, schema.locks.c.holder == info.holder)
-            .values(
-                holder=lease.holder,
-                host=lease.host,
-                pid=lease.pid,
-                since=now,
-                expires=now + lease.duration,
-            )
+            .values(**_values(conn, lease, now))
         ).rowcount
+        if taken == 1:
+            # Its delivery claims too: another sender (or this one) takes those rows at once.
+            released = release_dead(conn)
     if taken != 1:
         return False
     lease.since = now
     lease.took_over = info
+    if released:
+        log.info("released the recipients claimed by %d dead sender(s)", len(released))
     log.warning(
         "took over the database lock from %s: that process is gone",
         info.describe(),
@@ -203,6 +229,7 @@ def exclusive(
     lease: timedelta = timedelta(seconds=60),
     wait: float = 0,
     cancel: threading.Event | None = None,
+    purpose: str = "run",
 ) -> Iterator[Lease]:
     """Hold the lock ``name`` for the block; busy -> wait up to ``wait`` s, then LockedError.
 
@@ -222,15 +249,21 @@ def exclusive(
         pid=me.pid,
         since=_now(),
         duration=lease,
+        purpose=purpose,
     )
     deadline = time.monotonic() + max(wait, 0)
     while not _try_take(store, held):
         if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
             info = holder_of(store, name)
             who = info.describe() if info else "another process"
+            one_at_a_time = (
+                " (on SQLite one digest sends at a time; several senders need PostgreSQL)"
+                if store.is_sqlite
+                else ""
+            )
             raise LockedError(
-                f"database {store.url} is in use by {who}; stop that digest first, or wait "
-                f"{int(lease.total_seconds())}s for its lease to expire if it died"
+                f"database {store.url} is in use by {who}{one_at_a_time}; stop that digest "
+                f"first, or wait {int(lease.total_seconds())}s for its lease to expire if it died"
             )
         pause = min(_POLL, max(deadline - time.monotonic(), 0.01))
         if cancel is not None:
