@@ -38,6 +38,7 @@ def require_shared(path: Path) -> Path:
         pytest.fail(f"shared test data cannot be skipped under CI: {reason}", pytrace=False)
     pytest.skip(reason)
 
+
 #: ``postgresql://user:pw@host:port/postgres`` (a role that may CREATE DATABASE): run every test's
 #: database on that server instead of SQLite (``make test-pg`` and ``.ci/run`` set it).
 TEST_DATABASE_ENV = "DIGEST_TEST_DATABASE_URL"
