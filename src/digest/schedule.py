@@ -43,6 +43,7 @@ from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
 from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
+from digest.pipeline.prune import prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
@@ -70,6 +71,12 @@ def send_job() -> None:
         _DAEMON.run_job("send")
 
 
+def prune_job() -> None:
+    """Scheduled (with ``[storage] retention``): remove old items and delivery rows."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("prune")
+
+
 def resume_job() -> None:
     """Once at startup: finish delivering issues a stop or a crash left unfinished."""
     if _DAEMON is not None:
@@ -88,7 +95,12 @@ def draft_job() -> None:
         _DAEMON.run_job("draft")
 
 
-_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job, "draft": draft_job}
+_JOBS: dict[str, Callable[[], None]] = {
+    "fetch": fetch_job,
+    "send": send_job,
+    "draft": draft_job,
+    "prune": prune_job,
+}
 
 
 def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
@@ -150,7 +162,13 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
     "draft": _draft,
     "resume": _resume,
     "bounces": _bounces,
+    "prune": lambda settings, store, stop: _prune(settings, store, stop),
 }
+
+
+def _prune(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    prune(settings, store, stop=stop)  # logs its own line of counts
+    return RunCounts()
 
 
 class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # (untyped library)
@@ -223,11 +241,12 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review, new.bounces) != (
+        if (new.schedule, new.digest.timezone, new.review, new.bounces, new.storage.retention) != (
             old.schedule,
             old.digest.timezone,
             old.review,
             old.bounces,
+            old.storage.retention,
         ):
             self.sync_jobs()
         if why == "SIGHUP":
@@ -247,6 +266,10 @@ class Daemon:
             wanted.append(("draft", s.review.draft))
         elif self.scheduler.get_job("draft") is not None:
             self.scheduler.remove_job("draft")
+        if s.storage.retention.enabled:
+            wanted.append(("prune", s.schedule.prune))
+        elif self.scheduler.get_job("prune") is not None:
+            self.scheduler.remove_job("prune")
         for job_id, expr in wanted:
             trigger = expr.trigger(s.digest.timezone)
             job = self.scheduler.get_job(job_id)
@@ -309,6 +332,9 @@ class Daemon:
             self._failed(job, started, f"{type(exc).__name__}: {exc}")
             return
         duration = time.monotonic() - started
+        if job == "prune":  # its counts are rows removed, logged by the job itself
+            self.metrics.job_succeeded(job, duration)
+            return
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
