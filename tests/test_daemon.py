@@ -399,3 +399,49 @@ def test_after_sigkill_a_new_daemon_on_this_host_starts_at_once(site: Site) -> N
     assert taken.pid == second.pid
     assert taken.since < dead.expires  # well before the dead daemon's lease ran out
     assert second.terminate() == 0
+
+
+def test_a_standby_daemon_takes_over_when_the_active_one_is_killed_and_sends_once(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The send is due 25 s from now: the active daemon is killed before it, the standby sends.
+    due = datetime.now(UTC) + timedelta(seconds=25)
+    site.write_config(send=f"{due.second} {due.minute} {due.hour} * * *", lease="60s")
+    standby_port = free_port()
+    standby_config = site.root / "standby.toml"
+    standby_config.write_text(
+        site.config.read_text(encoding="utf-8")
+        .replace(f'http = "127.0.0.1:{site.port}"', f'http = "127.0.0.1:{standby_port}"')
+        .replace("[daemon]\n", "[daemon]\nstandby = true\n"),
+        encoding="utf-8",
+    )
+    active = site.start()
+    active.wait_for(started)
+    standby = Daemon(site.root, standby_config)
+    site.daemons.append(standby)
+    standby.wait_for(lambda r: r.get("message", "").startswith("standby: waiting"))
+    # A standby is healthy while it waits, and `digest status` lists it.
+    status, health = get_json(f"http://127.0.0.1:{standby_port}/healthz")
+    assert status == 200, health
+    assert health["status"] == "standby"
+    assert f"pid {active.pid}" in health["active"]
+    with pytest.raises(SystemExit):
+        main(["--config", str(site.config), "status", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["daemon"]["pid"] == active.pid
+    assert [s["pid"] for s in shown["standby"]] == [standby.pid]
+
+    active.terminate(signal.SIGKILL)
+    assert datetime.now(UTC) < due, "too slow: the active daemon was killed after the send"
+    # Dead on this host: taken over at once, though 60 s of its lease were left.
+    standby.wait_for(lambda r: r.get("message") == "standby: took over the schedule")
+    standby.wait_for(started)
+    sent = standby.wait_for(lambda r: done("send")(r) and r.get("sent") == 2, timeout=90)
+    assert sent["issue"] == 1
+    assert standby.terminate() == 0
+    assert site.recipients() == SUBSCRIBERS  # the scheduled send went out once
+    store = open_store("sqlite:///var/digest.db")
+    try:
+        assert holder_of(store) is None
+    finally:
+        store.close()

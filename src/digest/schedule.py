@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,7 +48,7 @@ from digest.pipeline.issue import send
 from digest.pipeline.prune import prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
-from digest.store.locks import Lease, exclusive
+from digest.store.locks import STANDBY_PREFIX, Lease, exclusive, holder_of
 from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
@@ -520,6 +522,38 @@ def _apply_log_format(settings: Settings) -> None:
         configure(fmt="json", level=root.level or logging.INFO)
 
 
+#: A standby waits for the lock as long as it runs (seconds; a stop ends the wait).
+_FOREVER = 10.0**9
+
+
+@contextmanager
+def _standby_then_active(
+    settings: Settings, store: Store, lease: timedelta, stop: threading.Event
+) -> Iterator[Lease]:
+    """Wait as a hot standby (seen by `status` and /healthz), then hold the lock as the active
+    daemon: taken at once when the active one dies on this host, after its lease otherwise."""
+    with ExitStack() as waiting:
+        waiting.enter_context(
+            exclusive(store, f"{STANDBY_PREFIX}{uuid.uuid4().hex[:12]}", lease=lease)
+        )
+
+        def active() -> str:
+            info = holder_of(store)
+            return info.describe() if info is not None and not info.expired else "nobody"
+
+        if settings.daemon.http:
+            health = Health(metrics=Metrics(), scheduler_running=lambda: False, standby_for=active)
+            waiting.callback(HealthServer(settings.daemon.http, health).close)
+        log.info("standby: waiting to take over from %s", active(), extra={"role": "standby"})
+        taking = exclusive(store, lease=lease, wait=_FOREVER, cancel=stop)
+        held = taking.__enter__()
+    try:
+        log.info("standby: took over the schedule", extra={"role": "active"})
+        yield held
+    finally:
+        taking.__exit__(None, None, None)
+
+
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
@@ -533,7 +567,11 @@ def run_daemon(config_path: Path | None) -> int:
             lease = settings.daemon.lock_lease.delta
             wait = settings.daemon.lock_wait.seconds
             try:
-                with exclusive(store, lease=lease, wait=wait, cancel=stop) as held:
+                if settings.daemon.standby:
+                    taking = _standby_then_active(settings, store, lease, stop)
+                else:
+                    taking = exclusive(store, lease=lease, wait=wait, cancel=stop)
+                with taking as held:
                     daemon = Daemon(config_path, settings, store)
                     daemon.stop, daemon.reload_requested = stop, reload
                     return daemon.serve(held)

@@ -104,6 +104,21 @@ def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
     )
 
 
+#: Name prefix of the rows standby daemons hold while they wait (one row each).
+STANDBY_PREFIX = "standby:"
+
+
+def standbys(store: Store) -> list[LockInfo]:
+    """The standby daemons waiting for the lock (rows whose lease is still renewed)."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(schema.locks.c.name).where(schema.locks.c.name.like(f"{STANDBY_PREFIX}%"))
+        ).scalars()
+        names = list(rows)
+    found = [holder_of(store, n) for n in names]
+    return [i for i in found if i is not None and not i.expired]
+
+
 def still_held(conn: Connection, lease: Lease) -> bool:
     """Whether ``lease`` is still ours, read in the caller's transaction (fencing a write that
     only the holder may make, such as storing a new issue)."""
