@@ -2,6 +2,7 @@
 
     .ci/with-postgres .venv/bin/python benchmarks/scale_out.py            # 4,000 subscribers
     .ci/with-postgres .venv/bin/python benchmarks/scale_out.py --big      # + 100,000 with 4
+    .ci/with-postgres .venv/bin/python benchmarks/scale_out.py --subscribers 3000 --kill-after 600
     DIGEST_TEST_DATABASE_URL=postgresql://… .venv/bin/python benchmarks/scale_out.py --workers 1 4
 
 Each worker is a `digest send` with one SMTP connection to its own local sink
@@ -113,7 +114,17 @@ def read(record: Path) -> list[tuple[str, float]]:
     return out
 
 
-def round_(admin_url: str, workers: int, subscribers: int, folder: Path) -> dict[str, object]:
+def lines(record: Path) -> int:
+    try:
+        with record.open("rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def round_(
+    admin_url: str, workers: int, subscribers: int, folder: Path, kill_after: int = 0
+) -> dict[str, object]:
     name, url = fresh_database(admin_url)
     try:
         prepare(url, subscribers)
@@ -156,13 +167,31 @@ def round_(admin_url: str, workers: int, subscribers: int, folder: Path) -> dict
             for wfolder, cfg in procs
         ]
         peak = dict.fromkeys(range(workers), 0)
+        killed = False
         while any(p.poll() is None for p in running):
+            if kill_after and not killed and lines(records[0]) >= kill_after:
+                running[0].kill()  # SIGKILL mid-issue: the others take its rows over
+                killed = True
             for i, p in enumerate(running):
                 with contextlib.suppress(psutil.Error):  # it just exited
                     peak[i] = max(peak[i], psutil.Process(p.pid).memory_info().rss)
             time.sleep(0.5)
         ended = time.time()
         codes = [p.returncode for p in running]
+        rerun_sent = 0
+        if kill_after:
+            # A rerun (through the first survivor's sink) must find nothing left to send.
+            before = lines(records[1])
+            subprocess.run(
+                [*DIGEST, "--config", str(procs[1][1]), "send"],
+                env=env,
+                cwd=procs[1][0],
+                capture_output=True,
+                check=False,
+                timeout=300,
+            )
+            time.sleep(0.5)
+            rerun_sent = lines(records[1]) - before
         errors = [p.stderr.read().decode()[-400:] for p in running if p.stderr and p.returncode]
         for sink in sinks:
             sink.terminate()
@@ -184,6 +213,7 @@ def round_(admin_url: str, workers: int, subscribers: int, folder: Path) -> dict
             "missing": subscribers - len(everyone),
             "duplicates": total - len(everyone),
             "peak_mib": [round(peak[i] / 2**20, 1) for i in range(workers)],
+            "rerun_sent": rerun_sent,
         }
     finally:
         drop_database(admin_url, name)
@@ -194,11 +224,29 @@ def main() -> int:
     p.add_argument("--subscribers", type=int, default=4000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--big", action="store_true", help="then 100,000 subscribers with 4 workers")
+    p.add_argument(
+        "--kill-after",
+        type=int,
+        default=0,
+        help="instead: 3 workers, SIGKILL the first once its sink has this many messages",
+    )
     args = p.parse_args()
     admin = os.environ.get("DIGEST_TEST_DATABASE_URL")
     if not admin:
         print("set DIGEST_TEST_DATABASE_URL, or run under .ci/with-postgres", file=sys.stderr)
         return 2
+    if args.kill_after:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = round_(admin, 3, args.subscribers, Path(tmp), kill_after=args.kill_after)
+        n = args.subscribers
+        print(
+            f"{n} subscribers, 3 workers, the first SIGKILLed after {args.kill_after}: "
+            f"shares {r['shares']} ({', '.join(f'{x / n:.0%}' for x in r['shares'])}), "  # type: ignore[attr-defined]
+            f"missing {r['missing']}, duplicates {r['duplicates']}, exit codes {r['codes']}, "
+            f"rerun sent {r['rerun_sent']}",
+            flush=True,
+        )
+        return 0
     plan = [(w, args.subscribers) for w in args.workers]
     if args.big:
         plan.append((4, 100_000))
