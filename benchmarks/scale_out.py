@@ -131,7 +131,7 @@ def round_(
         sinks, records, procs = [], [], []
         for i in range(workers):
             port = free_port()
-            record = folder / f"w{workers}-{i}.tsv"
+            record = folder / f"n{subscribers}-w{workers}-{i}.tsv"
             sink = subprocess.Popen(
                 [
                     sys.executable,
@@ -151,7 +151,7 @@ def round_(
             assert sink.stdout.readline().strip() == "ready"
             sinks.append(sink)
             records.append(record)
-            wfolder = folder / f"w{workers}-{i}"
+            wfolder = folder / f"n{subscribers}-w{workers}-{i}"
             wfolder.mkdir()
             procs.append((wfolder, config(wfolder, url, port)))
         env = {**os.environ, "DIGEST_SECRET": SECRET}
