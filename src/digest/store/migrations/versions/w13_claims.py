@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w13_claims"
-down_revision = "v2_alembic"
+down_revision = "w10_item_failures"
 branch_labels = None
 depends_on = None
 
