@@ -554,6 +554,16 @@ def _standby_then_active(
         taking.__exit__(None, None, None)
 
 
+def _config_now(config_path: Path | None, settings: Settings) -> Settings:
+    """A standby may have waited for days: it serves the config as it is when it takes over
+    (or, if that file is now invalid, the one it started with)."""
+    try:
+        return config.load(config_path)
+    except ConfigError as exc:
+        log.error("config not reloaded at takeover, keeping the one read at start: %s", exc)
+        return settings
+
+
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
@@ -572,6 +582,8 @@ def run_daemon(config_path: Path | None) -> int:
                 else:
                     taking = exclusive(store, lease=lease, wait=wait, cancel=stop)
                 with taking as held:
+                    if settings.daemon.standby:
+                        settings = _config_now(config_path, settings)
                     daemon = Daemon(config_path, settings, store)
                     daemon.stop, daemon.reload_requested = stop, reload
                     return daemon.serve(held)
