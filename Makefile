@@ -81,6 +81,8 @@ bench: install ## run every benchmark in quick mode and print its figures
 	  $(BIN)/python benchmarks/$$b.py --quick || exit 1; \
 	  echo; \
 	done
+	@echo "== benchmarks/scale_out.py --quick (on a private PostgreSQL)"
+	@.ci/with-postgres $(BIN)/python benchmarks/scale_out.py --quick
 
 clean: ## remove generated state (keeps .venv)
 	rm -rf outbox var .pytest_cache .mypy_cache .ruff_cache

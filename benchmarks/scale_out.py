@@ -230,7 +230,12 @@ def main() -> int:
         default=0,
         help="instead: 3 workers, SIGKILL the first once its sink has this many messages",
     )
+    p.add_argument(
+        "--quick", action="store_true", help="300 subscribers, 1 and 2 workers (make bench)"
+    )
     args = p.parse_args()
+    if args.quick:
+        args.subscribers, args.workers, args.big = 300, [1, 2], False
     admin = os.environ.get("DIGEST_TEST_DATABASE_URL")
     if not admin:
         print("set DIGEST_TEST_DATABASE_URL, or run under .ci/with-postgres", file=sys.stderr)
