@@ -10,15 +10,19 @@ import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from delivery_kit import SECRET, add_people, store_issue
-from digest.store import open_store, schema
+from digest.config import Settings
+from digest.pipeline.issue import send_together
+from digest.store import Store, open_store, schema
 from digest.store.locks import exclusive
 from smtp_faults import SlowHandler, fault_server
+from test_desk import env  # noqa: F401  (the fixture: a config with [review] required)
 from test_fencing import config
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
@@ -117,3 +121,14 @@ def test_on_sqlite_a_second_sender_is_told_one_sends_at_a_time(tmp_path: Path, d
     else:  # PostgreSQL: it joins the unfinished issue the lock holder is delivering
         assert proc.returncode == 0, err.decode()
         assert handler.counts() == {"ann@example.org": 1}
+
+
+def test_with_review_required_a_shared_send_sends_no_unapproved_draft(
+    env: tuple[Settings, Store],  # noqa: F811  (test_desk's fixture)
+) -> None:
+    settings, store = env
+    counts = send_together(settings, store, lease=timedelta(seconds=60))
+    assert counts.waiting == 1  # the draft is built and waits for an editor
+    assert counts.sent == 0
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.deliveries)).scalar() == 0

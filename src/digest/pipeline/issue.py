@@ -459,10 +459,10 @@ def send_together(
             with exclusive(store, lease=lease, purpose="build") as held:
                 if unfinished_issues(store):
                     continue  # another sender built one meanwhile: join it
-                failed: list[tuple[str, str]] = []
-                content, summarized = _build(
-                    settings, store, now=now, record=True, failed=failed, lease=held
-                )
+                # Build (or, with [review], take the approved draft) and deliver, as one sender
+                # would; the others join as soon as the issue is stored.
+                built = send(settings, store, progress=progress, stop=stop, now=now, lease=held)
+                return merge_counts(counts, built)
         except LockedError:
             info = holder_of(store)
             if unfinished_issues(store):
@@ -475,18 +475,6 @@ def send_together(
             # Another sender is building an issue: wait for it, then join its delivery.
             if _wait(_BUILD_POLL, stop):
                 break
-            continue
-        counts = merge_counts(
-            counts,
-            RunCounts(summarized=summarized, items_failed=len(failed), item_failures=tuple(failed)),
-        )
-        if content is None:
-            log.info("no new items: nothing sent")
-            break
-        counts = merge_counts(
-            counts, _deliver(settings, store, content.number, False, progress, stop)
-        )
-        break
     return counts
 
 
