@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w13_claims"
-down_revision = "w11_editors_desk"
+down_revision = "w15_bounces"
 branch_labels = None
 depends_on = None
 
