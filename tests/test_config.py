@@ -21,7 +21,10 @@ def write(tmp_path: Path, text: str, name: str = "digest.toml") -> Path:
     return p
 
 
-def test_defaults_apply_when_sections_are_missing(tmp_path: Path) -> None:
+def test_defaults_apply_when_sections_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIGEST_STORAGE_URL", raising=False)  # set by a PostgreSQL test run
     s = config.load(write(tmp_path, ""))
     assert s.storage.url == "sqlite:///var/digest.db"
     assert s.schedule.fetch.text == "0 * * * *"
@@ -117,7 +120,12 @@ def test_durations_and_crontabs_are_parsed_once_at_load_and_shown_as_written(
     assert s.daemon.lock_wait.seconds == 30
     assert s.web.confirm_ttl.delta == timedelta(days=2)
     shown = s.redacted()
-    assert shown["schedule"] == {"fetch": "0 * * * *", "send": "*/2 * * * * *", "catch_up": "90m"}
+    assert shown["schedule"] == {
+        "fetch": "0 * * * *",
+        "send": "*/2 * * * * *",
+        "catch_up": "90m",
+        "prune": "30 3 * * *",
+    }
     assert shown["web"]["confirm_ttl"] == "2d"
 
 

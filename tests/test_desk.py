@@ -123,7 +123,7 @@ def test_send_without_approval_builds_the_draft_and_sends_nothing(
 
 
 def test_near_misses_are_best_first_above_the_floor_and_never_in_the_draft(
-    env: tuple[Settings, Store],
+    env: tuple[Settings, Store], tmp_path: Path
 ) -> None:
     settings, store = env
     view, created = build_draft(settings, store)
@@ -132,9 +132,7 @@ def test_near_misses_are_best_first_above_the_floor_and_never_in_the_draft(
     assert [c.title for c in view.near_misses] == [NEAR[0]]
     assert view.near_misses[0].score == pytest.approx(1.0)
     # A floor above 1.0 / 2.0 leaves it out.
-    strict = make(
-        Path(settings.storage.url.removeprefix("sqlite:///")).parent, review={"floor": 0.6}
-    )
+    strict = make(tmp_path, review={"floor": 0.6})
     view = current(strict, store)
     assert view is not None
     assert view.near_misses == ()

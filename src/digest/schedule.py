@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,9 +45,10 @@ from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
 from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
+from digest.pipeline.prune import prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
-from digest.store.locks import Lease, exclusive
+from digest.store.locks import STANDBY_PREFIX, Lease, exclusive, holder_of
 from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,12 @@ def send_job() -> None:
         _DAEMON.run_job("send")
 
 
+def prune_job() -> None:
+    """Scheduled (with ``[storage] retention``): remove old items and delivery rows."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("prune")
+
+
 def resume_job() -> None:
     """Once at startup: finish delivering issues a stop or a crash left unfinished."""
     if _DAEMON is not None:
@@ -88,7 +97,12 @@ def draft_job() -> None:
         _DAEMON.run_job("draft")
 
 
-_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job, "draft": draft_job}
+_JOBS: dict[str, Callable[[], None]] = {
+    "fetch": fetch_job,
+    "send": send_job,
+    "draft": draft_job,
+    "prune": prune_job,
+}
 
 
 def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
@@ -101,7 +115,8 @@ def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts
 
 
 def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    counts = send(settings, store, stop=stop, deadline=True)
+    lease = _DAEMON.lease if _DAEMON is not None else None
+    counts = send(settings, store, stop=stop, deadline=True, lease=lease)
     if counts.waiting is not None and settings.review.required:
         # The send time with no approval ([review] on_deadline = "hold"): nothing went out.
         # Editors who were never told (no draft job) get the link; the others one reminder.
@@ -149,7 +164,13 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
     "draft": _draft,
     "resume": _resume,
     "bounces": _bounces,
+    "prune": lambda settings, store, stop: _prune(settings, store, stop),
 }
+
+
+def _prune(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    prune(settings, store, stop=stop)  # logs its own line of counts
+    return RunCounts()
 
 
 class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # (untyped library)
@@ -172,6 +193,8 @@ class Daemon:
         self.store = store
         self.metrics = Metrics()
         self.metrics.watch_store(store)
+        #: The database lock while serving: a new issue is stored only while it is ours.
+        self.lease: Lease | None = None
         #: Set by SIGTERM/SIGINT: the running job finishes its unit of work and returns.
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
@@ -220,11 +243,12 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review, new.bounces) != (
+        if (new.schedule, new.digest.timezone, new.review, new.bounces, new.storage.retention) != (
             old.schedule,
             old.digest.timezone,
             old.review,
             old.bounces,
+            old.storage.retention,
         ):
             self.sync_jobs()
         if why == "SIGHUP":
@@ -244,6 +268,10 @@ class Daemon:
             wanted.append(("draft", s.review.draft))
         elif self.scheduler.get_job("draft") is not None:
             self.scheduler.remove_job("draft")
+        if s.storage.retention.enabled:
+            wanted.append(("prune", s.schedule.prune))
+        elif self.scheduler.get_job("prune") is not None:
+            self.scheduler.remove_job("prune")
         for job_id, expr in wanted:
             trigger = expr.trigger(s.digest.timezone)
             job = self.scheduler.get_job(job_id)
@@ -306,6 +334,9 @@ class Daemon:
             self._failed(job, started, f"{type(exc).__name__}: {exc}")
             return
         duration = time.monotonic() - started
+        if job == "prune":  # its counts are rows removed, logged by the job itself
+            self.metrics.job_succeeded(job, duration)
+            return
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
@@ -428,6 +459,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (exit 0) or until the lock is lost (exit 1)."""
         global _DAEMON
         _DAEMON = self
+        self.lease = lease
         server: HealthServer | None = None
         code = 0
         try:
@@ -490,6 +522,48 @@ def _apply_log_format(settings: Settings) -> None:
         configure(fmt="json", level=root.level or logging.INFO)
 
 
+#: A standby waits for the lock as long as it runs (seconds; a stop ends the wait).
+_FOREVER = 10.0**9
+
+
+@contextmanager
+def _standby_then_active(
+    settings: Settings, store: Store, lease: timedelta, stop: threading.Event
+) -> Iterator[Lease]:
+    """Wait as a hot standby (seen by `status` and /healthz), then hold the lock as the active
+    daemon: taken at once when the active one dies on this host, after its lease otherwise."""
+    with ExitStack() as waiting:
+        waiting.enter_context(
+            exclusive(store, f"{STANDBY_PREFIX}{uuid.uuid4().hex[:12]}", lease=lease)
+        )
+
+        def active() -> str:
+            info = holder_of(store)
+            return info.describe() if info is not None and not info.expired else "nobody"
+
+        if settings.daemon.http:
+            health = Health(metrics=Metrics(), scheduler_running=lambda: False, standby_for=active)
+            waiting.callback(HealthServer(settings.daemon.http, health).close)
+        log.info("standby: waiting to take over from %s", active(), extra={"role": "standby"})
+        taking = exclusive(store, lease=lease, wait=_FOREVER, cancel=stop)
+        held = taking.__enter__()
+    try:
+        log.info("standby: took over the schedule", extra={"role": "active"})
+        yield held
+    finally:
+        taking.__exit__(None, None, None)
+
+
+def _config_now(config_path: Path | None, settings: Settings) -> Settings:
+    """A standby may have waited for days: it serves the config as it is when it takes over
+    (or, if that file is now invalid, the one it started with)."""
+    try:
+        return config.load(config_path)
+    except ConfigError as exc:
+        log.error("config not reloaded at takeover, keeping the one read at start: %s", exc)
+        return settings
+
+
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
@@ -503,7 +577,13 @@ def run_daemon(config_path: Path | None) -> int:
             lease = settings.daemon.lock_lease.delta
             wait = settings.daemon.lock_wait.seconds
             try:
-                with exclusive(store, lease=lease, wait=wait, cancel=stop) as held:
+                if settings.daemon.standby:
+                    taking = _standby_then_active(settings, store, lease, stop)
+                else:
+                    taking = exclusive(store, lease=lease, wait=wait, cancel=stop)
+                with taking as held:
+                    if settings.daemon.standby:
+                        settings = _config_now(config_path, settings)
                     daemon = Daemon(config_path, settings, store)
                     daemon.stop, daemon.reload_requested = stop, reload
                     return daemon.serve(held)

@@ -1,4 +1,5 @@
-"""Operators' commands: status (feed health, recent issues, daemon lock), feeds list/import/export.
+"""Operators' commands: status (feed health, recent issues, daemon lock), prune, feeds
+list/import/export.
 
 The config file is the editors' source of truth for feeds, so `feeds import` appends
 ``[[feeds]]`` entries to it (text only, the rest of the file untouched) and says so.
@@ -105,7 +106,7 @@ def status(issue_count: int, as_json: bool) -> None:
     from digest.store import open_store
     from digest.store.drafts import open_draft
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
-    from digest.store.locks import holder_of
+    from digest.store.locks import holder_of, standbys
     from digest.store.status import feed_reports, issue_reports
     from digest.store.subscribers import count_by_status
 
@@ -120,6 +121,7 @@ def status(issue_count: int, as_json: bool) -> None:
             bounces = bstore.counts(conn)
             draft = open_draft(conn)
         lock = holder_of(store)
+        waiting = standbys(store)
     finally:
         store.close()
     # Every status, zeros included; "bounced": readers whose last deliveries all failed.
@@ -144,6 +146,7 @@ def status(issue_count: int, as_json: bool) -> None:
         doc = {
             "daemon": daemon,
             "review": review,
+            "standby": [{"host": w.host, "pid": w.pid, "since": _iso(w.since)} for w in waiting],
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
             "subscribers": people,
@@ -155,10 +158,14 @@ def status(issue_count: int, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    if lock is not None and not lock.expired:
+    if lock is not None and not lock.expired and lock.purpose == "build":
+        out.print(f"Building an issue: {lock.describe()}", markup=False)
+    elif lock is not None and not lock.expired:
         out.print(f"Daemon: running on {lock.describe()}", markup=False)
     else:
         out.print("Daemon: not running", markup=False)
+    for w in waiting:
+        out.print(f"Standby: {w.describe()}", markup=False)
     if draft is not None and not draft.approved:
         out.print(
             f"Review: issue #{draft.number} is waiting for approval "
@@ -184,6 +191,36 @@ def status(issue_count: int, as_json: bool) -> None:
             out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
     out.print(
         "Bounces and complaints: " + ", ".join(f"{n} {kind}" for kind, n in bounces.items()),
+        markup=False,
+    )
+
+
+@app.command(epilog="Example: digest prune --dry-run")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def prune(dry_run: bool) -> None:
+    """Remove items and delivery rows older than [storage] retention, in small batches."""
+    from digest.pipeline.prune import prune as run_prune
+    from digest.store import open_store
+
+    settings = STATE.settings()
+    r = settings.storage.retention
+    if not r.enabled:
+        out.print(
+            "nothing to prune: [storage] retention is not set (e.g. retention = "
+            '{ items = "180d", deliveries = "400d" })',
+            markup=False,
+        )
+        return
+    store = open_store(settings.storage.url)
+    try:
+        counts = run_prune(settings, store, dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{verb} {counts.items} item(s) (older than {r.items or 'forever'}), "
+        f"{counts.deliveries} delivery row(s) (issues finished over {r.deliveries or 'forever'} "
+        f"ago), {counts.llm_cache} cached summary(ies)",
         markup=False,
     )
 

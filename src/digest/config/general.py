@@ -66,10 +66,34 @@ class DigestSection(_Section):
         return v.rstrip("/")
 
 
+class RetentionSection(_Section):
+    """How long old rows are kept (unset: forever); ``digest prune`` and the daemon remove the
+    rest in small batches."""
+
+    #: Items first seen and published longer ago (those in an issue are kept for the archive).
+    items: Duration | None = None
+    #: Per-reader delivery rows of issues finished longer ago (the issues themselves are kept).
+    deliveries: Duration | None = None
+
+    @field_validator("items", "deliveries")
+    @classmethod
+    def _at_least_30_days(cls, v: Duration | None) -> Duration | None:
+        # Shorter would prune items before an issue can take them, or deliveries a bounce or
+        # a late complaint still needs.
+        if v is not None and v.delta.days < 30:
+            raise ValueError(f"expected at least 30 days, got {v}")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.items is not None or self.deliveries is not None
+
+
 class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
     #: The topic model `digest topics learn` writes; without it, the one shipped is used.
     topic_model: str = "var/topic-model.json.gz"
+    retention: RetentionSection = RetentionSection()
 
 
 class ScheduleSection(_Section):
@@ -77,6 +101,8 @@ class ScheduleSection(_Section):
     send: Crontab = Crontab.parse("0 8 * * mon", check=False)
     #: A run missed while the daemon was down still happens when it is back within this delay.
     catch_up: Duration = Duration.parse("12h")
+    #: When the daemon removes rows older than ``[storage] retention`` (if set).
+    prune: Crontab = Crontab.parse("30 3 * * *", check=False)
 
     @property
     def catch_up_seconds(self) -> int:
@@ -91,6 +117,9 @@ class DaemonSection(_Section):
     lock_lease: Duration = Duration.parse("60s")
     #: How long `digest run` waits for a busy lock before exiting 2 (0: refuse at once).
     lock_wait: Duration = Duration.parse("0s")
+    #: A second `digest run` with this set waits as a hot standby (instead of exiting 2) and
+    #: takes the schedule over when the active daemon dies or freezes past its lease.
+    standby: bool = False
     #: A job failing this many times in a row makes /healthz answer 503.
     unhealthy_after: int = Field(default=3, ge=1, le=1000)
 
