@@ -44,8 +44,10 @@ def record(
             received=to_db(now),
         )
         .on_conflict_do_nothing(index_elements=["report_id", "subscriber_id"])
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
+        .returning(B.c.id)
     )
-    return conn.execute(stmt).rowcount > 0
+    return conn.execute(stmt).first() is not None
 
 
 def soft_count(conn: Connection, subscriber_id: int, since: datetime) -> int:
