@@ -3,7 +3,7 @@
 Every error is one line naming the file and the key path, e.g.
 ``config/digest.toml: topics.data_protection.include: expected a list of strings``.
 
-One module per family of sections (``general``, ``sources``, ``summary``, ``delivery``, ``web``),
+One module per family of sections (``general``, ``retention``, ``sources``, ``summary``, ``delivery``, ``web``),
 ``base`` for what they share and ``loader`` for ``Settings`` and reading files. To add a section
 ``[foo]``: write ``config/foo.py`` with ``class FooSection(_Section)`` (from ``config.base``), add
 one line ``foo: FooSection = Field(default_factory=FooSection)`` to ``Settings`` in ``loader.py``,
@@ -38,6 +38,7 @@ from digest.config.sources import (
     TermEntry,
     TopicSection,
 )
+from digest.config.retention import KeepFor, RetentionSection
 from digest.config.summary import LLMSection, SummarySection
 from digest.config.web import WebSection
 
@@ -57,7 +58,9 @@ __all__ = [
     "FeedSection",
     "FetchSection",
     "FiltersSection",
+    "KeepFor",
     "LLMSection",
+    "RetentionSection",
     "ReviewSection",
     "SMTPSection",
     "ScheduleSection",

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from digest.config.base import Crontab, Duration, _Section, header_safe
+from digest.config.retention import RetentionSection
 
 
 class DigestSection(_Section):
@@ -68,6 +69,8 @@ class DigestSection(_Section):
 
 class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
+    #: How long old items, delivery rows and cached summaries are kept (``digest prune``).
+    retention: RetentionSection = Field(default_factory=RetentionSection)
 
 
 class ScheduleSection(_Section):
@@ -75,6 +78,8 @@ class ScheduleSection(_Section):
     send: Crontab = Crontab.parse("0 8 * * mon", check=False)
     #: A run missed while the daemon was down still happens when it is back within this delay.
     catch_up: Duration = Duration.parse("12h")
+    #: When the daemon prunes what is older than ``[storage] retention`` (a quiet hour).
+    prune: Crontab = Crontab.parse("30 3 * * *", check=False)
 
     @property
     def catch_up_seconds(self) -> int:
