@@ -1,4 +1,5 @@
-"""The daemon (`digest run`): APScheduler runs fetch and send on their crontabs, one per database.
+"""The daemon (`digest run`): APScheduler runs fetch, send and prune on their crontabs, one per
+database.
 
 Jobs live in the same database (SQLAlchemyJobStore), so a send missed while the daemon was down
 runs once when it is back within ``[schedule] catch_up``; the config is re-read at each job.
@@ -40,6 +41,7 @@ from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
 from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
+from digest.pipeline.prune import format_pruned, prune
 from digest.report import counts_fields, format_counts
 from digest.signals import stop_on_signals
 from digest.store import Store, open_store
@@ -68,6 +70,12 @@ def send_job() -> None:
         _DAEMON.run_job("send")
 
 
+def prune_job() -> None:
+    """Scheduled: remove what is older than ``[storage] retention``, in short batches."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("prune")
+
+
 def resume_job() -> None:
     """Once at startup: finish delivering issues a stop or a crash left unfinished."""
     if _DAEMON is not None:
@@ -80,7 +88,12 @@ def draft_job() -> None:
         _DAEMON.run_job("draft")
 
 
-_JOBS: dict[str, Callable[[], None]] = {"fetch": fetch_job, "send": send_job, "draft": draft_job}
+_JOBS: dict[str, Callable[[], None]] = {
+    "fetch": fetch_job,
+    "send": send_job,
+    "draft": draft_job,
+    "prune": prune_job,
+}
 
 
 def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
@@ -198,10 +211,11 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review) != (
+        if (new.schedule, new.digest.timezone, new.review, new.storage.retention.enabled) != (
             old.schedule,
             old.digest.timezone,
             old.review,
+            old.storage.retention.enabled,
         ):
             self.sync_jobs()
         if why == "SIGHUP":
@@ -221,6 +235,10 @@ class Daemon:
             wanted.append(("draft", s.review.draft))
         elif self.scheduler.get_job("draft") is not None:
             self.scheduler.remove_job("draft")
+        if s.storage.retention.enabled:
+            wanted.append(("prune", s.schedule.prune))
+        elif self.scheduler.get_job("prune") is not None:  # everything kept forever now
+            self.scheduler.remove_job("prune")
         for job_id, expr in wanted:
             trigger = expr.trigger(s.digest.timezone)
             job = self.scheduler.get_job(job_id)
@@ -250,6 +268,9 @@ class Daemon:
         started = time.monotonic()
         log.info("%s started", job, extra={"job": job})
         try:
+            if job == "prune":
+                self._prune(settings, started)
+                return
             counts = _PIPELINE[job](settings, self.store, self.stop)
         except DigestError as exc:
             self._failed(job, started, str(exc))
@@ -278,6 +299,18 @@ class Daemon:
         else:
             self.metrics.job_succeeded(job, duration)
             log.info("%s done: %s", job, format_counts(counts), extra=fields)
+
+    def _prune(self, settings: Settings, started: float) -> None:
+        counts = prune(settings, self.store, stop=self.stop)
+        duration = time.monotonic() - started
+        self.metrics.record_pruned(counts.tables())
+        fields = {"job": "prune", "duration": round(duration, 3), **dict(counts.tables())}
+        fields["longest_transaction"] = round(counts.longest, 3)
+        if counts.stopped:
+            self.metrics.job_idle("prune", duration, outcome="stopped")
+        else:
+            self.metrics.job_succeeded("prune", duration)
+        log.info("prune done: %s", format_pruned(counts), extra=fields)
 
     def _failed(self, job: str, started: float, error: str) -> None:
         duration = time.monotonic() - started

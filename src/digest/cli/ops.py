@@ -1,4 +1,5 @@
-"""Operators' commands: status (feed health, recent issues, daemon lock), feeds list/import/export.
+"""Operators' commands: status (feed health, recent issues, daemon lock), prune, feeds
+list/import/export.
 
 The config file is the editors' source of truth for feeds, so `feeds import` appends
 ``[[feeds]]`` entries to it (text only, the rest of the file untouched) and says so.
@@ -179,6 +180,27 @@ def status(issue_count: int, as_json: bool) -> None:
         )
         for item_id, title, why in skipped:
             out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
+
+
+@app.command(epilog="Example: digest prune --dry-run")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def prune(dry_run: bool) -> None:
+    """Remove items, delivery rows and cached summaries older than [storage] retention."""
+    from digest.cli.core import _graceful, _stopped_exit
+    from digest.pipeline.prune import format_pruned
+    from digest.pipeline.prune import prune as run_prune
+    from digest.store import open_store
+
+    settings = STATE.settings()
+    store = open_store(settings.storage.url)
+    # No database lock: the daemon may be running; each batch is its own short transaction.
+    try:
+        with _graceful() as stop:
+            counts = run_prune(settings, store, dry_run=dry_run, stop=stop)
+    finally:
+        store.close()
+    out.print(format_pruned(counts, dry_run=dry_run), markup=False)
+    _stopped_exit(stop)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:

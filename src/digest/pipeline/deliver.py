@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from digest.config import Settings
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, UsageError
 from digest.models import DeliveryState, SubscriberStatus
 from digest.pipeline.messages import MessageFactory
 from digest.pipeline.wiring import RETRY_BASE, make_sender
@@ -25,6 +25,7 @@ from digest.send.base import Outcome
 from digest.store import Store
 from digest.store import deliveries as dstore
 from digest.store.issues import load_issue, set_issue_status
+from digest.store.retention import deliveries_pruned
 from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,13 @@ def deliver_issue(
     secret = secret_from_env()
     with store.connect() as conn:
         issue = load_issue(conn, number)
+        pruned = deliveries_pruned(conn, issue.id)
+    if pruned is not None:
+        # Its rows said who already had it: sending now would send it to everyone again.
+        raise UsageError(
+            f"issue #{number}: its delivery records were pruned on {pruned:%Y-%m-%d} "
+            "([storage] retention.deliveries); it cannot be sent again"
+        )
     factory = MessageFactory(settings, issue.content, secret)
     report = DeliveryReport(issue=number, dry_run=dry_run)
     if dry_run:
