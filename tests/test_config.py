@@ -117,7 +117,12 @@ def test_durations_and_crontabs_are_parsed_once_at_load_and_shown_as_written(
     assert s.daemon.lock_wait.seconds == 30
     assert s.web.confirm_ttl.delta == timedelta(days=2)
     shown = s.redacted()
-    assert shown["schedule"] == {"fetch": "0 * * * *", "send": "*/2 * * * * *", "catch_up": "90m"}
+    assert shown["schedule"] == {
+        "fetch": "0 * * * *",
+        "send": "*/2 * * * * *",
+        "catch_up": "90m",
+        "prune": "30 3 * * *",
+    }
     assert shown["web"]["confirm_ttl"] == "2d"
 
 
