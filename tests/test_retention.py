@@ -4,6 +4,7 @@ and keeps what the archive, dedup, sending and erasure need; the daemon runs it 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import event, func, select, update
@@ -28,6 +30,7 @@ from digest.store.feeds import sync_feeds
 from digest.store.issues import save_issue
 from digest.store.items import insert_items
 from digest.store.subscribers import add_subscriber
+from test_daemon_clock import messages, serving, wait_until
 from test_store_issues import content
 
 #: Seeded ages are relative to this; `digest prune` on the command line reads the real clock.
@@ -390,3 +393,36 @@ def test_any_retention_text_is_a_duration_of_a_day_or_more_forever_or_a_clear_er
         assert keep.forever or (keep.delta is not None and keep.delta >= timedelta(days=1))
         return
     assert "'forever'" in error
+
+
+def test_the_daemon_prunes_on_its_crontab_and_counts_the_rows(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    """On the controlled clock (see test_daemon_clock): due at 03:00, it runs at 03:00."""
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="digest")
+    due = (datetime.now(UTC) + timedelta(days=1)).replace(hour=3, minute=0, second=0, microsecond=0)
+    schedule = '[schedule]\nfetch = "0 0 1 1 *"\nsend = "0 0 1 1 *"\nprune = "0 3 * * *"\n'
+    path = write_config(tmp_path, RETENTION, schedule)
+    store = open_store(config.load(path).storage.url)
+    seed(store, due)
+    store.close()
+
+    time_machine.move_to(due - timedelta(seconds=1))
+    with serving(path) as daemon:
+        assert daemon.next_runs()["prune"] == due
+        time_machine.move_to(due)
+        daemon.scheduler.wakeup()  # the scheduler sleeps on the real clock: tell it time moved
+        wait_until(lambda: messages(caplog, "prune done"))
+        registry = daemon.metrics.registry
+        removed = {
+            table: registry.get_sample_value("digest_pruned_rows_total", {"table": table})
+            for table in ("deliveries", "items", "cache")
+        }
+        assert removed == {"deliveries": 3, "items": 1, "cache": 1}
+        assert daemon.next_runs()["prune"] == due + timedelta(days=1)
+    [line] = messages(caplog, "prune done")
+    assert "pruned 3 deliveries (1 issues), 1 items, 1 cached summaries" in line
