@@ -425,4 +425,4 @@ def test_the_daemon_prunes_on_its_crontab_and_counts_the_rows(
         assert removed == {"deliveries": 3, "items": 1, "cache": 1}
         assert daemon.next_runs()["prune"] == due + timedelta(days=1)
     [line] = messages(caplog, "prune done")
-    assert "pruned 3 deliveries (1 issues), 1 items, 1 cached summaries" in line
+    assert "pruned 3 deliveries (1 issues), 1 items, 1 cached summaries, 0 expired" in line

@@ -48,10 +48,12 @@ def format_pruned(counts: rstore.PruneCounts, *, dry_run: bool = False) -> str:
     verb = "would prune" if dry_run else "pruned"
     parts = [f"{counts.deliveries} deliveries ({counts.issues} issues)"]
     parts += [f"{counts.items} items", f"{counts.cache} cached summaries"]
-    parts.append(f"{counts.fingerprints} fingerprints")
+    parts.append(f"{counts.fingerprints} expired fingerprints")
     line = f"{verb} " + ", ".join(parts)
     if not dry_run:
         line += f" · {counts.batches} batches, longest {counts.longest * 1000:.0f} ms"
+        if counts.longest_kind:
+            line += f" ({counts.longest_kind})"
     if counts.stopped:
         line += " · stopped early: the rest goes next time"
     return line

@@ -23,6 +23,8 @@ from digest.store.items import _upsert_insert, fingerprint, to_db
 
 #: Rows per transaction: a batch of deliveries takes tens of milliseconds on SQLite.
 BATCH = 5000
+#: Items go ``BATCH // ITEM_SHARE`` at a time (each one deletes three rows and writes one).
+ITEM_SHARE = 5
 
 D = schema.deliveries
 I = schema.items  # noqa: E741
@@ -55,8 +57,9 @@ class PruneCounts:
     #: Issues whose delivery rows were pruned (marked: never sent again).
     issues: int = 0
     batches: int = 0
-    #: Seconds of the longest single transaction.
+    #: Seconds of the longest single transaction, and what it removed.
     longest: float = 0.0
+    longest_kind: str = ""
     #: The stop flag ended the run between two batches; the rest goes next time.
     stopped: bool = False
 
@@ -64,10 +67,19 @@ class PruneCounts:
         return tuple((name, int(getattr(self, name))) for name in TABLES)
 
 
+#: Tables whose rows keep their item, whatever its age: an item an issue took (`digest explain`,
+#: the issue's item list, status) and an item an editor decided on (the decision is the editors'
+#: record; it would go with its item, ON DELETE CASCADE). A table not in this schema is skipped.
+KEEPS_ITS_ITEM = ("issue_items", "editor_decisions")
+
+
 def _old_items(before: datetime) -> list[ColumnElement[bool]]:
-    # An item an issue took stays: `digest explain`, the issue's item list and status need it.
-    in_an_issue = exists().where(schema.issue_items.c.item_id == I.c.id)
-    return [I.c.first_seen < to_db(before), ~in_an_issue]
+    conditions = [I.c.first_seen < to_db(before)]
+    for name in KEEPS_ITS_ITEM:
+        table = schema.metadata.tables.get(name)
+        if table is not None:
+            conditions.append(~exists().where(table.c.item_id == I.c.id))
+    return conditions
 
 
 def _old_issues(before: datetime) -> list[ColumnElement[bool]]:
@@ -115,16 +127,20 @@ class _Batches:
         stmt = delete(table).where(key.in_(ids))
         self.run(name, lambda conn: int(conn.execute(stmt).rowcount or 0))
 
-    def run(self, name: str, step: Callable[[Connection], int]) -> None:
-        """``step`` removes at most ``batch`` rows and says how many; repeat while it is full."""
+    def run(self, name: str, step: Callable[[Connection], int], size: int | None = None) -> None:
+        """``step`` removes at most ``size`` (default ``batch``) rows and says how many; repeat
+        while it is full."""
+        size = size or self.batch
         while not self.stopped():
             started = time.monotonic()
             with self.store.begin() as conn:
                 n = step(conn)
-            self.out.longest = max(self.out.longest, time.monotonic() - started)
+            took = time.monotonic() - started
+            if took > self.out.longest:
+                self.out.longest, self.out.longest_kind = took, name
             self.out.batches += 1
             setattr(self.out, name, getattr(self.out, name) + n)
-            if n < self.batch:
+            if n < size:
                 return
 
 
@@ -143,8 +159,10 @@ def prune(
     if cut.deliveries is not None:
         _prune_deliveries(store, runner, cut.deliveries, now)
     if cut.items is not None:
-        items_before = cut.items
-        runner.run("items", lambda conn: _delete_items(conn, items_before, batch, now))
+        # An item takes its topics and summary with it and has a fingerprint written: a fifth
+        # of the batch keeps its transaction as short as a batch of delivery rows.
+        items_before, size = cut.items, max(1, batch // ITEM_SHARE)
+        runner.run("items", lambda conn: _delete_items(conn, items_before, size, now), size)
     if cut.cache is not None:
         runner.delete("cache", C, C.c.key, select(C.c.key).where(C.c.created < to_db(cut.cache)))
     if cut.fingerprints is not None:
