@@ -431,3 +431,12 @@ def test_the_daemon_prunes_on_its_crontab_and_counts_the_rows(
         assert daemon.next_runs()["prune"] == due + timedelta(days=1)
     [line] = messages(caplog, "prune done")
     assert "pruned 3 deliveries (1 issues), 1 items, 1 cached summaries, 0 expired" in line
+
+
+def test_digest_prune_with_everything_kept_forever_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forever = '{ items = "forever", deliveries = "forever", cache = "forever" }'
+    result = run_cli(capsys, "--config", str(write_config(tmp_path, forever)), "prune")
+    assert result.code == 0
+    assert result.out.strip() == "nothing to prune: [storage] retention keeps everything forever"

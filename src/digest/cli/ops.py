@@ -192,6 +192,9 @@ def prune(dry_run: bool) -> None:
     from digest.store import open_store
 
     settings = STATE.settings()
+    if not settings.storage.retention.enabled:
+        out.print("nothing to prune: [storage] retention keeps everything forever", markup=False)
+        return
     store = open_store(settings.storage.url)
     # No database lock: the daemon may be running; each batch is its own short transaction.
     try:
