@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +40,7 @@ from test_store_issues import content
 #: Seeded ages are relative to this; `digest prune` on the command line reads the real clock.
 NOW = datetime.now(UTC).replace(microsecond=0)
 FEED = "https://news.example/feed"
+DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 READERS = ["ada@example.org", "bob@example.org", "cy@example.org"]
 
 
@@ -440,3 +445,38 @@ def test_digest_prune_with_everything_kept_forever_says_so(
     result = run_cli(capsys, "--config", str(write_config(tmp_path, forever)), "prune")
     assert result.code == 0
     assert result.out.strip() == "nothing to prune: [storage] retention keeps everything forever"
+
+
+def test_sigterm_stops_digest_prune_between_batches_and_a_rerun_finishes(tmp_path: Path) -> None:
+    path = write_config(tmp_path, RETENTION)
+    settings = config.load(path)
+    store = open_store(settings.storage.url)
+    with store.begin() as conn:
+        [feed] = sync_feeds(conn, [FeedSpec(FEED)], now=NOW)
+        [(item_id, _)] = insert_items(conn, feed.id, [item("taken")], now=NOW)
+        readers = [add_subscriber(conn, f"r{i}@example.org").id for i in range(500)]
+    for number in range(1, 41):  # 20,000 rows of old finished issues
+        with store.begin() as conn:
+            c = dataclasses.replace(content(number, item_id), created=NOW - timedelta(days=90))
+            issue_id = save_issue(conn, c, subject="s", html="h", text="t", status="done")
+            insert_pending(conn, issue_id, [(r, f"<{number}.{r}@x>") for r in readers], NOW)
+
+    def left() -> int:
+        with store.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.deliveries)).scalar())
+
+    env = {**os.environ, "DIGEST_SECRET": "test-secret-" + "x" * 32}
+    cmd = [*DIGEST, "--config", str(path), "prune", "--batch", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: left() < 20_000 or proc.poll() is not None, timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    stopped_at = left()
+    assert proc.returncode == 1, err
+    assert "stopped early" in out
+    assert 0 < stopped_at < 20_000
+    rerun = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert left() == 0
+    assert f"pruned {stopped_at} deliveries" in rerun.stdout
+    store.close()

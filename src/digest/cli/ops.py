@@ -184,7 +184,14 @@ def status(issue_count: int, as_json: bool) -> None:
 
 @app.command(epilog="Example: digest prune --dry-run")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
-def prune(dry_run: bool) -> None:
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Delivery rows per transaction (items: a fifth); smaller waits less on a busy SQLite.",
+)
+def prune(dry_run: bool, batch: int) -> None:
     """Remove items, delivery rows and cached summaries older than [storage] retention."""
     from digest.cli.core import _graceful, _stopped_exit
     from digest.pipeline.prune import format_pruned
@@ -199,7 +206,7 @@ def prune(dry_run: bool) -> None:
     # No database lock: the daemon may be running; each batch is its own short transaction.
     try:
         with _graceful() as stop:
-            counts = run_prune(settings, store, dry_run=dry_run, stop=stop)
+            counts = run_prune(settings, store, dry_run=dry_run, stop=stop, batch=batch)
     finally:
         store.close()
     out.print(format_pruned(counts, dry_run=dry_run), markup=False)
