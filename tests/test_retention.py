@@ -480,3 +480,12 @@ def test_sigterm_stops_digest_prune_between_batches_and_a_rerun_finishes(tmp_pat
     assert left() == 0
     assert f"pruned {stopped_at} deliveries" in rerun.stdout
     store.close()
+
+
+def test_digest_check_shows_the_retention(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--config", str(site.config_path), "check")
+    assert result.code == 0, result.err
+    assert (
+        "retention: items 30d, deliveries 60d, cache 30d, fingerprints forever "
+        "(pruned on '30 3 * * *')"
+    ) in result.out
