@@ -32,6 +32,7 @@ from digest.pipeline.deliver import deliver_issue
 from digest.pipeline.prune import prune
 from digest.store import Store, open_store, schema
 from digest.store.deliveries import insert_pending
+from digest.store.drafts import record_decision
 from digest.store.feeds import sync_feeds
 from digest.store.issues import save_issue
 from digest.store.items import insert_items
@@ -530,3 +531,39 @@ def test_a_feed_fetched_again_after_a_prune_brings_back_only_what_is_new(
     with store.connect() as conn:
         assert [g for (g,) in conn.execute(select(schema.items.c.guid))] == ["p2"]
     store.close()
+
+
+def test_an_old_item_an_editor_decided_on_or_put_in_a_draft_is_kept(site: Site) -> None:
+    with site.store.begin() as conn:
+        feed = site.ids["feed"]
+        [(decided, _)] = insert_items(conn, feed, [item("decided")], now=NOW - timedelta(days=90))
+        [(drafted, _)] = insert_items(conn, feed, [item("drafted")], now=NOW - timedelta(days=90))
+        record_decision(
+            conn,
+            item_id=decided,
+            topic_id="privacy",
+            action="drop",
+            editor="ed@example.org",
+            now=NOW - timedelta(days=89),
+            issue_number=None,
+        )
+        draft = conn.execute(
+            schema.drafts.insert().values(
+                number=4,
+                created=NOW,
+                built_at=NOW,
+                period_start=NOW - timedelta(days=7),
+                period_end=NOW,
+                updated=NOW,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            schema.draft_entries.insert().values(
+                draft_id=draft, item_id=drafted, topic_id="privacy", position=1
+            )
+        )
+    assert prune(site.settings, site.store, now=NOW).items == 1  # only the seeded "old"
+    with site.store.connect() as conn:
+        guids = {g for (g,) in conn.execute(select(schema.items.c.guid))}
+    assert {"decided", "drafted"} <= guids
+    assert site.count(schema.editor_decisions) == 1

@@ -68,9 +68,10 @@ class PruneCounts:
 
 
 #: Tables whose rows keep their item, whatever its age: an item an issue took (`digest explain`,
-#: the issue's item list, status) and an item an editor decided on (the decision is the editors'
-#: record; it would go with its item, ON DELETE CASCADE). A table not in this schema is skipped.
-KEEPS_ITS_ITEM = ("issue_items", "editor_decisions")
+#: the issue's item list, status), an item an editor decided on (the decision is the editors'
+#: record; it would go with its item, ON DELETE CASCADE) and an item in a draft (an editor may
+#: add any stored item). A table not in this schema is skipped.
+KEEPS_ITS_ITEM = ("issue_items", "editor_decisions", "draft_entries")
 
 
 def _old_items(before: datetime) -> list[ColumnElement[bool]]:
