@@ -3,6 +3,11 @@
 Times ``digest --config <tmp> fetch`` twice (a first run, then one where every feed answers
 304), with a warm bytecode cache and then as the environment is (no warm-up), or with
 ``--layer`` the fetch and parse layer alone (``fetch_all`` + ``ParsePool``).
+With ``--compare``: ``digest run --once`` (fetch, issue, send to a local SMTP sink) beside
+rss2email in digest mode on the same farm and sink, first run and no-change run; rss2email is
+run from its own environment (``--rss2email /tmp/r2e-venv/bin/python``; that column is skipped
+when absent). Farm shapes: ``--hosts 1 --per-host 100`` (one site) or ``--hosts 50`` (default
+per_host).
 Run: ``.venv/bin/python benchmarks/fetch.py [--feeds 200] [--hosts 50] [--latency 0.1] [--layer]``.
 """
 
@@ -187,11 +192,21 @@ def free_port(hosts: int) -> int:
 # --------------------------------------------------------------------------- runs
 
 
-def write_config(folder: Path, urls: list[str], concurrency: int | None = None) -> Path:
-    """A config for ``urls``; ``[fetch] concurrency`` only when given (else as shipped)."""
+def write_config(
+    folder: Path,
+    urls: list[str],
+    concurrency: int | None = None,
+    *,
+    per_host: int | None = None,
+    smtp_port: int | None = None,
+) -> Path:
+    """A config for ``urls``; ``[fetch] concurrency`` and ``per_host`` only when given (else as
+    shipped); with ``smtp_port`` issues go to that local SMTP sink."""
     lines = [
         "[digest]",
         'title = "Fetch benchmark"',
+        # The generated items are dated from 2026-11-01 on: all of them are in the issue's window.
+        "window_days = 365",
         "",
         "[storage]",
         f'url = "sqlite:///{folder / "bench.db"}"',
@@ -200,7 +215,23 @@ def write_config(folder: Path, urls: list[str], concurrency: int | None = None) 
         "[fetch]",
         "allow_private = true",
         *([f"concurrency = {concurrency}"] if concurrency else []),
+        *([f"per_host = {per_host}"] if per_host else []),
         "",
+        *(
+            [
+                "[delivery]",
+                'mode = "smtp"',
+                'from = "Bench <bench@example.org>"',
+                "",
+                "[smtp]",
+                'host = "127.0.0.1"',
+                f"port = {smtp_port}",
+                'security = "none"',
+                "",
+            ]
+            if smtp_port
+            else []
+        ),
         "[topics.sovereign_cloud]",
         'title = "Sovereign cloud"',
         'include = ["cloud souverain", "sovereign cloud", "SecNumCloud"]',
@@ -283,9 +314,9 @@ def time_cli(config: Path, label: str, env: dict[str, str]) -> float:
 
 def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple[float, float]:
     from digest.config import FetchSection
-    from digest.fetch import FetchOptions, fetch_all_sync
     from digest.models import FetchRequest, FetchResult, FetchStatus
-    from digest.parse import ParseJob, ParsePool, parse_many
+    from digest.reader.fetch import FetchOptions, fetch_all_sync
+    from digest.reader.parse import ParseJob, ParsePool, parse_many
 
     def job(r: FetchResult) -> ParseJob:
         return ParseJob(r.content or b"", r.url, datetime.now(UTC), r.content_type)
@@ -336,6 +367,114 @@ def time_layer(urls: list[str], concurrency: int | None, overlap: bool) -> tuple
     return first, second
 
 
+def start_sink(folder: Path) -> tuple[subprocess.Popen[str], int]:
+    """benchmarks/smtp_sink.py in its own process, on a free port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    sink = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "smtp_sink.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    sink.stdout.readline()  # "ready"
+    return sink, port
+
+
+def timed(cmd: list[str], *, env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """Wall and CPU (children included) of one command; its last line of output."""
+    started, cpu = time.perf_counter(), cpu_seconds()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, env=env)
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    if done.returncode != 0:
+        print(done.stderr.strip()[-2000:], file=sys.stderr)
+    return wall, cpu, (done.stdout.strip().splitlines() or [""])[-1][:160]
+
+
+def compare(urls: list[str], args: argparse.Namespace, folder: Path) -> None:
+    """``digest run --once`` beside ``r2e run`` (digest mode), same farm, same SMTP sink."""
+    sink, port = start_sink(folder)
+    env = cli_env(folder)
+    env["DIGEST_SECRET"] = "benchmark-secret-" + "x" * 24
+    rows: dict[str, dict[str, tuple[float, float, str]]] = {"digest": {}, "rss2email": {}}
+    try:
+        warm = folder / "warmup"
+        warm.mkdir()
+        config = write_config(warm, urls[:3], smtp_port=port)
+        timed([*digest_command(), "--config", str(config), "run", "--once"], env=env, cwd=warm)
+        runs = folder / "digest"
+        runs.mkdir()
+        config = write_config(runs, urls, args.concurrency, per_host=args.per_host, smtp_port=port)
+        (runs / "people.csv").write_text("email,name\nreader@example.org,Reader\n")
+        timed(
+            [*digest_command(), "--config", str(config), "subscribers", "import", "people.csv"],
+            env=env,
+            cwd=runs,
+        )
+        command = [*digest_command(), "--config", str(config), "run", "--once"]
+        rows["digest"]["first"] = timed(command, env=env, cwd=runs)
+        rows["digest"]["again"] = timed(command, env=env, cwd=runs)
+        r2e = Path(args.rss2email).with_name("r2e") if args.rss2email else None
+        if r2e is not None and r2e.exists():
+            rows["rss2email"] = time_r2e(r2e, urls, port, folder / "r2e")
+        else:
+            print(f"rss2email not found ({args.rss2email!r}): its column is skipped")
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print()
+    print("| run | rss2email | digest | ratio |")
+    print("|---|---|---|---|")
+    for key, label in (("first", "first run (fetch, issue, send)"), ("again", "nothing changed")):
+        d_wall, d_cpu, d_line = rows["digest"][key]
+        if key in rows["rss2email"]:
+            r_wall, r_cpu, _ = rows["rss2email"][key]
+            print(
+                f"| {label} | {r_wall:.2f} s ({r_cpu:.2f} s CPU) | {d_wall:.2f} s "
+                f"({d_cpu:.2f} s CPU) | {r_wall / d_wall:.1f}x |"
+            )
+        else:
+            print(f"| {label} | - | {d_wall:.2f} s ({d_cpu:.2f} s CPU) | - |")
+        print(f"#   digest said: {d_line}")
+
+
+def time_r2e(
+    r2e: Path, urls: list[str], smtp_port: int, folder: Path
+) -> dict[str, tuple[float, float, str]]:
+    """rss2email 3 in digest mode (one message per feed and run), its feeds from OPML."""
+    import configparser
+
+    folder.mkdir()
+    cfg, data = folder / "r2e.cfg", folder / "r2e.json"
+    env = dict(os.environ)
+    base = [str(r2e), "-c", str(cfg), "-d", str(data)]
+    subprocess.run([*base, "new", "reader@example.org"], check=True, capture_output=True)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(cfg)
+    parser["DEFAULT"].update(
+        {
+            "from": "bench@example.org",
+            "email-protocol": "smtp",
+            "smtp-server": "127.0.0.1",
+            "smtp-port": str(smtp_port),
+            "smtp-auth": "False",
+            "digest": "True",
+        }
+    )
+    with cfg.open("w") as fh:
+        parser.write(fh)
+    outlines = "".join(
+        f'<outline type="rss" text="feed{i}" xmlUrl="{url}"/>' for i, url in enumerate(urls)
+    )
+    opml = folder / "feeds.opml"
+    opml.write_text(f'<?xml version="1.0"?><opml version="2.0"><body>{outlines}</body></opml>')
+    subprocess.run([*base, "opmlimport", str(opml)], check=True, capture_output=True)
+    first = timed([*base, "run"], env=env, cwd=folder)
+    again = timed([*base, "run"], env=env, cwd=folder)
+    return {"first": first, "again": again}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=200)
@@ -347,6 +486,19 @@ def main() -> None:
     )
     ap.add_argument(
         "--concurrency", type=int, default=None, help="connections at once (default: as shipped)"
+    )
+    ap.add_argument(
+        "--per-host", type=int, default=None, help="[fetch] per_host (default: as shipped)"
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="digest run --once beside rss2email (fetch, issue, send to a local SMTP sink)",
+    )
+    ap.add_argument(
+        "--rss2email",
+        default="/tmp/r2e-venv/bin/python",
+        help="python of an environment with rss2email installed (for --compare)",
     )
     ap.add_argument(
         "--layer", action="store_true", help="time fetch_all + parsing instead of the CLI"
@@ -395,6 +547,10 @@ def main() -> None:
     print(f"feeds spread over {args.hosts} site(s); load average {load_average()}")
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-"))
     try:
+        if args.compare:
+            compare(urls, args, folder)
+            print(f"load average {load_average()}")
+            return
         if args.layer or not cli_has_fetch(dict(os.environ)):
             if not args.layer:
                 print("`digest fetch` is not available: timing the layer instead")

@@ -87,7 +87,7 @@ def main() -> int:
         args = ap.parse_args()
 
     if not args.default_malloc:
-        from digest.memory import limit_malloc_arenas
+        from digest.infra.memory import limit_malloc_arenas
 
         limit_malloc_arenas()  # as `digest run` does at start-up
     root = Path(tempfile.mkdtemp(prefix="digest-memcycles-"))

@@ -201,13 +201,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--words", type=int, default=150)
+    ap.add_argument("--train", type=int, default=2_000, help="labeled items to train on")
     ap.add_argument("--config", type=Path, default=REPO / "config" / "topics.toml")
     ap.add_argument(
         "--quick", action="store_true", help="small sizes: a check that it runs (make bench)"
     )
     args = ap.parse_args()
     if args.quick:  # small sizes; options given explicitly still win
-        ap.set_defaults(items=1_000)
+        ap.set_defaults(items=1_000, train=500)
         args = ap.parse_args()
     settings = parse_settings(tomllib.loads(args.config.read_text("utf-8")), str(args.config))
     t0 = time.perf_counter()
@@ -230,6 +231,7 @@ def main() -> None:
             f"{rate:,.0f} items/s, {kept} topic decisions kept"
         )
     bench_decider(args.config, sets)
+    bench_model(sets, args.train)
 
 
 #: A block list as an editor would write one: words, a regex, sources and link patterns.
@@ -246,12 +248,16 @@ BLOCK = [
 ]
 
 
+#: Items decided together, as the fetch decides a feed's new items (the model runs per batch).
+BATCH = 100
+
+
 def run_decider(decider: Decider, items: list[Item], spec: FeedSpec) -> tuple[float, int]:
     start = time.process_time()
     kept = 0
-    for item in items:
-        for m in decider.decide(item, spec, "Bench"):
-            kept += m.kept
+    for i in range(0, len(items), BATCH):
+        for ms in decider.decide_many(items[i : i + BATCH], spec, "Bench"):
+            kept += sum(m.kept for m in ms)
     return time.process_time() - start, kept
 
 
@@ -261,10 +267,30 @@ def bench_decider(config: Path, sets: dict[str, list[tuple[str, str]]]) -> None:
     data["filters"] = {"block": BLOCK}
     data["feeds"] = [{"url": feed, "exclude": ["recrutement", "job offer"]}]
     settings = parse_settings(data, str(config))
-    decider = make_decider(settings)
     [spec] = settings.feed_specs()
     now = datetime.now(UTC)
-    print(f"decider: topics + {len(BLOCK)} block rules + a feed's exclude + languages fr, en")
+    modes = {t.id: t.learned for t in settings.topic_defs()}
+    for learned in (False, True):
+        if learned:
+            decider = make_decider(settings)
+            print(
+                f"decider + learned scorer ({modes}; batches of {BATCH} items as in the fetch; "
+                "the model scores the items a 'keep' topic's rules drop)"
+            )
+        else:
+            off = {k: {**v, "learned": "off"} for k, v in data["topics"].items()}
+            decider = make_decider(parse_settings({**data, "topics": off}, str(config)))
+            print(f"decider: topics + {len(BLOCK)} block rules + a feed's exclude + languages")
+        _decide_sets(decider, spec, feed, now, sets)
+
+
+def _decide_sets(
+    decider: Decider,
+    spec: FeedSpec,
+    feed: str,
+    now: datetime,
+    sets: dict[str, list[tuple[str, str]]],
+) -> None:
     for name, pairs in sets.items():
         items = [
             Item(feed, str(i), f"https://bench.example/{i}", "", title, now, content_html=text)
@@ -276,6 +302,58 @@ def bench_decider(config: Path, sets: dict[str, list[tuple[str, str]]]) -> None:
             f"{name:>3}: {len(items)} items: {best * 1000:.0f} ms CPU, "
             f"{len(items) / best:,.0f} items/s, {kept} topic decisions kept"
         )
+
+
+def bench_model(sets: dict[str, list[tuple[str, str]]], train_items: int) -> None:
+    """The shipped model alone (every item scored, one batch per 100), and training time."""
+    from digest.pipeline.learning import SHIPPED_MODEL, decide_with_model
+    from digest.topics import parse_eval_lines
+    from digest.topics.learned import Example, TextModel, train
+
+    t0 = time.perf_counter()
+    model = TextModel.load(SHIPPED_MODEL)
+    print(
+        f"learned scorer: {len(model.features)} features, loaded in "
+        f"{(time.perf_counter() - t0) * 1000:.0f} ms ({SHIPPED_MODEL.stat().st_size:,} bytes)"
+    )
+    settings = parse_settings(
+        tomllib.loads((REPO / "config" / "topics.toml").read_text("utf-8")), "topics.toml"
+    )
+    matcher = TopicMatcher(settings.topic_defs())
+    for name, pairs in sets.items():
+        model.predict(pairs[:200])  # warm the word cache
+        start = time.process_time()
+        kept = 0
+        for i in range(0, len(pairs), BATCH):
+            batch = pairs[i : i + BATCH]
+            rules = [matcher.match(title, text) for title, text in batch]
+            for ms in decide_with_model(settings, batch, rules):
+                kept += sum(m.kept for m in ms)
+        cpu = time.process_time() - start
+        print(
+            f"{name:>3}: topics (rule matcher) + learned scorer, {len(pairs)} items: "
+            f"{len(pairs) / cpu:,.0f} items/s, {kept} topic decisions kept"
+        )
+        start = time.process_time()
+        for i in range(0, len(pairs), BATCH):
+            model.predict(pairs[i : i + BATCH])
+        cpu = time.process_time() - start
+        print(f"{name:>3}: model alone, {len(pairs)} items: {len(pairs) / cpu:,.0f} items/s")
+    # Training: the tuning set's items, repeated with a number so that there are train_items
+    # distinct ones (the held-out set is never read here either).
+    lines = (REPO / "tests" / "data" / "topics" / "tuning.jsonl").read_text("utf-8").splitlines()
+    rows = parse_eval_lines(lines, "tuning.jsonl")
+    examples = [
+        Example(f"{r.title} {i // len(rows)}", r.text, r.labels)
+        for i, r in ((i, rows[i % len(rows)]) for i in range(train_items))
+    ]
+    start = time.perf_counter()
+    fitted = train(examples, list(model.topics))
+    wall = time.perf_counter() - start
+    print(
+        f"training on {train_items:,} labeled items ({len(fitted.features):,} features, "
+        f"{len(model.topics)} topics): {wall:.1f} s"
+    )
 
 
 if __name__ == "__main__":

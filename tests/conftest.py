@@ -56,7 +56,7 @@ def seed(seed_path: Path) -> str:
     return seed_path.read_text(encoding="utf-8")
 
 
-# The loggers digest.logs.configure() touches (the level of the library ones).
+# The loggers digest.infra.logs.configure() touches (the level of the library ones).
 _CONFIGURED_LOGGERS = (
     "digest",
     "httpx",
@@ -69,7 +69,7 @@ _CONFIGURED_LOGGERS = (
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """Undo digest.logs.configure() after each test.
+    """Undo digest.infra.logs.configure() after each test.
 
     Every in-process CLI run (run_cli, CliRunner) configures logging: the 'digest' logger gets
     its own stderr handler, stops propagating (so caplog at the root no longer sees it) and the

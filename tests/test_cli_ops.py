@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from digest import config
 from digest.cli.app import out as stdout_console
 from digest.models import FeedSpec, FetchResult, FetchStatus, IssueContent
-from digest.opml import parse_opml
+from digest.reader.opml import parse_opml
 from digest.store import open_store, schema
 from digest.store.feeds import record_fetch, sync_feeds
 from digest.store.issues import save_issue
@@ -252,3 +256,109 @@ def test_status_shows_names_and_errors_verbatim_and_a_disabled_feed(cfg: Path, r
     assert "[410] Gone" in out
     assert "(disabled: 410 Gone)" in out
     assert "never (disabled)" in out
+
+
+FOLDERS = """<?xml version="1.0"?>
+<opml version="2.0"><body>
+  <outline text="CNIL again" xmlUrl="https://www.cnil.fr/fr/rss.xml"/>
+  <outline text="sovereign cloud">
+    <outline text="Cloud news" xmlUrl="https://cloud.example/feed.xml"/>
+  </outline>
+  <outline text="Weekend reading">
+    <outline text="Essays" xmlUrl="https://essays.example/feed.xml" category="/Long reads,privacy"/>
+  </outline>
+</body></opml>
+"""
+
+TOPICS = """
+[topics.sovereign_cloud]
+title = "Sovereign cloud"
+include = ["SecNumCloud"]
+
+[topics.privacy]
+title = "Data protection"
+include = ["GDPR"]
+"""
+
+
+def test_import_offers_folders_naming_a_topic_as_its_topics_and_keeps_the_rest_as_labels(
+    cfg: Path, run: Run, workdir: Path
+) -> None:
+    cfg.write_text(CONFIG + TOPICS, encoding="utf-8")
+    (workdir / "subs.opml").write_text(FOLDERS, encoding="utf-8")
+    code, out, _ = run("feeds", "import", "subs.opml")
+    assert code == 0
+    assert "skipped (already configured): https://www.cnil.fr/fr/rss.xml" in out
+    assert "added 2 feeds" in out
+    assert "2 with topics from their folders" in out
+    feeds = {f.url: f for f in config.load(cfg).feeds}
+    # A folder named like a topic's title (any case) or id becomes the feed's topic.
+    assert feeds["https://cloud.example/feed.xml"].topics == ["sovereign_cloud"]
+    assert feeds["https://cloud.example/feed.xml"].labels == []
+    essays = feeds["https://essays.example/feed.xml"]
+    assert essays.topics == ["privacy"]
+    assert essays.labels == ["Weekend reading", "Long reads"]
+
+    code, out, _ = run("feeds", "list")
+    assert "Weekend reading, Long reads" in out
+    code, out, _ = run("feeds", "export")
+    exported = {o.url: o.categories for o in parse_opml(out.encode())}
+    assert exported["https://essays.example/feed.xml"] == (
+        "Weekend reading",
+        "Long reads",
+        "privacy",
+    )
+
+
+def test_a_feed_that_moved_is_exported_at_its_new_address_and_listed_with_the_entry_to_update(
+    cfg: Path, run: Run
+) -> None:
+    now = datetime.now(UTC)
+    store = open_store("sqlite:///var/digest.db")
+    with store.begin() as conn:
+        states = sync_feeds(conn, [FeedSpec("https://www.cnil.fr/fr/rss.xml", "CNIL")], now=now)
+        moved = FetchResult(
+            url=states[0].url,
+            status=FetchStatus.NOT_MODIFIED,
+            http_status=304,
+            permanent_redirect="https://www.cnil.fr/feeds/all.xml",
+        )
+        record_fetch(conn, states[0].id, moved, now)
+    store.close()
+
+    code, out, _ = run("feeds", "export")
+    assert code == 0
+    urls = [o.url for o in parse_opml(out.encode())]
+    assert urls == ["https://www.cnil.fr/feeds/all.xml", "http://127.0.0.1:9/broken.xml"]
+
+    code, out, _ = run("feeds")  # `digest feeds` alone lists them
+    assert code == 0
+    assert "moved to https://www.cnil.fr/feeds/all.xml" in out
+    assert "update the config: feeds[0] (CNIL) url = 'https://www.cnil.fr/feeds/all.xml'" in out
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999999", "2147483648", "0", "-1"])
+def test_regression_deliveries_of_an_issue_number_too_large_for_the_database_is_one_line(
+    run: Run, number: str
+) -> None:
+    # 99999999999999999999999 was an OverflowError traceback from the SQLite driver.
+    code, _, err = run("deliveries", "--issue", number)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"error: issue #{number} does not exist"
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_regression_a_full_disk_under_stdout_is_one_line_and_exit_1(cfg: Path) -> None:
+    # `digest feeds export > /dev/full` ended in an OSError traceback (ENOSPC).
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "digest", "--config", str(cfg), "feeds", "export"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: [Errno 28] No space left on device"

@@ -363,3 +363,12 @@ def test_every_command_has_help_with_an_example(run: Run, command: tuple[str, ..
     code, stdout, _ = run(*command, "--help")
     assert code == 0
     assert "Example: digest" in stdout
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "2147483648", "²", "0"])
+def test_regression_explain_an_item_id_no_database_can_hold_is_one_line(run: Run, ref: str) -> None:
+    # 99999999999999999999999 was an OverflowError traceback, "²" a ValueError one.
+    code, _, err = run("explain", ref)
+    assert code == 2
+    assert f"explain: no stored item with id or URL {ref!r}" in err
+    assert "Traceback" not in err

@@ -102,7 +102,7 @@ def test_durations_and_crontabs_are_parsed_once_at_load_and_shown_as_written(
         write(
             tmp_path,
             '[schedule]\nsend = "*/2 * * * * *"\ncatch_up = "90m"\n'
-            '[daemon]\nlock_wait = "30s"\n[web]\nconfirm_ttl = "2d"\n',
+            '[daemon]\nlock_wait = "30s"\nhttp = "[::1]:9108"\n[web]\nconfirm_ttl = "2d"\n',
         )
     )
     assert s.schedule.send.fields[0] == ("second", "*/2")
@@ -171,6 +171,9 @@ def test_a_duration_keeps_its_text_and_its_length(n: int, unit: str) -> None:
         ('[delivery]\nsubject = "{title[0]}"', "not {title[0]}"),
         ('[delivery]\nsubject = "{number:{title.__class__}}"', "only a plain format spec"),
         ('[delivery]\nsubject = "{title!r}"', "only a plain format spec"),
+        # A gigabyte of padding per message: a MemoryError traceback at load before.
+        ('[delivery]\nsubject = "{number:>1000000000000}"', "a width or precision over 100"),
+        ('[delivery]\nsubject = "{title:.99999999}"', "a width or precision over 100"),
         ('[delivery]\nsubject = "Issue\\n{number}"', "delivery.subject: 'Issue\\n{number}' holds"),
         ('[delivery]\nlist_id = "x\\r\\nBcc: y"', "delivery.list_id: expected a domain"),
         ('[digest]\ntitle = "News\\r\\nBcc: x@evil.example"', "digest.title: 'News\\r\\nBcc"),
@@ -185,6 +188,10 @@ def test_a_duration_keeps_its_text_and_its_length(n: int, unit: str) -> None:
         ("[web]\nconfirm_ttl = true", "web.confirm_ttl: expected a string"),
         ('[schedule]\ncatch_up = "soon"', "schedule.catch_up: expected a duration like"),
         ('[daemon]\nlock_wait = "-5s"', "daemon.lock_wait: expected a duration like"),
+        # `digest run` refused these when it started; `check` passed them.
+        ('[daemon]\nhttp = "127.0.0.1:99999"', "daemon.http: expected host:port (port 0-65535)"),
+        ('[daemon]\nhttp = "localhost"', "daemon.http: expected host:port"),
+        ('[daemon]\nhttp = "127.0.0.1:80x"', "daemon.http: expected host:port"),
     ],
 )
 def test_values_that_would_fail_later_are_refused_at_load(

@@ -13,7 +13,7 @@ import pytest
 from conftest import CORPUS
 from digest.errors import ParseError
 from digest.models import Item
-from digest.parse import parse_feed
+from digest.reader.parse import parse_feed
 
 # Listed at collection time (one test per file); without the corpus the list is empty and
 # test_corpus_is_all_there says why (and fails under CI=true).

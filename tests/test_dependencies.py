@@ -17,6 +17,7 @@ NOT_IMPORTED = {
     "python-multipart": "starlette parses the web forms with it (request.form())",
     "tzdata": "zoneinfo's time zones where the system has no tz database",
     "sniffio": "httpcore looks it up on every request; installed, it is found at once",
+    "brotli": "aiohttp decodes Content-Encoding: br with it (feeds and pages served brotli)",
 }
 #: Dev dependencies that are tools, plugins or stubs rather than imports.
 DEV_TOOLS = {

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from conftest import SMTPSink, run_cli
 from digest.config import Settings, parse_settings
 from digest.errors import ConfigError, UsageError
-from digest.healthd import Health
-from digest.metrics import Metrics
+from digest.infra.healthd import Health
+from digest.infra.metrics import Metrics
 from digest.models import SubscriberStatus
 from digest.pipeline import desk
 from digest.pipeline.collect import collect

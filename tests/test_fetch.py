@@ -17,11 +17,15 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from digest.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 from digest.models import FetchRequest, FetchResult, FetchStatus
+from digest.reader.fetch import USER_AGENT, FetchOptions, fetch_all_sync
 
 #: A small synthetic feed: these tests need *a* feed, not the real corpus.
 FEED = Path(__file__).resolve().parent / "data" / "synthetic-news.rss.xml"
+
+#: The test server listens on 127.0.0.1: these requests are allowed private addresses, as an
+#: intranet feed would be (the guard itself is tested in test_isolation and test_fulltext).
+Local = functools.partial(FetchRequest, allow_private=True)
 
 #: The test server listens on 127.0.0.1: these requests are allowed private addresses, as an
 #: intranet feed would be (the guard itself is tested in test_isolation and test_fulltext).
@@ -256,6 +260,23 @@ def test_unchanged_file_is_not_modified(tmp_path: Path) -> None:
     [first] = fetch_all_sync([FetchRequest(str(path))])
     [second] = fetch_all_sync([FetchRequest(str(path), last_modified=first.last_modified)])
     assert second.status is FetchStatus.NOT_MODIFIED
+    [third] = fetch_all_sync(
+        [FetchRequest(str(path), etag=first.etag, last_modified=first.last_modified)]
+    )
+    assert third.status is FetchStatus.NOT_MODIFIED
+
+
+def test_a_file_rewritten_within_the_same_second_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "feed.xml"
+    path.write_bytes(b"<rss version='2.0'><channel/></rss>")
+    [first] = fetch_all_sync([FetchRequest(str(path))])
+    path.write_bytes(b"<rss version='2.0'><channel><title>new</title></channel></rss>")
+    # Last-Modified has a one-second grain; the file's own validator does not.
+    [second] = fetch_all_sync(
+        [FetchRequest(str(path), etag=first.etag, last_modified=first.last_modified)]
+    )
+    assert second.status is FetchStatus.OK
+    assert b"new" in (second.content or b"")
 
 
 def test_missing_or_oversized_file_fails(tmp_path: Path) -> None:
@@ -399,3 +420,38 @@ def test_a_stop_that_never_comes_changes_nothing(httpserver: HTTPServer, feed_by
     httpserver.expect_request("/feed").respond_with_data(feed_bytes)
     [result] = fetch_all_sync([Local(httpserver.url_for("/feed"))], stop=lambda: False)
     assert result.status is FetchStatus.OK
+
+
+def test_results_can_leave_the_bodies_to_the_callback(
+    httpserver: HTTPServer, feed_bytes: bytes
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    seen: list[int] = []
+    [result] = fetch_all_sync(
+        [Local(httpserver.url_for("/feed"))],
+        on_result=lambda r: seen.append(len(r.content or b"")),
+        keep_content=False,
+    )
+    assert seen == [len(feed_bytes)]  # the callback had the body...
+    assert result.status is FetchStatus.OK
+    assert result.content is None  # ...the run's results do not keep it
+
+
+def test_no_download_starts_while_paused(httpserver: HTTPServer, feed_bytes: bytes) -> None:
+    httpserver.expect_request("/feed").respond_with_data(feed_bytes)
+    go = threading.Event()
+    got: list[list[FetchResult]] = []
+    worker = threading.Thread(
+        target=lambda: got.append(
+            fetch_all_sync(
+                [Local(httpserver.url_for("/feed")) for _ in range(3)],
+                pause=lambda: not go.is_set(),
+            )
+        )
+    )
+    worker.start()
+    time.sleep(0.5)  # a paused run waits, however long this is
+    assert httpserver.log == []
+    go.set()
+    worker.join(30)
+    assert [r.status for r in got[0]] == [FetchStatus.OK] * 3

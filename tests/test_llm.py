@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -82,6 +83,10 @@ FRENCH = (
     "Elle demande aux administrations de choisir des prestataires qui ne sont pas soumis au "
     "Cloud Act américain.</p><p>Lire la suite</p>"
 )
+TEXT = (
+    "<p>Orange is shutting down Cloudwatt on February 1st. The publicly funded French sovereign "
+    "cloud never found its customers, and Bercy's new plans should learn from it.</p>"
+)
 
 
 def test_the_request_asks_for_one_or_two_sentences_in_the_items_language(
@@ -147,6 +152,41 @@ def test_a_timeout_falls_back(
         summary = summarizer(httpserver, timeout=0.2).summarize(TITLE, seed)
     assert summary.engine == "extractive"
     assert "timed out" in caplog.text
+
+
+def test_regression_an_endpoint_that_trickles_its_answer_is_cut_at_the_timeout_of_the_request(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One byte every 0.1 s: each read is quicker than the 0.5 s timeout, so a per-read timeout
+    # never fires and the whole answer (then refused as "not JSON") would take 2 s. The timeout
+    # is the whole request's: the run is told "timed out" and the endpoint is not asked again.
+    def trickle(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(20):
+                time.sleep(0.1)
+                yield b" "
+
+        return Response(body(), content_type="application/json")
+
+    httpserver.expect_request("/v1/chat/completions").respond_with_handler(trickle)
+    llm = summarizer(httpserver, timeout=0.5)
+    with caplog.at_level(logging.WARNING):
+        summary = llm.summarize(TITLE, TEXT)
+    assert summary.engine == "extractive"
+    assert "timed out" in caplog.text
+    assert llm.broken is not None
+
+
+def test_an_answer_over_a_megabyte_is_refused_unread(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpserver.expect_request("/v1/chat/completions").respond_with_data(
+        b"[" + b"0," * 1_000_000 + b"0]", content_type="application/json"
+    )
+    with caplog.at_level(logging.WARNING):
+        summary = summarizer(httpserver).summarize(TITLE, TEXT)
+    assert summary.engine == "extractive"
+    assert "answer over 1000000 bytes" in caplog.text
 
 
 def test_an_over_long_answer_falls_back(

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from digest.logs import configure
+from digest.infra.logs import configure
 
 
 def test_a_record_goes_to_the_stderr_of_the_moment_even_after_the_old_one_was_closed(
@@ -37,12 +37,14 @@ def test_json_lines_carry_the_extra_fields(monkeypatch: pytest.MonkeyPatch) -> N
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     configure(fmt="json")
-    logging.getLogger("digest.fetch").warning("feed failed", extra={"feed": "https://a.example/"})
+    logging.getLogger("digest.reader.fetch").warning(
+        "feed failed", extra={"feed": "https://a.example/"}
+    )
     [line] = stderr.getvalue().splitlines()
     record = json.loads(line)
     assert (record["level"], record["logger"], record["message"], record["feed"]) == (
         "warning",
-        "digest.fetch",
+        "digest.reader.fetch",
         "feed failed",
         "https://a.example/",
     )

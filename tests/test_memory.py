@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.memory import limit_malloc_arenas
+from digest.infra.memory import limit_malloc_arenas
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="glibc malloc arenas are a Linux matter"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 # Eight threads alive at once each allocate, then glibc reports its arenas (malloc_info XML).
 _ARENAS_SEEN = """
 import ctypes, sys, threading
-from digest.memory import limit_malloc_arenas
+from digest.infra.memory import limit_malloc_arenas
 if sys.argv[1] == "cap":
     limit_malloc_arenas()
 barrier = threading.Barrier(8)

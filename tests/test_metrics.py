@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digest.errors import ConfigError
-from digest.healthd import Health, HealthServer, parse_address
-from digest.metrics import Metrics, run_failure
+from digest.infra.healthd import Health, HealthServer, parse_address
+from digest.infra.metrics import Metrics, run_failure
 from digest.models import RunCounts
 from digest.report import counts_fields, format_counts
 from digest.store import open_store, schema
@@ -56,7 +56,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_the_counts_line_gives_every_end_to_end_figure() -> None:
     line = format_counts(COUNTS)
     assert line == (
-        "feeds 10 ok, 2 failed, 5 unchanged · items 25 new · "
+        "feeds 10 ok, 2 failed, 5 not modified · items 25 new · "
         "kept sovereign_cloud 3, data_protection 2 · summarized 5 · "
         "messages 120 sent, 1 retry, 0 failed · issue #4"
     )

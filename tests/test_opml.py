@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from digest import config
 from digest.errors import UsageError
 from digest.models import FeedSpec
-from digest.opml import (
+from digest.reader.opml import (
     Outline,
     append_text,
     feeds_file,
     feeds_toml,
     parse_opml,
     same_feed,
+    sort_categories,
     to_opml,
 )
 
@@ -136,3 +137,25 @@ def test_feeds_are_appended_to_the_included_file_that_holds_them(tmp_path: Path)
 def test_same_feed_ignores_scheme_and_host_case_and_a_final_slash() -> None:
     assert same_feed("HTTPS://Example.org/feed/", "https://example.org/feed")
     assert not same_feed("https://example.org/Feed", "https://example.org/feed")
+
+
+def test_the_category_attribute_adds_its_path_parts_after_the_folders() -> None:
+    doc = b"""<opml version="2.0"><body><outline text="Tech">
+      <outline text="A" xmlUrl="https://a.example/f" category="/Cloud/EU,News, Tech"/>
+    </outline></body></opml>"""
+    assert parse_opml(doc) == [Outline("https://a.example/f", "A", ("Tech", "Cloud", "EU", "News"))]
+
+
+def test_categories_naming_a_topic_become_topics_the_rest_labels() -> None:
+    topics = {"sovereign_cloud": "sovereign_cloud", "data protection": "privacy"}
+    assert sort_categories(["Data Protection", "Misc", "sovereign_cloud", "misc"], topics) == (
+        ("privacy", "sovereign_cloud"),
+        ("Misc", "misc"),
+    )
+    text = feeds_toml(
+        [Outline("https://a.example/f", "A", ("Data protection", "Weekend"))],
+        note="x",
+        topics=topics,
+    )
+    entry = tomllib.loads(text)["feeds"][0]
+    assert (entry["topics"], entry["labels"]) == (["privacy"], ["Weekend"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from digest.errors import ParseError
 from digest.models import ParsedFeed
-from digest.parse import ParseJob, ParsePool, parse_feed, parse_many
+from digest.reader.parse import ParseJob, ParsePool, feedparser_module, parse_feed, parse_many
 from digest.sanitize import sanitize_html
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -299,6 +299,7 @@ def test_arbitrary_text_in_a_feed_never_yields_script(title: str, body: str) -> 
 
 def _with_each_sax_reader(doc: bytes, url: str = FEED_URL) -> list[object]:
     """The outcome of parsing ``doc`` with our buffered expat reader, then the standard one."""
+    feedparser_module()  # feedparser is imported, and our reader installed, on first use
     ours = feedparser.api.PREFERRED_XML_PARSERS
     outcomes: list[object] = []
     for drivers in (ours, ["xml.sax.expatreader"]):

@@ -17,6 +17,8 @@ from werkzeug import Request, Response
 from digest.config import Settings, parse_settings
 from digest.pipeline.collect import collect
 from digest.pipeline.issue import build_issue, send
+from digest.pipeline.outgoing import nothing_to_send
+from digest.pipeline.outgoing import send as outgoing_send
 from digest.pipeline.summaries import summarize_items
 from digest.store import Store, open_store
 from digest.store.feeds import list_feeds
@@ -194,7 +196,9 @@ def test_an_identical_body_without_validators_is_not_parsed_again(
     store = open_store(settings.storage.url)
     assert collect(settings, store).items_new == 3
     again = collect(settings, store)
-    assert (again.feeds_ok, again.feeds_not_modified, again.items_new) == (0, 1, 0)
+    # The server said 200, not 304: "unchanged" (same bytes), never "not modified".
+    assert (again.feeds_ok, again.feeds_not_modified, again.feeds_unchanged) == (0, 0, 1)
+    assert again.items_new == 0
 
 
 def test_a_feed_that_times_out_is_reported_and_the_others_go_on(
@@ -437,7 +441,27 @@ def test_a_moved_feed_is_fetched_at_its_new_address_and_a_gone_one_is_disabled(
 
     httpserver.clear_log()
     second = collect(settings, store, force=True)
-    # Forced: no validators sent; the same body as before is not parsed again.
-    assert (second.feeds_not_modified, second.feeds_failed) == (1, 0)
+    # Forced: backoff ignored, validators still sent: the server's 304 is counted as such.
+    assert (second.feeds_not_modified, second.feeds_unchanged, second.feeds_failed) == (1, 0, 0)
     paths = [request.path for request, _ in httpserver.log]
     assert paths == ["/new.xml"]  # neither the old address nor the gone feed
+
+
+def test_the_cheap_look_before_send_agrees_with_the_issue_side_on_whether_there_is_work(
+    two_feeds: tuple[Settings, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-" + "x" * 20)
+    settings, store = two_feeds
+    with store.begin() as conn:
+        add_subscriber(conn, "ann@example.org", name="Ann")
+    assert nothing_to_send(settings, store)  # nothing fetched yet
+    collect(settings, store)
+    assert not nothing_to_send(settings, store)  # kept items: the issue side is needed
+    counts = outgoing_send(settings, store)
+    assert (counts.issue_number, counts.sent) == (1, 1)
+    assert nothing_to_send(settings, store)  # sent: nothing new since its period
+    assert build_issue(settings, store, record=False) is None
+    again = outgoing_send(settings, store)
+    assert (again.issue_number, again.sent, again.summarized) == (None, 0, 0)
+    collect(settings, store)  # all 304: still nothing
+    assert nothing_to_send(settings, store)

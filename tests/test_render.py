@@ -182,7 +182,7 @@ def test_sections_follow_the_issue_order_with_source_and_date() -> None:
     doc = Doc(reader(render_issue(issue()))[0])
     assert doc.headings["h2"] == ["Sovereign cloud", "Data protection"]
     assert doc.headings["h3"] == all_titles(issue())
-    assert "Example News · Nov 4, 2025" in doc.text
+    assert "Example News (news.example.org) · Nov 4, 2025" in doc.text
 
 
 def test_hostile_title_is_shown_as_text_never_as_markup() -> None:
@@ -282,7 +282,7 @@ def test_french_words_titles_and_dates() -> None:
     assert doc.html_lang == "fr"
     assert doc.headings["h2"] == ["Cloud souverain", "Protection des données"]
     assert "Numéro 7 · du 3 au 10 novembre 2025 · 3 articles" in doc.text
-    assert "Example News · 4 nov. 2025" in doc.text
+    assert "Example News (news.example.org) · 4 nov. 2025" in doc.text
     assert "Également traité par\u00a0: Les Echos" in doc.text
     assert "Résumé rédigé par une machine" in doc.text
     assert "Bonjour Ada," in doc.text
@@ -318,7 +318,9 @@ def test_dates_are_shown_in_the_digest_timezone() -> None:
             ),
         ),
     )
-    assert "Example News · Nov 5, 2025" in Doc(reader(render_issue(late))[0]).text
+    assert (
+        "Example News (news.example.org) · Nov 5, 2025" in Doc(reader(render_issue(late))[0]).text
+    )
 
 
 def test_a_topic_subset_limits_the_sections() -> None:
@@ -479,6 +481,7 @@ def test_subject_uses_title_number_and_localized_date() -> None:
         "{title",
         "{number:{title.__class__}}",
         "{title!r}",
+        "{number:>1000000000000}",
     ],
 )
 def test_subject_refuses_other_fields(fmt: str) -> None:

@@ -89,7 +89,8 @@ class Site:
 
 def seed(store: Store, now: datetime) -> dict[str, int]:
     """Three items (old, old but in an issue, recent), three readers, three issues: #1 old and
-    done, #2 old but unfinished, #3 recent and done; cached summaries old and new; an erasure."""
+    done, #2 old but unfinished, #3 recent and done; cached summaries old and new; an erasure;
+    bounce reports about #1 (old) and #3 (recent)."""
     ids: dict[str, int] = {}
     with store.begin() as conn:
         [feed] = sync_feeds(conn, [FeedSpec(FEED)], now=now - timedelta(days=400))
@@ -139,6 +140,16 @@ def seed(store: Store, now: datetime) -> dict[str, int]:
                 email_hash="h", key_rule="lower", erased_at=now - timedelta(days=900)
             )
         )
+        for number, age in ((1, 65), (3, 9)):
+            conn.execute(
+                schema.bounces.insert().values(
+                    subscriber_id=readers[0],
+                    issue_id=ids[f"issue{number}"],
+                    kind="soft",
+                    report_id=f"<report-{number}@mx>",
+                    received=now - timedelta(days=age),
+                )
+            )
     return ids
 
 
@@ -158,6 +169,7 @@ def test_rows_older_than_the_retention_go_and_newer_ones_stay(site: Site) -> Non
     counts = prune(site.settings, site.store, now=NOW)
 
     assert (counts.deliveries, counts.issues, counts.items, counts.cache) == (3, 1, 1, 1)
+    assert counts.bounces == 1  # the report about #1, received before the deliveries' cutoff
     with site.store.connect() as conn:
         items = {r.guid for r in conn.execute(select(schema.items.c.guid))}
         by_issue = dict(
@@ -188,9 +200,12 @@ def test_rows_older_than_the_retention_go_and_newer_ones_stay(site: Site) -> Non
     assert site.count(schema.erased) == 1  # erased-address hashes are never pruned
     assert site.count(schema.subscribers) == len(READERS)
     assert site.count(schema.item_fingerprints) == 1
+    with site.store.connect() as conn:
+        bounced = [i for (i,) in conn.execute(select(schema.bounces.c.issue_id))]
+    assert bounced == [site.ids["issue3"]]  # the recent issue's report stays with its rows
 
     again = prune(site.settings, site.store, now=NOW)
-    assert (again.deliveries, again.items, again.cache) == (0, 0, 0)
+    assert (again.deliveries, again.items, again.cache, again.bounces) == (0, 0, 0, 0)
 
 
 def test_a_dry_run_counts_what_a_prune_removes_and_changes_nothing(site: Site) -> None:
@@ -241,8 +256,46 @@ def test_forever_keeps_everything(tmp_path: Path, site: Site) -> None:
     assert not keep.storage.retention.enabled
     before = site.snapshot()
     counts = prune(keep, site.store, now=NOW + timedelta(days=3650))
-    assert counts.tables() == (("deliveries", 0), ("items", 0), ("cache", 0), ("fingerprints", 0))
+    assert counts.tables() == (
+        ("deliveries", 0),
+        ("items", 0),
+        ("cache", 0),
+        ("fingerprints", 0),
+        ("bounces", 0),
+    )
     assert site.snapshot() == before
+
+
+def test_bounce_reports_go_with_the_deliveries_but_never_inside_the_soft_bounce_window(
+    tmp_path: Path, site: Site
+) -> None:
+    """Delivery rows kept 10 days, soft bounces counted over 30: the report received 9 days
+    ago stays (its issue's rows do too), and so would one 20 days old; the 65-day one goes."""
+    with site.store.begin() as conn:
+        reader = conn.execute(select(func.min(schema.subscribers.c.id))).scalar()
+        conn.execute(
+            schema.bounces.insert().values(
+                subscriber_id=reader,
+                issue_id=None,
+                kind="soft",
+                report_id="<report-20d@mx>",
+                received=NOW - timedelta(days=20),
+            )
+        )
+    short = config.load(
+        write_config(
+            tmp_path,
+            '{ items = "forever", deliveries = "10d" }',
+            '[bounces]\nsoft_window = "30d"\n',
+        )
+    )
+    assert prune(short, site.store, now=NOW, dry_run=True).bounces == 1
+    assert prune(short, site.store, now=NOW).bounces == 1
+    with site.store.connect() as conn:
+        left = {r for (r,) in conn.execute(select(schema.bounces.c.report_id))}
+    assert left == {"<report-3@mx>", "<report-20d@mx>"}
+    kept = config.load(write_config(tmp_path, '{ deliveries = "forever" }'))
+    assert prune(kept, site.store, now=NOW + timedelta(days=3650)).bounces == 0
 
 
 def test_an_issue_whose_deliveries_were_pruned_is_never_sent_again(site: Site) -> None:

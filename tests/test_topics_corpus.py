@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from digest.config import load
-from digest.parse import parse_feed
+from digest.pipeline.learning import decide_with_model
+from digest.reader.parse import parse_feed
 from digest.sanitize import plain_text
 from digest.topics import TopicMatcher
 
@@ -76,14 +77,16 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def decisions(corpus_dir: Path) -> list[tuple[str, str, str, bool]]:
     """(file name, title, topic id, kept) for every real item and default topic."""
-    matcher = TopicMatcher(load(REPO / "config" / "digest.toml").topic_defs())
+    settings = load(REPO / "config" / "digest.toml")
+    matcher = TopicMatcher(settings.topic_defs())
     out: list[tuple[str, str, str, bool]] = []
     for f in sorted((corpus_dir / "feeds-real").iterdir()):
         feed = parse_feed(f.read_bytes(), url=f"https://corpus.test/{f.name}", fetched_at=NOW)
-        for item in feed.items:
-            text = plain_text(item.content_html or item.summary_html)
-            for m in matcher.match(item.title, text):
-                out.append((f.name, item.title, m.topic_id, m.kept))
+        texts = [(i.title, plain_text(i.content_html or i.summary_html)) for i in feed.items]
+        # The config's actual decisions: the rules, and the learned scorer where it keeps.
+        rules = [matcher.match(title, text) for title, text in texts]
+        for (title, _), ms in zip(texts, decide_with_model(settings, texts, rules), strict=True):
+            out.extend((f.name, title, m.topic_id, m.kept) for m in ms)
     return out
 
 

@@ -27,6 +27,8 @@ class FeedSpec:
     full_text: bool = False
     #: Allow private/loopback addresses for this feed and its article pages (intranet feeds).
     allow_private: bool = False
+    #: Folders or categories from an OPML import that name no topic (shown, exported).
+    labels: tuple[str, ...] = ()
     #: Keep rule: only this feed's items mentioning one of these terms are considered.
     include: tuple[str, ...] = ()
     #: Block rule: this feed's items mentioning one of these terms are dropped.
@@ -161,6 +163,12 @@ class TopicDef:
     examples: tuple[TopicExample, ...] = ()
     #: Localized titles by language code, e.g. {"fr": "Cloud souverain"}.
     titles: tuple[tuple[str, str], ...] = ()
+    #: The learned scorer: "off", "suggest" (items the rules drop but the model rates at least
+    #: ``learned_floor`` are near misses for the editors) or "keep" (such items are kept).
+    learned: str = "suggest"
+    learned_floor: float = 0.9
+    #: Keep outright only items that mention at least one include term (near misses need none).
+    learned_needs_term: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +196,8 @@ class TopicMatch:
     forced: bool = False
     #: Not considered because the feed is scoped to other topics.
     out_of_scope: bool = False
+    #: Kept by the learned scorer (``learned = "keep"``) at this probability; None otherwise.
+    learned: float | None = None
     #: The rule that dropped the item before any topic could keep it (a ``[filters] block``
     #: entry, a feed's ``include``/``exclude``, the languages read), said as an editor reads it.
     rule: str = ""
@@ -232,6 +242,10 @@ class IssueEntry:
     score: float = 0.0
     summary_engine: str = "extractive"
     also: tuple[AlsoCovered, ...] = ()
+    #: The article's language ("fr", "en-us"), when the feed or the summarizer knows it.
+    language: str | None = None
+    #: Minutes the whole article takes to read (about 230 words a minute); 0 when unknown.
+    reading_minutes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +280,20 @@ class IssueContent:
     @property
     def item_count(self) -> int:
         return sum(len(s.entries) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """The operator's look and identity in the email (``[brand]``); every field optional."""
+
+    name: str | None = None
+    logo_url: str | None = None
+    logo_alt: str = ""
+    logo_width: int = 120
+    logo_height: int = 40
+    accent: str = "#0b57d0"
+    footer: str | None = None
+    postal_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +346,7 @@ class RunCounts:
 
     feeds_ok: int = 0
     feeds_failed: int = 0
+    #: Feeds whose server answered 304 Not Modified.
     feeds_not_modified: int = 0
     items_new: int = 0
     kept_per_topic: tuple[tuple[str, int], ...] = ()
@@ -335,5 +364,7 @@ class RunCounts:
     items_over_cap: int = 0
     #: (feed URL or item, reason) of each failed item, for the end-of-run report.
     item_failures: tuple[tuple[str, str], ...] = field(default=())
+    #: Feeds whose server answered 200 with the same bytes as last time (not parsed again).
+    feeds_unchanged: int = 0
     #: ``[review] mode = "required"``: the issue number whose draft waits for approval.
     waiting: int | None = None

@@ -8,10 +8,12 @@ from digest.models import RunCounts
 
 
 def format_counts(counts: RunCounts) -> str:
-    """``feeds 12 ok, 1 failed, 3 unchanged · items 25 new · kept ... · messages ...``."""
+    """``feeds 12 ok, 1 failed, 3 not modified, 1 unchanged · items 25 new · kept ...``."""
     feeds = f"feeds {counts.feeds_ok} ok, {counts.feeds_failed} failed"
     if counts.feeds_not_modified:
-        feeds += f", {counts.feeds_not_modified} unchanged"
+        feeds += f", {counts.feeds_not_modified} not modified"
+    if counts.feeds_unchanged:
+        feeds += f", {counts.feeds_unchanged} unchanged"
     kept = ", ".join(f"{topic} {n}" for topic, n in counts.kept_per_topic) or "none"
     parts = [
         feeds,
@@ -41,6 +43,7 @@ def counts_fields(counts: RunCounts) -> dict[str, Any]:
         "feeds_ok": counts.feeds_ok,
         "feeds_failed": counts.feeds_failed,
         "feeds_not_modified": counts.feeds_not_modified,
+        "feeds_unchanged": counts.feeds_unchanged,
         "items_new": counts.items_new,
         "items_failed": counts.items_failed,
         "items_over_cap": counts.items_over_cap,

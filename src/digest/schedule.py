@@ -28,14 +28,17 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import config
 from digest.config import Settings, redact_url
 from digest.errors import ConfigError, DigestError, LockedError
-from digest.healthd import Health, HealthServer
-from digest.metrics import Metrics, run_failure
+from digest.infra.healthd import Health, HealthServer
+from digest.infra.metrics import Metrics, run_failure
+from digest.infra.signals import stop_on_signals
 from digest.models import RunCounts
 from digest.pipeline import merge_counts
+from digest.pipeline.bounces import poll_mailbox
 from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
@@ -43,7 +46,6 @@ from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
 from digest.pipeline.prune import format_pruned, prune
 from digest.report import counts_fields, format_counts
-from digest.signals import stop_on_signals
 from digest.store import Store, open_store
 from digest.store.locks import Lease, exclusive
 from digest.tokens import secret_from_env
@@ -82,6 +84,12 @@ def resume_job() -> None:
         _DAEMON.run_job("resume")
 
 
+def bounces_job() -> None:
+    """Scheduled (when ``[bounces] host`` is set): read the bounce mailbox."""
+    if _DAEMON is not None:
+        _DAEMON.run_job("bounces")
+
+
 def draft_job() -> None:
     """Scheduled (``[review] draft``): build the draft and mail each editor a link to it."""
     if _DAEMON is not None:
@@ -116,6 +124,19 @@ def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     return counts
 
 
+def _bounces(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
+    report = poll_mailbox(settings, store)
+    log.info(
+        "bounce mailbox: %d message(s) processed, %d matched, %d bounced, %d unsubscribed",
+        report.processed,
+        report.matched,
+        report.bounced,
+        report.unsubscribed,
+        extra={"job": "bounces"},
+    )
+    return RunCounts()
+
+
 def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     # Only the interrupted deliveries: `send` would also build a new issue from the items
     # fetched since, and subscribers would get two issues in a row.
@@ -140,6 +161,7 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
     "send": _send,
     "draft": _draft,
     "resume": _resume,
+    "bounces": _bounces,
 }
 
 
@@ -211,10 +233,17 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review, new.storage.retention.enabled) != (
+        if (
+            new.schedule,
+            new.digest.timezone,
+            new.review,
+            new.bounces,
+            new.storage.retention.enabled,
+        ) != (
             old.schedule,
             old.digest.timezone,
             old.review,
+            old.bounces,
             old.storage.retention.enabled,
         ):
             self.sync_jobs()
@@ -252,6 +281,30 @@ class Daemon:
                 log.info("rescheduled %s: %s", job_id, expr, extra={"job": job_id})
             if job.misfire_grace_time != grace:
                 self.scheduler.modify_job(job_id, misfire_grace_time=grace)
+        self._sync_bounces()
+
+    def _sync_bounces(self) -> None:
+        """The bounce mailbox poll: an interval job kept in memory (a missed poll needs no
+        catch-up: the messages wait in the mailbox)."""
+        b = self.settings.bounces
+        job = self.scheduler.get_job("bounces")
+        if not b.host:
+            if job is not None:
+                self.scheduler.remove_job("bounces")
+            return
+        trigger = IntervalTrigger(seconds=max(1.0, b.poll_every.seconds))
+        if job is None:
+            self.scheduler.add_job(
+                bounces_job,
+                trigger,
+                id="bounces",
+                name="bounces",
+                jobstore="memory",
+                coalesce=True,
+                max_instances=1,
+            )
+        elif repr(job.trigger) != repr(trigger):
+            self.scheduler.reschedule_job("bounces", trigger=trigger)
 
     # ------------------------------------------------------------------ jobs
 
@@ -283,7 +336,12 @@ class Daemon:
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
-        attempted = counts.feeds_ok + counts.feeds_not_modified + counts.feeds_failed
+        attempted = (
+            counts.feeds_ok
+            + counts.feeds_not_modified
+            + counts.feeds_unchanged
+            + counts.feeds_failed
+        )
         if self.stop.is_set():
             # Cut short by SIGTERM: what was done is recorded, but it is neither a success
             # (the last-success time would lie) nor a failure (the next run does the rest).
@@ -462,7 +520,7 @@ def _log_signal(name: str) -> None:
 
 def _apply_log_format(settings: Settings) -> None:
     # `--log-format json` on the command line already wins; `[daemon] log_format` can ask too.
-    from digest.logs import JSONFormatter, configure
+    from digest.infra.logs import JSONFormatter, configure
 
     root = logging.getLogger("digest")
     if settings.daemon.log_format == "json" and not any(

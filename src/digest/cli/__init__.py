@@ -4,6 +4,7 @@ Each module below adds its commands to ``digest.cli.app.app``.
 """
 
 from digest.cli import (  # noqa: F401  (imported for their commands)
+    bounces,
     core,
     desk,
     ops,

@@ -76,7 +76,7 @@ def app(config_path: Path | None, log_format: str, verbose: int, quiet: bool) ->
 
 
 def setup_logging() -> None:
-    from digest.logs import configure
+    from digest.infra.logs import configure
 
     level = logging.WARNING if STATE.quiet else logging.INFO
     if STATE.verbose >= 2:
@@ -109,4 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # The system refused a read or write (stdout on a full disk, a file gone): one line
+        # with its reason, like every other runtime failure. click handles a closed pipe.
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -15,8 +15,8 @@ import click
 from digest.cli.app import STATE, app, err, out
 from digest.config import Settings
 from digest.errors import DigestError, UsageError
+from digest.infra.signals import stop_on_signals
 from digest.models import RunCounts
-from digest.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -121,12 +121,17 @@ def _issue_path(settings: Settings, number: int) -> Path:
 
 
 @app.command(epilog="Example: digest fetch --force")
-@click.option("--force", is_flag=True, help="Fetch every feed now, ignoring backoff and caches.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Fetch every feed now, ignoring backoff and caches (validators are still sent).",
+)
 def fetch(force: bool) -> None:
     """Fetch the feeds, store new items and decide their topics (summaries come with the issue).
 
-    Ends with one line: feeds ok / failed / not modified, new items, kept per topic; then each
-    failed feed with its error. A failing feed never stops the others.
+    Ends with one line: feeds ok / failed / not modified (the server's 304) / unchanged (the
+    same body again), new items, kept per topic; then each failed feed with its error. A failing
+    feed never stops the others.
     """
     from digest.pipeline.collect import collect
 
@@ -139,7 +144,9 @@ def fetch(force: bool) -> None:
     kept = ", ".join(f"{t} {n}" for t, n in counts.kept_per_topic) or "none"
     out.print(
         f"feeds: {counts.feeds_ok} ok, {counts.feeds_failed} failed, "
-        f"{counts.feeds_not_modified} not modified; items: {counts.items_new} new"
+        f"{counts.feeds_not_modified} not modified"
+        + (f", {counts.feeds_unchanged} unchanged" if counts.feeds_unchanged else "")
+        + f"; items: {counts.items_new} new"
         + (f", {counts.items_failed} failed" if counts.items_failed else "")
         + (f", {counts.items_over_cap} over the per-feed cap" if counts.items_over_cap else "")
         + f"; kept: {kept}; summarized: {counts.summarized}",
@@ -239,12 +246,12 @@ def _report_send(settings: Settings, store: Store, counts: RunCounts, *, dry_run
 )
 def send(dry_run: bool) -> None:
     """Finish any unfinished issue, then build and send the next one if there are new items."""
-    from digest.pipeline import issue
+    from digest.pipeline import outgoing
 
     settings = STATE.settings()
     store = _store(settings)
     with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+        counts = outgoing.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     _report_send(settings, store, counts, dry_run=dry_run)
     if counts.items_failed:
         out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)
@@ -261,13 +268,13 @@ def run(once: bool, dry_run: bool) -> None:
     if not once:
         if dry_run:
             raise click.UsageError("--dry-run only goes with --once")
-        from digest.memory import limit_malloc_arenas
+        from digest.infra.memory import limit_malloc_arenas
         from digest.schedule import run_daemon
 
         # Before any thread starts: a daemon that runs for months must not creep (see memory.py).
         limit_malloc_arenas()
         sys.exit(run_daemon(STATE.config_path))
-    from digest.pipeline.issue import run_once
+    from digest.pipeline.outgoing import run_once
 
     settings = STATE.settings()
     store = _store(settings)
@@ -318,9 +325,29 @@ def check() -> None:
         make_signer(settings)  # the DKIM key is read and parsed as a send would
     except DigestError as exc:
         found.errors.append(str(exc))
+    if settings.render.templates:
+        from digest.render import check_templates
+
+        # A send falls back to the shipped template; check says the operator's look is broken.
+        for problem in check_templates(settings.render.templates, settings.brand.to_model()):
+            found.errors.append(f"render.templates: {problem}")
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
-    failures = check_examples(make_matcher(settings), topics)
+    from digest.pipeline.learning import load_model
+
+    try:
+        model = load_model(settings, strict=True)
+    except DigestError as exc:  # a topic model that cannot be read fails later too
+        found.errors.append(str(exc))
+        model = None
+    for tid, section in settings.topics.items():
+        if model is not None and section.learned != "off" and tid not in model.topics:
+            err.print(
+                f"warning: topics.{tid}: learned = {section.learned!r} but the topic model knows "
+                f"only {', '.join(model.topics)}: retrain it with `digest topics learn`",
+                markup=False,
+            )
+    failures = check_examples(make_matcher(settings), topics, model)
     try:
         make_rules(settings)  # [filters] block and the feeds' include/exclude, compiled as a fetch
     except DigestError as exc:
@@ -386,3 +413,9 @@ def check() -> None:
         + f"; storage: {store.url}; checked at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         markup=False,
     )
+    from digest.pipeline.deliverability import bounce_warnings, provider_warnings, size_warnings
+
+    # Mailbox-provider rules: warnings only, a send is never blocked by them.
+    found_later = [*provider_warnings(settings), *size_warnings(settings)]
+    for warning in found_later + bounce_warnings(settings):
+        err.print(f"warning: {warning}", markup=False)

@@ -102,6 +102,7 @@ def _issue_json(r: IssueReport) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 def status(issue_count: int, as_json: bool) -> None:
     """Feed health (last success, last error, failures, next try, items) and recent issues."""
+    from digest.store import bounces as bstore
     from digest.store import open_store
     from digest.store.drafts import open_draft
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
@@ -117,6 +118,7 @@ def status(issue_count: int, as_json: bool) -> None:
             issues = issue_reports(conn, limit=issue_count)
             found = count_by_status(conn)
             skipped_total, skipped = failed_items(conn, limit=10)
+            bounces = bstore.counts(conn)
             draft = open_draft(conn)
         lock = holder_of(store)
     finally:
@@ -150,6 +152,7 @@ def status(issue_count: int, as_json: bool) -> None:
                 "total": skipped_total,
                 "latest": [{"id": i, "title": t, "reason": why} for i, t, why in skipped],
             },
+            "bounces": bounces,
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
@@ -180,6 +183,10 @@ def status(issue_count: int, as_json: bool) -> None:
         )
         for item_id, title, why in skipped:
             out.print(f"  #{item_id} {title[:80]}: {why}", markup=False)
+    out.print(
+        "Bounces and complaints: " + ", ".join(f"{n} {kind}" for kind, n in bounces.items()),
+        markup=False,
+    )
 
 
 @app.command(epilog="Example: digest prune --dry-run")
@@ -273,24 +280,59 @@ def _print_issues(issues: list[IssueReport], now: datetime) -> None:
 # --------------------------------------------------------------------------- feeds
 
 
-@app.group(epilog="Example: digest feeds import subscriptions.opml")
-def feeds() -> None:
-    """The configured feeds: list them, import an OPML file into the config, export OPML."""
+@app.group(epilog="Example: digest feeds import subscriptions.opml", invoke_without_command=True)
+@click.pass_context
+def feeds(ctx: click.Context) -> None:
+    """The configured feeds: list them (the default), import an OPML file into the config,
+    export OPML."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(feeds_list)
+
+
+def _moved() -> dict[str, str]:
+    """Configured URL -> where it moved for good (301/308), from the store when there is one."""
+    from digest.store import open_store
+    from digest.store.feeds import list_feeds
+
+    settings = STATE.settings()
+    url = settings.storage.url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return {}  # never fetched: no database to create just to list the feeds
+    try:
+        store = open_store(url)
+        try:
+            with store.connect() as conn:
+                rows = list_feeds(conn, [f.url for f in settings.feeds])
+        finally:
+            store.close()
+    except Exception:  # an unreadable database: nothing known to have moved
+        return {}
+    return {r.url: r.moved_to for r in rows if r.moved_to and r.moved_to != r.url}
 
 
 @feeds.command("list", epilog="Example: digest feeds list")
 def feeds_list() -> None:
-    """Configured feeds: name, URL and the topics they may feed."""
+    """Configured feeds: name, URL, the topics they may feed and their labels; a feed that
+    moved for good (301/308) shows its new address and the config entry to update."""
     from rich.table import Table
 
     settings = STATE.settings()
+    moved = _moved()
     title = _row(f"{len(settings.feeds)} feeds in {settings.source}")[0]
     table = Table(title=title, title_justify="left")
-    for name in ("Name", "URL", "Topics"):
+    for name in ("Name", "URL", "Topics", "Labels"):
         table.add_column(name, overflow="fold")
     for f in settings.feeds:
-        table.add_row(*_row(f.name or "", f.url, ", ".join(f.topics) or "all"))
+        url = f.url if f.url not in moved else f"{f.url}\n-> moved to {moved[f.url]}"
+        table.add_row(*_row(f.name or "", url, ", ".join(f.topics) or "all", ", ".join(f.labels)))
     out.print(table)
+    for i, f in enumerate(settings.feeds):
+        if f.url in moved:
+            out.print(
+                f"update the config: feeds[{i}] ({f.name or f.url}) url = {moved[f.url]!r} "
+                f"(was {f.url!r}; moved permanently)",
+                markup=False,
+            )
 
 
 @feeds.command("import", epilog="Example: digest feeds import subscriptions.opml")
@@ -307,7 +349,7 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
     Only http(s) feeds are imported (local files with --allow-local); other schemes, invalid
     URLs and cloud metadata addresses are refused, each named on one line (exit 1).
     """
-    from digest import opml
+    from digest.reader import opml
     from digest.urls import feed_url_problem
 
     settings = STATE.settings()  # the current config must be valid before we add to it
@@ -329,26 +371,38 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
         if not any(opml.same_feed(o.url, k) for k in known):
             new.append(o)
             known.append(o.url)
+        else:
+            out.print(f"skipped (already configured): {o.url}", markup=False)
     skipped = len(outlines) - len(new)
+    # Folders and categories that name a topic (its id or title) are offered as its topics.
+    topics = {tid.casefold(): tid for tid in settings.topics}
+    topics.update({t.title.casefold(): tid for tid, t in settings.topics.items() if t.title})
     if not new:
         out.print(f"nothing to add: {len(outlines)} feeds in {file}, all already configured")
         return
     if dry_run:
         for o in new:
-            out.print(f"would add {o.url}" + (f" ({o.title})" if o.title else ""), markup=False)
+            ids, labels = opml.sort_categories(o.categories, topics)
+            extra = f" ({o.title})" if o.title else ""
+            extra += f" topics {list(ids)}" if ids else ""
+            extra += f" labels {list(labels)}" if labels else ""
+            out.print(f"would add {o.url}{extra}", markup=False)
         out.print(f"{len(new)} feeds would be added to {target} ({skipped} already configured)")
         return
     before = target.read_text(encoding="utf-8")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    opml.append_text(target, opml.feeds_toml(new, note=f"Imported from {file.name} on {stamp}"))
+    note = f"Imported from {file.name} on {stamp}"
+    opml.append_text(target, opml.feeds_toml(new, note=note, topics=topics))
     try:
         config.load(STATE.config_path)
     except ConfigError:
         target.write_text(before, encoding="utf-8")  # leave the editors' file as it was
         raise
+    offered = sum(1 for o in new if opml.sort_categories(o.categories, topics)[0])
     out.print(
-        f"added {len(new)} feeds to {target} ({skipped} already configured); "
-        "the daemon fetches them from its next run",
+        f"added {len(new)} feeds to {target} ({skipped} already configured"
+        + (f", {refused} refused" if refused else "")
+        + f"); {offered} with topics from their folders; the daemon fetches them from its next run",
         markup=False,
     )
     if refused:
@@ -358,11 +412,14 @@ def feeds_import(file: Path, dry_run: bool, allow_local: bool) -> None:
 @feeds.command("export", epilog="Example: digest feeds export feeds.opml")
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
 def feeds_export(file: Path | None) -> None:
-    """Write the configured feeds as OPML 2.0 to FILE (default: standard output)."""
-    from digest import opml
+    """Write the configured feeds as OPML 2.0 to FILE (default: standard output); a feed that
+    moved for good (301/308) is written at its new address."""
+    from digest.reader import opml
 
     settings = STATE.settings()
-    data = opml.to_opml(settings.feed_specs(), title=f"{settings.digest.title} feeds")
+    data = opml.to_opml(
+        settings.feed_specs(), title=f"{settings.digest.title} feeds", moved=_moved()
+    )
     if file is None:
         click.echo(data.decode("utf-8"), nl=False)
         return

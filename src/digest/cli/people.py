@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,35 +40,54 @@ def subscribers() -> None:
     "(header row: email,name,topics,language; topics separated by ';')",
 )
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path, dir_okay=False))
-def import_(csv_file: Path) -> None:
-    """Add the people of a CSV file; present and erased addresses are left alone."""
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+def import_(csv_file: Path, dry_run: bool) -> None:
+    """Add the people of a CSV file; present and erased addresses are left alone.
+
+    Each bad row is refused on its own line FILE:LINE: reason and the others are imported;
+    exit 1 when a row was refused, 2 when the file is not a subscriber CSV (nothing imported).
+    """
     from digest.render import LANGUAGES
     from digest.store.subscribers_csv import import_csv
     from digest.tokens import previous_secret_from_env, secret_from_env
 
     settings = STATE.settings()
     secret = secret_from_env()
+
+    def row_line(line: str) -> None:
+        err.print(line, markup=False)
+
     store = _store()
     try:
-        with store.begin() as conn:
-            report = import_csv(
-                conn,
-                csv_file,
-                secret=secret,
-                previous=previous_secret_from_env(),
-                known_topics=set(settings.topics) or None,
-                languages=LANGUAGES,
-            )
+        with store.connect() as conn:
+            tx = conn.begin()
+            try:
+                report = import_csv(
+                    conn,
+                    csv_file,
+                    secret=secret,
+                    previous=previous_secret_from_env(),
+                    known_topics=set(settings.topics) or None,
+                    languages=LANGUAGES,
+                    on_line=row_line,
+                )
+            except BaseException:
+                tx.rollback()
+                raise
+            if dry_run:
+                tx.rollback()
+            else:
+                tx.commit()
     finally:
         store.close()
-    for warning in report.warnings:
-        err.print(f"warning: {warning}", markup=False)
     out.print(
-        f"{report.added} added, {report.already_present} already subscribed, "
-        f"{report.duplicates_in_file} duplicate(s) in the file, "
-        f"{report.erased_skipped} erased address(es) skipped",
+        ("dry run, nothing written: " if dry_run else "")
+        + f"{report.added} added, {report.already_present} already present, "
+        f"{report.erased_skipped} skipped (erased), {report.refused} refused",
         markup=False,
     )
+    if report.refused:
+        sys.exit(1)  # the good rows are in; each refused one was named above
 
 
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).

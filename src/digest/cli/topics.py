@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from digest.models import FeedSpec, StoredItem, TopicDef, TopicMatch
 if TYPE_CHECKING:
     from digest.pipeline.relevance import Decider
     from digest.topics import EvalReport, EvalRow, TopicMatcher
+    from digest.topics.learned import Example, TextModel
     from digest.topics.suggest import Effect, Suggestion
 
 # The matcher, the parser's text function and the store are imported inside the commands,
@@ -109,7 +111,9 @@ def eval_cmd(file: Path, as_json: bool) -> None:
     for row in rows:
         for label in sorted(row.labels - known):
             err.print(f"warning: {file}: line {row.line}: unknown topic {label!r}", markup=False)
-    report = evaluate(matcher, rows)
+    from digest.pipeline.learning import load_model
+
+    report = evaluate(matcher, rows, learned=load_model(settings, strict=True))
     if as_json:
         sys.stdout.write(json.dumps(report.as_json()) + "\n")
         return
@@ -157,9 +161,128 @@ def _print_report(report: EvalReport, file: Path) -> None:
             why += ", vetoed"
         if m.unmet_groups:
             why += f", {len(m.unmet_groups)} require group(s) unmet"
+        if m.learned is not None:
+            why += f", kept by the learned scorer at {m.learned:.2f}"
         out.print(
             f"  line {w.row.line}: {w.topic_id} {kind} ({why}): {escape(w.row.title)}",
         )
+
+
+# --------------------------------------------------------------------------- topics learn
+
+
+@topics_group.command(
+    "learn",
+    epilog="Example: digest topics learn tests/data/topics/tuning.jsonl  |  "
+    "digest topics learn tests/data/topics/tuning.jsonl --cv",
+)
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--decisions/--no-decisions",
+    default=True,
+    show_default=True,
+    help="Also learn from the editors' decisions stored on the desk.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the model here instead of [storage] topic_model.",
+)
+@click.option(
+    "--cv",
+    is_flag=True,
+    help="Write nothing: cross-validate on FILES and show, per topic and floor, what the "
+    "model alone and the rules + model would score (to choose learned and learned_floor).",
+)
+def learn_cmd(files: tuple[Path, ...], decisions: bool, out_path: Path | None, cv: bool) -> None:
+    """Train the learned topic scorer on labeled FILES (JSON Lines, as for `topics eval`) and
+    the editors' decisions; say what it was trained on.
+
+    Never give it the held-out file you measure with: figures on items a model was trained on
+    mean nothing.
+    """
+    from digest.pipeline.learning import editor_examples, learn
+
+    settings = STATE.settings()
+    files_rows = [(str(f), _read_rows(f)) for f in files]
+    if cv:
+        if not files_rows:
+            raise UsageError("topics learn --cv: give the labeled FILES to cross-validate on")
+        _cross_validate(settings, [r for _, rows in files_rows for r in rows])
+        return
+    stored = []
+    if decisions:
+        from digest.store import open_store
+
+        store = open_store(settings.storage.url)
+        try:
+            stored = editor_examples(store)
+        finally:
+            store.close()
+    if not files_rows and not stored:
+        raise UsageError("topics learn: nothing to learn from (give labeled FILES)")
+    model, path = learn(settings, files_rows, stored, out=out_path)
+    info = model.trained_on
+    said = ", ".join(f"{escape(name)} ({n} items)" for name, n in info["files"].items())
+    out.print(f"trained on {info['items']} items: {said or 'no file'}")
+    out.print(f"  + {info['editor_decisions']} editor decision(s) from the store")
+    for tid, c in info["per_topic"].items():
+        out.print(f"  {tid}: {c['in']} in, {c['out']} out")
+    for tid in info.get("skipped_topics", []):
+        out.print(f"  {tid}: not learned (no labeled items both in and out of it)")
+    out.print(f"{len(model.features)} features; data sha256 {model.data_hash}")
+    out.print(f"model written to {escape(str(path))}")
+
+
+def _cross_validate(settings: Settings, rows: Sequence[EvalRow]) -> None:
+    from digest.topics import fold
+    from digest.topics.learned import cross_val_probabilities, learned_keeps
+
+    matcher = _matcher(settings)
+    examples = [_example(r) for r in rows]
+    topics = [t.id for t in matcher.topics if any(t.id in r.labels for r in rows)]
+    # Items of one story (the same folded title) stay in one fold.
+    ids: dict[str, int] = {}
+    groups = [ids.setdefault(fold(r.title), len(ids)) for r in rows]
+    probs = cross_val_probabilities(examples, topics, groups=groups)
+    matches = [matcher.match(r.title, r.text) for r in rows]
+    out.print(f"5-fold cross-validation (twice) on {len(rows)} items")
+    for ti, tdef in enumerate(matcher.topics):
+        if tdef.id not in probs:
+            continue
+        p = probs[tdef.id]
+        want = [tdef.id in r.labels for r in rows]
+        rules = [ms[ti].kept for ms in matches]
+        out.print(
+            f"[bold]{tdef.id}[/bold] (learned = {tdef.learned!r}, floor {tdef.learned_floor:g})"
+        )
+        out.print(f"  rules              {_figures(rules, want)}")
+        for floor in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+            t = replace(tdef, learned_floor=floor)
+            alone = [float(x) >= floor for x in p]
+            both = [
+                ms[ti].kept or learned_keeps(t, ms[ti], float(x))
+                for ms, x in zip(matches, p, strict=True)
+            ]
+            out.print(f"  floor {floor:.1f} learned  {_figures(alone, want)}")
+            out.print(f"            combined {_figures(both, want)}")
+
+
+def _example(r: EvalRow) -> Example:
+    from digest.topics.learned import Example
+
+    return Example(r.title, r.text, r.labels)
+
+
+def _figures(kept: Sequence[bool], want: Sequence[bool]) -> str:
+    tp = sum(k and w for k, w in zip(kept, want, strict=True))
+    fp = sum(k and not w for k, w in zip(kept, want, strict=True))
+    fn = sum(w and not k for k, w in zip(kept, want, strict=True))
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return f"P {p:.3f} R {r:.3f} F1 {f:.3f} (tp {tp} fp {fp} fn {fn})"
 
 
 # --------------------------------------------------------------------------- topics suggest
@@ -320,10 +443,13 @@ def explain(item: str | None, title: str | None, text: str) -> None:
                 markup=False,
             )
         matches = _match_stored(decider, _feed_specs(settings), stored, explain=True, text=article)
+        title, text = stored.item.title, article if article is not None else item_text(stored)
     else:
         assert title is not None
         out.print(f"[bold]{escape(title)}[/bold]")
         matches = matcher.match(title, text)
+        if decider.learned is not None:  # the learned scorer's keeps, as the fetch decides
+            matches = decider.learned([(title, text)], [matches])[0]
         # No feed, no link: of the rules, only the block words and the language can decide.
         from dataclasses import replace
 
@@ -335,8 +461,13 @@ def explain(item: str | None, title: str | None, text: str) -> None:
     rules = {m.rule for m in matches if m.rule}
     for why in sorted(rules):
         out.print(f"decided by a rule before the topics: {why}", markup=False, highlight=False)
+    from digest.pipeline.learning import load_model
+
+    model = load_model(settings, strict=True)
     for tdef, m in zip(matcher.topics, matches, strict=True):
         lines = explain_lines(tdef, m)
+        if model is not None and tdef.id in model.topics and tdef.learned != "off":
+            lines.extend(learned_lines(model, tdef, m, title, text))
         before = recorded.get(tdef.id)
         if before is not None and before.kept != m.kept:
             # The decision the issue builder uses was taken at fetch time, with the config then.
@@ -346,6 +477,44 @@ def explain(item: str | None, title: str | None, text: str) -> None:
             )
         for line in lines:
             out.print(line, markup=False, highlight=False)
+
+
+def learned_lines(
+    model: TextModel, tdef: TopicDef, m: TopicMatch, title: str, text: str
+) -> list[str]:
+    """The learned scorer's opinion on one item for ``tdef``: probability, what it decides
+    under the topic's ``learned`` mode, and the item's words that pushed it either way."""
+    from digest.topics.learned import MIN_KNOWN_WORDS, learned_keeps
+
+    known = model.known_share(title, text)
+    if known < MIN_KNOWN_WORDS:
+        return [
+            f"  learned scorer: no opinion: it knows {known:.0%} of the item's words "
+            f"(it judges items of which it knows {MIN_KNOWN_WORDS:.0%} or more)"
+        ]
+    prob, drivers = model.drivers(title, text, tdef.id)
+    floor = tdef.learned_floor
+    if m.rule:
+        verdict = "a rule before the topics drops it"
+    elif m.learned is not None:
+        verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
+    elif m.kept:
+        verdict = "the rules keep it"
+    elif not learned_keeps(tdef, m, prob, outright=False):
+        verdict = "an exclude term vetoes it" if m.vetoes else f"below the floor {floor:g}"
+    elif tdef.learned == "keep" and learned_keeps(tdef, m, prob):
+        verdict = f"KEPT by the learned scorer (at or above the floor {floor:g})"
+    else:
+        why = "learned = suggest" if tdef.learned != "keep" else "none of the topic's terms"
+        verdict = f"a near miss for the editors (at or above the floor {floor:g}; {why})"
+    lines = [f"  learned scorer: probability {prob:.2f}: {verdict}"]
+    pos = [d for d in drivers if d.weight > 0]
+    neg = [d for d in drivers if d.weight < 0]
+    if pos:
+        lines.append("    for: " + ", ".join(f"{d.word!r} {d.weight:+.2f}" for d in pos))
+    if neg:
+        lines.append("    against: " + ", ".join(f"{d.word!r} {d.weight:+.2f}" for d in neg))
+    return lines
 
 
 def explain_lines(tdef: TopicDef, m: TopicMatch) -> list[str]:

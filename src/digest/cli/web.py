@@ -23,7 +23,7 @@ def serve(host: str | None, port: int | None, forwarded_allow_ips: str) -> None:
     """Serve the archive, sign-up, one-click unsubscribe and preferences pages."""
     import uvicorn
 
-    from digest.memory import limit_malloc_arenas
+    from digest.infra.memory import limit_malloc_arenas
     from digest.store import open_store
     from digest.web import create_app
 

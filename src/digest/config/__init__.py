@@ -17,6 +17,8 @@ from digest.config.base import (
     parse_duration,
     redact_url,
 )
+from digest.config.bounces import BouncesSection
+from digest.config.brand import BrandSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
@@ -30,6 +32,7 @@ from digest.config.loader import (
     load,
     parse_settings,
 )
+from digest.config.render import RenderSection
 from digest.config.retention import KeepFor, RetentionSection
 from digest.config.review import ReviewSection
 from digest.config.sources import (
@@ -48,6 +51,8 @@ __all__ = [
     "DEFAULT_CONFIG",
     "ENV_OVERRIDES",
     "SECRET_ENV",
+    "BouncesSection",
+    "BrandSection",
     "Crontab",
     "DKIMSection",
     "DaemonSection",
@@ -60,6 +65,7 @@ __all__ = [
     "FiltersSection",
     "KeepFor",
     "LLMSection",
+    "RenderSection",
     "RetentionSection",
     "ReviewSection",
     "SMTPSection",

@@ -48,6 +48,10 @@ def header_safe(value: str) -> str:
 
 #: The fields a subject format may name, and nothing else.
 SUBJECT_FIELDS = frozenset({"title", "number", "date", "lead"})
+#: The largest width or precision in a subject's format spec: ``{number:>999999999}`` would
+#: build a gigabyte string for each message (a MemoryError at load, in fact).
+MAX_SUBJECT_SPEC_NUMBER = 100
+_SPEC_NUMBERS = re.compile(r"\d+")
 
 
 def check_subject_format(value: str) -> str:
@@ -68,6 +72,11 @@ def check_subject_format(value: str) -> str:
             )
         if conversion is not None or (spec and ("{" in spec or "}" in spec)):
             raise ValueError(f"subject: {{{field}}} may carry only a plain format spec")
+        if any(int(n) > MAX_SUBJECT_SPEC_NUMBER for n in _SPEC_NUMBERS.findall(spec or "")):
+            raise ValueError(
+                f"subject: {{{field}:{spec}}}: a width or precision over "
+                f"{MAX_SUBJECT_SPEC_NUMBER} is not a subject"
+            )
     try:
         value.format(title="t", number=1, date="d", lead="l")
     except (KeyError, IndexError, ValueError) as exc:

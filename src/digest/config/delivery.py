@@ -53,6 +53,9 @@ class DeliverySection(_Section):
     list_id: str | None = None
     #: A subscriber whose last N deliveries all failed for good is marked ``bounced``.
     bounce_after: int = Field(default=3, ge=1, le=100)
+    #: VERP envelope sender, e.g. "bounces+{token}@example.org": each message's bounces come
+    #: back to an address naming its issue and subscriber (signed). Default: the From address.
+    return_path: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -76,6 +79,21 @@ class DeliverySection(_Section):
     def _list_id(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", v):
             raise ValueError(f"expected a domain like 'news.example.org', got {v!r}")
+        return v
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        local, at, domain = v.rpartition("@")
+        if not at or not domain or "{token}" not in local or local.count("{token}") != 1:
+            raise ValueError(
+                "expected an address with {token} in its local part, "
+                'e.g. "bounces+{token}@example.org"'
+            )
+        if any(c in v for c in ' <>\r\n"') or len(local.replace("{token}", "x" * 30)) > 64:
+            raise ValueError("not a plain address, or its local part would exceed 64 characters")
         return v
 
 

@@ -69,6 +69,8 @@ class DigestSection(_Section):
 
 class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
+    #: The topic model `digest topics learn` writes; without it, the one shipped is used.
+    topic_model: str = "var/topic-model.json.gz"
     #: How long old items, delivery rows and cached summaries are kept (``digest prune``).
     retention: RetentionSection = Field(default_factory=RetentionSection)
 
@@ -96,6 +98,18 @@ class DaemonSection(_Section):
     lock_wait: Duration = Duration.parse("0s")
     #: A job failing this many times in a row makes /healthz answer 503.
     unhealthy_after: int = Field(default=3, ge=1, le=1000)
+
+    @field_validator("http")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        # The rule healthd.parse_address applies when the daemon starts: refused here, so that
+        # `digest check` says it rather than `digest run` on the server.
+        if v is None:
+            return v
+        _, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port (port 0-65535), got {v!r}")
+        return v
 
     @field_validator("lock_lease")
     @classmethod

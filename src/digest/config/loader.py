@@ -16,9 +16,12 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.base import _Section, redact_url
+from digest.config.bounces import BouncesSection
+from digest.config.brand import BrandSection
 from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
+from digest.config.render import RenderSection
 from digest.config.review import ReviewSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
@@ -45,6 +48,9 @@ class Settings(_Section):
     dkim: DKIMSection | None = None
     daemon: DaemonSection = Field(default_factory=DaemonSection)
     web: WebSection = Field(default_factory=WebSection)
+    bounces: BouncesSection = Field(default_factory=BouncesSection)
+    brand: BrandSection = Field(default_factory=BrandSection)
+    render: RenderSection = Field(default_factory=RenderSection)
     review: ReviewSection = Field(default_factory=ReviewSection)
 
     #: Where the settings were read from (set by ``load``; relative paths resolve against cwd).

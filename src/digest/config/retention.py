@@ -60,7 +60,8 @@ class RetentionSection(_Section):
     #: A fingerprint of each stays, so a feed still listing it does not bring it back as new.
     items: KeepFor = KeepFor.parse("180d")
     #: Per-reader delivery rows of finished issues created longer ago (bounce matching and
-    #: ``bounce_after`` need the recent ones; the issue itself is kept).
+    #: ``bounce_after`` need the recent ones; the issue itself is kept), and bounce reports
+    #: received longer ago (never those inside ``[bounces] soft_window``).
     deliveries: KeepFor = KeepFor.parse("400d")
     #: Cached LLM summaries written longer ago (keyed by content: old content does not return).
     cache: KeepFor = KeepFor.parse("180d")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -30,6 +30,8 @@ class FeedSection(_Section):
     always: list[str] = Field(default_factory=list)
     full_text: bool = False
     allow_private: bool = False
+    #: Folders or categories from an OPML import that name no topic.
+    labels: list[str] = Field(default_factory=list)
     #: Keep rule: only items mentioning one of these terms are considered (then the topics).
     include: Annotated[list[str], BeforeValidator(rule_list)] = Field(default_factory=list)
     #: Block rule: items mentioning one of these terms are dropped.
@@ -43,6 +45,7 @@ class FeedSection(_Section):
             always=tuple(self.always),
             full_text=self.full_text,
             allow_private=self.allow_private,
+            labels=tuple(self.labels),
             include=tuple(self.include),
             exclude=tuple(self.exclude),
         )
@@ -91,6 +94,11 @@ class TopicSection(_Section):
     title_weight: float = Field(default=2.0, ge=0)
     threshold: float = Field(default=1.0, ge=0)
     examples: list[ExampleEntry] = Field(default_factory=list)
+    #: The learned scorer's part: "off", "suggest" (near misses for the editors) or "keep".
+    learned: Literal["off", "suggest", "keep"] = "suggest"
+    learned_floor: float = Field(default=0.9, ge=0, le=1)
+    #: "keep" keeps only items mentioning at least one include term.
+    learned_needs_term: bool = False
 
     def to_model(self, topic_id: str) -> TopicDef:
         return TopicDef(
@@ -105,6 +113,9 @@ class TopicSection(_Section):
             threshold=self.threshold,
             examples=tuple(TopicExample(e.title, e.text, e.expect) for e in self.examples),
             titles=tuple(sorted(self.titles.items())),
+            learned=self.learned,
+            learned_floor=self.learned_floor,
+            learned_needs_term=self.learned_needs_term,
         )
 
 

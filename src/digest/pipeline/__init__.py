@@ -35,6 +35,7 @@ def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:
         feeds_ok=a.feeds_ok + b.feeds_ok,
         feeds_failed=a.feeds_failed + b.feeds_failed,
         feeds_not_modified=a.feeds_not_modified + b.feeds_not_modified,
+        feeds_unchanged=a.feeds_unchanged + b.feeds_unchanged,
         items_new=a.items_new + b.items_new,
         kept_per_topic=tuple(sorted(kept.items())),
         summarized=a.summarized + b.summarized,

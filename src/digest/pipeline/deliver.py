@@ -185,7 +185,7 @@ class _Run:
                     Job(
                         delivery_id=r.id,
                         issue_number=f.content.number,
-                        envelope_from=f.envelope_from,
+                        envelope_from=f.envelope_for(r.subscriber_id),
                         recipient=r.email,
                         data=data,
                         message_id=r.message_id,

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import LockedError, UsageError
@@ -22,6 +23,9 @@ from digest.store.items import get_item
 from digest.store.listing import list_items, scored_items
 from digest.store.locks import exclusive
 from digest.urls import strip_tracking
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +299,53 @@ def _near_misses(
                 ratio = score / threshold
                 if stored.id not in best or best[stored.id][0] < ratio:
                     best[stored.id] = (ratio, _candidate(stored, topic.id, score, kept))
+        for cand, prob in _learned_near_misses(settings, conn, since, draft, taken):
+            # The model's probability ranks it among the rules' near misses (score/threshold).
+            if cand.item_id not in best or best[cand.item_id][0] < prob:
+                best[cand.item_id] = (prob, cand)
     ranked = sorted(best.values(), key=lambda p: (-p[0], p[1].item_id))
     return [c for _, c in ranked[:NEAR_MISSES]]
+
+
+#: Items of the period no topic kept that the learned scorer looks at, newest first.
+LEARNED_SCAN = 500
+
+
+def _learned_near_misses(
+    settings: Settings,
+    conn: Connection,
+    since: datetime | None,
+    draft: dstore.DraftRow,
+    taken: set[int],
+) -> list[tuple[Candidate, float]]:
+    """Items of the draft's period no topic kept that the learned scorer rates at or above a
+    topic's ``learned_floor`` (topics with ``learned`` "suggest" or "keep")."""
+    from digest.pipeline.learning import near_misses
+    from digest.store.items import load_topic_matches
+
+    if all(t.learned == "off" for t in settings.topics.values()):
+        return []
+    not_before = draft.built_at - timedelta(days=settings.digest.window_days)
+    rows = [
+        r
+        for r in list_items(
+            conn,
+            since=not_before,
+            kept=False,
+            first_seen_after=since,
+            exclude=taken,
+            not_issued=True,
+            limit=LEARNED_SCAN,
+        )
+        if r.first_seen <= draft.built_at
+    ]
+    items = [r.stored for r in rows]
+    matches = [load_topic_matches(conn, s.id) for s in items]
+    by_id = {s.id: s for s in items}
+    return [
+        (_candidate(by_id[n.item_id], n.topic_id, 0.0, False), n.probability)
+        for n in near_misses(settings, items, matches)
+    ]
 
 
 def _new_since(

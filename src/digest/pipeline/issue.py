@@ -154,6 +154,10 @@ def compose(
                     score=match.score,
                     summary_engine=summary.engine if summary else "none",
                     also=_with_sightings(k.stored.source, also, sightings.get(k.stored.id, ())),
+                    language=(summary.language if summary else None) or item.language,
+                    reading_minutes=_reading_minutes(
+                        summary.source_text if summary else "", item.content_html
+                    ),
                 )
             )
         if entries:
@@ -222,6 +226,18 @@ def _stories_for_issue(
         if all(led[t] >= per_topic or waiting[t] <= limit for t in order):
             return stories
         limit *= 4
+
+
+#: Words a minute of an adult reading on screen (the usual figure for "N min read").
+READING_SPEED = 230
+
+
+def _reading_minutes(source_text: str, content_html: str) -> int:
+    """Minutes to read the whole article: its cleaned full text when the summarizer kept it,
+    else the feed's content; 0 when the feed gave only a teaser (too short to tell)."""
+    text = source_text or html_to_text(content_html)
+    n = len(text.split())
+    return 0 if n < 120 else max(1, round(n / READING_SPEED))
 
 
 def _stories(
@@ -307,6 +323,8 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
         content,
         subject_format=settings.delivery.subject,
         mark_machine_written=settings.summary.mark_machine_written,
+        brand=settings.brand.to_model(),
+        templates=settings.render.templates,
     )
     if content.base_url:
         leave = f"{content.base_url}/"
@@ -319,7 +337,9 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
 
 def _record(settings: Settings, store: Store, content: IssueContent) -> None:
     _, text, subject = generic_parts(settings, content)
-    page = render_page(content)
+    page = render_page(
+        content, brand=settings.brand.to_model(), templates=settings.render.templates
+    )
     with store.begin() as conn:
         save_issue(conn, content, subject=subject, html=page, text=text)
     # The delivery writes outbox/<number>/index.html from this stored page (outbox mode).

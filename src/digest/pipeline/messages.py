@@ -9,6 +9,7 @@ from datetime import datetime
 from digest.config import Settings
 from digest.errors import ConfigError, DeliveryError
 from digest.models import IssueContent, RenderedIssue
+from digest.pipeline.bounces import return_path_for
 from digest.pipeline.wiring import make_signer
 from digest.render import LANGUAGES, RenderCache, personalize, select_sections
 from digest.send import (
@@ -46,6 +47,8 @@ class MessageFactory:
         self.cache = RenderCache(
             subject_format=d.subject,
             mark_machine_written=settings.summary.mark_machine_written,
+            brand=settings.brand.to_model(),
+            templates=settings.render.templates,
         )
         self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
         self.signer: DKIMSigner | None = make_signer(settings)
@@ -60,6 +63,12 @@ class MessageFactory:
             if len(self._variants) < 1024:  # topic sets are few; never unbounded
                 self._variants[key] = found
         return found
+
+    def envelope_for(self, subscriber_id: int) -> str:
+        """MAIL FROM of one message: its VERP return path when configured, else the From."""
+        if self.settings.delivery.return_path is None:
+            return self.envelope_from
+        return return_path_for(self.settings, self.secret, self.content.number, subscriber_id)
 
     def message_id(self, token_key: str) -> str:
         return message_id_for(self.secret, self.content.number, token_key, self.domain)
@@ -91,7 +100,11 @@ class MessageFactory:
                 self.secret, "preferences", token_key
             )
         html, text = personalize(
-            rendered, name=name, unsubscribe_url=https or mailto, preferences_url=prefs
+            rendered,
+            name=name,
+            unsubscribe_url=https or mailto,
+            preferences_url=prefs,
+            email=email,
         )
         parts = MessageParts(
             html=html,

@@ -17,11 +17,19 @@ log = logging.getLogger(__name__)
 def cutoffs(settings: Settings, now: datetime) -> rstore.Cutoffs:
     """Rows older than these go (None: kept forever)."""
     r = settings.storage.retention
+    deliveries = r.deliveries.cutoff(now)
+    # Bounce reports are the record of how deliveries went: they go with the delivery rows
+    # (one retention, so a bounce about an issue whose rows are kept is kept too), but never
+    # inside the soft-bounce window, whose count decides who is marked bounced.
+    bounces = None
+    if deliveries is not None:
+        bounces = min(deliveries, now - settings.bounces.soft_window.delta)
     return rstore.Cutoffs(
         items=r.items.cutoff(now),
-        deliveries=r.deliveries.cutoff(now),
+        deliveries=deliveries,
         cache=r.cache.cutoff(now),
         fingerprints=r.fingerprints.cutoff(now),
+        bounces=bounces,
     )
 
 
@@ -49,6 +57,7 @@ def format_pruned(counts: rstore.PruneCounts, *, dry_run: bool = False) -> str:
     parts = [f"{counts.deliveries} deliveries ({counts.issues} issues)"]
     parts += [f"{counts.items} items", f"{counts.cache} cached summaries"]
     parts.append(f"{counts.fingerprints} expired fingerprints")
+    parts.append(f"{counts.bounces} bounce reports")
     line = f"{verb} " + ", ".join(parts)
     if not dry_run:
         line += f" · {counts.batches} batches, longest {counts.longest * 1000:.0f} ms"

@@ -5,7 +5,7 @@ Built once per run by ``wiring.make_decider``; the fetch, ``explain`` and ``topi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,13 @@ if TYPE_CHECKING:
     from digest.topics import TopicMatcher
     from digest.topics.rules import KeepRules
 
-__all__ = ["Decider", "item_text"]
+__all__ = ["Decider", "LearnedKeeps", "item_text"]
+
+#: (title, text) of a batch of items and the rules' decisions -> the decisions with the learned
+#: scorer's keeps (``pipeline.learning.decide_with_model``).
+LearnedKeeps = Callable[
+    [Sequence[tuple[str, str]], Sequence[tuple[TopicMatch, ...]]], list[tuple[TopicMatch, ...]]
+]
 
 
 def item_text(item: Item) -> str:
@@ -32,6 +38,9 @@ class Decider:
     rules: KeepRules
     #: Languages the readers read (``[digest] languages``); empty: every language.
     languages: frozenset[str]
+    #: The learned scorer's keeps for topics with ``learned = "keep"`` ((title, text) and the
+    #: rules' decisions of a batch -> the decisions with its keeps); None when no topic has it.
+    learned: LearnedKeeps | None = None
 
     def decide(
         self,
@@ -50,18 +59,49 @@ class Decider:
         stays dropped; the fetch does not pay for language detection on every item).
         """
         body = item_text(item) if text is None else text
-        matches = self.matcher.match(
+        matches = self._match(item, spec, body)
+        if self.learned is not None:
+            matches = self.learned([(item.title, body)], [matches])[0]
+        return self._finish(item, source, body, matches, explain=explain)
+
+    def decide_many(
+        self, items: Sequence[Item], spec: FeedSpec | None, source: str
+    ) -> list[tuple[TopicMatch, ...]]:
+        """``decide`` for a feed's items, the learned scorer run once for them all."""
+        bodies = [item_text(item) for item in items]
+        matches = [self._match(item, spec, body) for item, body in zip(items, bodies, strict=True)]
+        if self.learned is not None and items:
+            matches = self.learned(
+                [(i.title, b) for i, b in zip(items, bodies, strict=True)], matches
+            )
+        return [
+            self._finish(item, source, body, ms, explain=False)
+            for item, body, ms in zip(items, bodies, matches, strict=True)
+        ]
+
+    def _match(self, item: Item, spec: FeedSpec | None, body: str) -> tuple[TopicMatch, ...]:
+        return self.matcher.match(
             item.title,
             body,
             scope=spec.topics if spec else (),
             always=spec.always if spec else (),
         )
+
+    def _finish(
+        self,
+        item: Item,
+        source: str,
+        body: str,
+        matches: tuple[TopicMatch, ...],
+        *,
+        explain: bool,
+    ) -> tuple[TopicMatch, ...]:
         if not explain and not any(m.kept for m in matches):
             return matches
         why = self.rule(item, source, body)
         if why is None:
             return matches
-        return tuple(replace(m, kept=False, rule=why) for m in matches)
+        return tuple(replace(m, kept=False, rule=why, learned=None) for m in matches)
 
     def rule(self, item: Item, source: str, text: str) -> str | None:
         """The rule that drops the item, or None: the block list and the feed's rules first,
@@ -95,5 +135,6 @@ def decide_all(
     spec: FeedSpec | None,
     source: str,
 ) -> list[tuple[int, tuple[TopicMatch, ...]]]:
-    """Decisions for a feed's new items, in order."""
-    return [(item_id, decider.decide(item, spec, source)) for item_id, item in items]
+    """Decisions for a feed's new items, in order (the learned scorer in one batch)."""
+    got = decider.decide_many([item for _, item in items], spec, source)
+    return [(item_id, ms) for (item_id, _), ms in zip(items, got, strict=True)]

@@ -14,8 +14,8 @@ from digest.errors import ConfigError
 from digest.models import TopicDef
 
 if TYPE_CHECKING:
-    from digest.fetch import FetchOptions
     from digest.pipeline.relevance import Decider
+    from digest.reader.fetch import FetchOptions
     from digest.send import DKIMSigner, Sender
     from digest.summarize import LLMOptions, Summarizer, SummaryCache
     from digest.topics import TopicMatcher
@@ -32,7 +32,7 @@ DEFAULT_MAX_WORDS = 60
 
 def fetch_options(settings: Settings) -> FetchOptions:
     """``[fetch]`` as the fetch stage's options."""
-    from digest.fetch import FetchOptions
+    from digest.reader.fetch import FetchOptions
 
     f = settings.fetch
     return FetchOptions(
@@ -147,8 +147,17 @@ def make_rules(settings: Settings) -> KeepRules:
 
 def make_decider(settings: Settings) -> Decider:
     """The topic matcher with the rules read before it and the readers' languages."""
+    from functools import partial
+
+    from digest.pipeline.learning import decide_with_model
     from digest.pipeline.relevance import Decider
 
+    # The model itself is loaded on the first batch with an item a "keep" topic dropped.
+    keep = any(t.learned == "keep" for t in settings.topics.values())
+    learned = partial(decide_with_model, settings) if keep else None
     return Decider(
-        make_matcher(settings), make_rules(settings), frozenset(settings.digest.languages)
+        make_matcher(settings),
+        make_rules(settings),
+        frozenset(settings.digest.languages),
+        learned,
     )

@@ -39,6 +39,20 @@ _MESSAGES: dict[str, dict[str, str | dict[str, str]]] = {
         "period_same_month": "{month} {d1} – {d2}, {year}",
         "period_same_year": "{start} – {end}, {year}",
         "period": "{start} – {end}",
+        "reading_time": "{n} min read",
+        "more_online": {
+            "one": "{n} more article in the online issue",
+            "other": "{n} more articles in the online issue",
+        },
+        "more_offline": {
+            "one": "{n} more article did not fit in this email.",
+            "other": "{n} more articles did not fit in this email.",
+        },
+        "view_in_browser": "View in your browser",
+        "sent_to": "This email was sent to",
+        "sent_by": "Sent by {name}.",
+        "sent_by_from": "Sent by {name}, {address}.",
+        "language_marker": "In {language}",
     },
     "fr": {
         "issue": "Numéro {number}",
@@ -62,6 +76,20 @@ _MESSAGES: dict[str, dict[str, str | dict[str, str]]] = {
         "period_same_month": "du {d1} au {d2} {month} {year}",
         "period_same_year": "du {start} au {end} {year}",
         "period": "du {start} au {end}",
+        "reading_time": "{n} min de lecture",
+        "more_online": {
+            "one": "{n} autre article dans le numéro en ligne",
+            "other": "{n} autres articles dans le numéro en ligne",
+        },
+        "more_offline": {
+            "one": "{n} autre article n’a pas tenu dans ce message.",
+            "other": "{n} autres articles n’ont pas tenu dans ce message.",
+        },
+        "view_in_browser": "Voir dans le navigateur",
+        "sent_to": "Ce message a été envoyé à",
+        "sent_by": "Envoyé par {name}.",
+        "sent_by_from": "Envoyé par {name}, {address}.",
+        "language_marker": "En {language}",
     },
 }
 

@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from digest.errors import RenderError
-from digest.models import IssueContent, RenderedIssue
+from digest.models import Brand, IssueContent, RenderedIssue
 
 from .core import render_issue, select_sections
 from .i18n import message, resolve_language
 
 __all__ = ["RenderCache", "forget_templates", "personalize"]
 
-_TOKEN = re.compile(r"\{\{\{([#/]?)(greeting|unsubscribe_url|preferences_url)\}\}\}")
+_TOKEN = re.compile(r"\{\{\{([#/]?)(greeting|unsubscribe_url|preferences_url|email)\}\}\}")
 _URL_SCHEMES = ("https://", "http://", "mailto:")
 _BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f<>\"]")
 _SPACES = re.compile(r"\s+")
@@ -70,11 +70,13 @@ def personalize(
     name: str | None,
     unsubscribe_url: str,
     preferences_url: str | None,
+    email: str | None = None,
 ) -> tuple[str, str]:
     """(html, text) for one reader: greeting, unsubscribe and preferences links filled in.
 
     A string substitution over the compiled issue (values HTML-escaped in the HTML part); the
-    preferences link disappears when ``preferences_url`` is None.
+    preferences link disappears when ``preferences_url`` is None, the footer's "sent to" line
+    when ``email`` is.
     """
     _check_url("unsubscribe_url", unsubscribe_url)
     if preferences_url is not None:
@@ -89,13 +91,21 @@ def personalize(
         "greeting": greeting,
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "email": _clean_address(email),
     }
     html_values = {
         "greeting": html.escape(greeting),
         "unsubscribe_url": html.escape(unsubscribe_url),
         "preferences_url": None if preferences_url is None else html.escape(preferences_url),
+        "email": None if email is None else html.escape(_clean_address(email) or ""),
     }
     return _fill(_split(rendered.html), html_values), _fill(_split(rendered.text), text_values)
+
+
+def _clean_address(email: str | None) -> str | None:
+    if email is None:
+        return None
+    return _SPACES.sub(" ", _INVALID_CHARS.sub("", email)).strip()
 
 
 class RenderCache:
@@ -110,10 +120,14 @@ class RenderCache:
         *,
         subject_format: str = "{title} #{number} — {date}",
         mark_machine_written: bool = True,
+        brand: Brand | None = None,
+        templates: str | None = None,
         maxsize: int = 64,
     ) -> None:
         self.subject_format = subject_format
         self.mark_machine_written = mark_machine_written
+        self.brand = brand
+        self.templates = templates
         self.maxsize = maxsize
         self.hits = 0
         self.misses = 0
@@ -148,6 +162,8 @@ class RenderCache:
                 language=lang,
                 topics=None if topics is None else selected,
                 mark_machine_written=self.mark_machine_written,
+                brand=self.brand,
+                templates=self.templates,
             )
             self._items[key] = rendered
             if len(self._items) > self.maxsize:

@@ -67,8 +67,11 @@ class OutboxSender:
         try:
             for job in it:
                 path = self.path_for(job.issue_number, job.recipient)
+                # As the receiving server's delivery agent would: the envelope sender on top
+                # (the VERP return path, when configured, shows there).
+                data = f"Return-Path: <{job.envelope_from}>\r\n".encode() + job.data
                 try:
-                    _atomic_write(path, job.data)
+                    _atomic_write(path, data)
                 except OSError as exc:
                     # A full or read-only disk fails every message alike: stop the run.
                     batch.append(Result(job, Outcome.NOT_SENT, str(exc)))

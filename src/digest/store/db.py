@@ -68,6 +68,20 @@ def savepoint(conn: Connection) -> Iterator[Connection]:
         raise StoreError(_short(exc)) from exc
 
 
+def begin_writes(conn: Connection) -> None:
+    """Make the transaction ``conn`` is in a real one before savepoints are used in it.
+
+    SQLite's Python driver sends BEGIN only before the first INSERT/UPDATE/DELETE: a SAVEPOINT
+    before that starts a transaction of its own, which its RELEASE commits, so a rollback of
+    the caller's transaction (``--dry-run``) would not undo it. Other databases need nothing.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN")
+
+
 def _short(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "get_feed",
     "list_feeds",
     "record_fetch",
+    "record_fetches",
     "set_content_hash",
     "sync_feeds",
 ]
@@ -105,6 +106,7 @@ def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], *, now: datetime) ->
     """Insert configured feeds not yet stored, refresh names; returns them in config order."""
     urls = [s.url for s in specs]
     existing = {f.url: f for f in list_feeds(conn, urls)}
+    inserted = False
     for spec in specs:
         state = existing.get(spec.url)
         if state is None:
@@ -113,11 +115,14 @@ def sync_feeds(conn: Connection, specs: Sequence[FeedSpec], *, now: datetime) ->
                     url=spec.url, name=spec.name, failures=0, disabled=False, created=to_db(now)
                 )
             )
+            inserted = True
         elif state.name != spec.name:
             conn.execute(
                 update(schema.feeds).where(schema.feeds.c.id == state.id).values(name=spec.name)
             )
-    by_url = {s.url: s for s in list_feeds(conn, urls)}
+            existing[spec.url] = replace(state, name=spec.name)
+    # Read again only when rows were added (their ids): thousands of feeds are read once.
+    by_url = {s.url: s for s in list_feeds(conn, urls)} if inserted else existing
     return [by_url[u] for u in urls if u in by_url]
 
 
@@ -126,12 +131,13 @@ def list_feeds(conn: Connection, urls: Iterable[str] | None = None) -> list[Feed
     stmt = select(schema.feeds).order_by(schema.feeds.c.id)
     if urls is None:
         return [_state(r) for r in conn.execute(stmt)]
-    wanted = list(urls)
-    out: list[FeedState] = []
-    for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
-        chunk = wanted[start : start + 500]
-        out += [_state(r) for r in conn.execute(stmt.where(schema.feeds.c.url.in_(chunk)))]
-    return sorted(out, key=lambda f: f.id)
+    wanted = set(urls)
+    if len(wanted) > 500:
+        # Thousands of feeds: one scan of the table beats chunked IN lists (SQLite's bound-
+        # parameter limit); rows of feeds no longer configured are skipped before conversion.
+        url = schema.feeds.c.url
+        return [_state(r) for r in conn.execute(stmt) if r._mapping[url] in wanted]
+    return [_state(r) for r in conn.execute(stmt.where(schema.feeds.c.url.in_(list(wanted))))]
 
 
 def get_feed(conn: Connection, feed_id: int) -> FeedState | None:
@@ -166,6 +172,48 @@ def record_fetch(
     state = state if state is not None and state.id == feed_id else get_feed(conn, feed_id)
     if state is None:
         raise KeyError(feed_id)
+    values, warnings = _fetch_values(state, result, now, rng=rng, parse_error=parse_error)
+    conn.execute(update(schema.feeds).where(schema.feeds.c.id == feed_id).values(**values))
+    return warnings
+
+
+def record_fetches(
+    conn: Connection, fetched: Iterable[tuple[FeedState, FetchResult]], now: datetime
+) -> list[tuple[str, str]]:
+    """``record_fetch`` for many feeds (their rows as read before the fetch). Values a feed
+    already holds are not written again, so feeds with the same change (a thousand 304s that
+    repeat their validators) share one ``UPDATE ... WHERE id IN (...)``.
+    Returns (feed URL, warning) pairs."""
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    warnings: list[tuple[str, str]] = []
+    for state, result in fetched:
+        values, said = _fetch_values(state, result, now)
+        warnings += [(state.url, w) for w in said]
+        held = {
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "failures": state.failures,
+            "last_error": state.last_error,
+        }
+        change = tuple(sorted((k, v) for k, v in values.items() if k not in held or held[k] != v))
+        groups.setdefault(change, []).append(state.id)
+    feeds = schema.feeds
+    for change, ids in groups.items():
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            conn.execute(update(feeds).where(feeds.c.id.in_(chunk)).values(dict(change)))
+    return warnings
+
+
+def _fetch_values(
+    state: FeedState,
+    result: FetchResult,
+    now: datetime,
+    *,
+    rng: random.Random | None = None,
+    parse_error: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The column values one fetch outcome sets on its feed, and the operator's warnings."""
     warnings: list[str] = []
     values: dict[str, Any] = {"last_fetch": to_db(now), "last_status": result.http_status}
     # Retry-After / max-age, capped at a day: a server's typo must not silence a feed for months.
@@ -206,8 +254,7 @@ def record_fetch(
     for key in ("last_error", "etag", "last_modified", "moved_to"):
         if isinstance(values.get(key), str):
             values[key] = fit_optional(values[key], 8192)
-    conn.execute(update(schema.feeds).where(schema.feeds.c.id == feed_id).values(**values))
-    return warnings
+    return values, warnings
 
 
 def set_content_hash(

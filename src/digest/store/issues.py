@@ -176,6 +176,8 @@ def save_issue(
 
 def load_issue(conn: Connection, number: int) -> StoredIssue:
     """The stored issue ``number``; UsageError naming it when there is none."""
+    if not 0 < number <= schema.MAX_INTEGER:
+        raise UsageError(f"issue #{number} does not exist")
     row = conn.execute(select(schema.issues).where(schema.issues.c.number == number)).first()
     if row is None:
         raise UsageError(f"issue #{number} does not exist")

@@ -29,6 +29,7 @@ __all__ = [
     "KeptItem",
     "SQLCache",
     "add_topic_matches",
+    "any_kept_items",
     "as_utc",
     "count_items",
     "failed_items",
@@ -241,8 +242,11 @@ def iter_items(
 
 def get_item(conn: Connection, id_or_url: int | str) -> StoredItem | None:
     """One item by id (an int or a string of digits), or by its URL or canonical URL."""
-    if isinstance(id_or_url, int) or id_or_url.strip().isdigit():
-        cond = schema.items.c.id == int(id_or_url)
+    if isinstance(id_or_url, int) or id_or_url.strip().isdecimal():
+        item_id = int(id_or_url)
+        if not 0 < item_id <= schema.MAX_INTEGER:
+            return None
+        cond = schema.items.c.id == item_id
     else:
         url = id_or_url.strip()
         cond = or_(schema.items.c.url == url, schema.items.c.canonical_url == url)
@@ -279,6 +283,7 @@ def _match_from_row(m: Any) -> TopicMatch:
         unmet_groups=tuple(tuple(g) for g in d.get("unmet_groups", ())),
         forced=bool(d.get("forced", False)),
         out_of_scope=bool(d.get("out_of_scope", False)),
+        learned=d.get("learned"),
         rule=str(d.get("rule", "")),
     )
 
@@ -417,6 +422,24 @@ def kept_items(
         )
         for row in rows
     ]
+
+
+def any_kept_items(
+    conn: Connection, *, since: datetime | None, until: datetime, not_before: datetime
+) -> bool:
+    """Whether ``kept_items`` would return anything: one indexed EXISTS, no rows loaded (the
+    cheap "is there an issue to build?" of a cycle where nothing is new)."""
+    ii = schema.issue_items
+    cond = and_(
+        schema.items.c.first_seen <= to_db(until),
+        schema.items.c.published >= to_db(not_before),
+        schema.items.c.failures < MAX_ITEM_FAILURES,
+        _kept_exists(),
+        ~exists().where(ii.c.item_id == schema.items.c.id),
+    )
+    if since is not None:
+        cond = and_(cond, schema.items.c.first_seen > to_db(since))
+    return bool(conn.execute(select(exists().where(cond))).scalar())
 
 
 def _kept_matches(conn: Connection, ids: Sequence[int]) -> dict[int, list[TopicMatch]]:

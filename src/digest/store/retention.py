@@ -4,6 +4,7 @@ batches, each its own transaction (a concurrent send or fetch waits milliseconds
 Never removed: issues (the archive's pages and texts), items an issue took, subscribers, erased
 hashes, delivery rows of an issue not finished. A pruned item leaves a fingerprint
 (``items.fingerprint`` of its guid and canonical URL) that keeps it from returning as new.
+Bounce reports go by age with the delivery rows (``Cutoffs.bounces``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ I = schema.items  # noqa: E741
 IS = schema.issues
 F = schema.item_fingerprints
 C = schema.llm_cache
+B = schema.bounces
 
 #: The order of ``PruneCounts.tables()`` and of the work (the largest table first).
-TABLES = ("deliveries", "items", "cache", "fingerprints")
+TABLES = ("deliveries", "items", "cache", "fingerprints", "bounces")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class Cutoffs:
     deliveries: datetime | None = None
     cache: datetime | None = None
     fingerprints: datetime | None = None
+    #: Bounce reports received before this (the delivery rows' cutoff, never inside the
+    #: soft-bounce window: see ``pipeline.prune.cutoffs``).
+    bounces: datetime | None = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ class PruneCounts:
     items: int = 0
     cache: int = 0
     fingerprints: int = 0
+    bounces: int = 0
     #: Issues whose delivery rows were pruned (marked: never sent again).
     issues: int = 0
     batches: int = 0
@@ -107,6 +113,8 @@ def count(conn: Connection, cut: Cutoffs) -> PruneCounts:
         out.cache = _count(conn, C, C.c.created < to_db(cut.cache))
     if cut.fingerprints is not None:
         out.fingerprints = _count(conn, F, F.c.pruned_at < to_db(cut.fingerprints))
+    if cut.bounces is not None:
+        out.bounces = _count(conn, B, B.c.received < to_db(cut.bounces))
     return out
 
 
@@ -169,6 +177,9 @@ def prune(
     if cut.fingerprints is not None:
         old = select(F.c.id).where(F.c.pruned_at < to_db(cut.fingerprints))
         runner.delete("fingerprints", F, F.c.id, old)
+    if cut.bounces is not None:
+        old = select(B.c.id).where(B.c.received < to_db(cut.bounces))
+        runner.delete("bounces", B, B.c.id, old)
     return out
 
 

@@ -28,6 +28,10 @@ metadata = MetaData()
 #: Never bumped again; digests from before Alembic refuse a database at 2.
 SCHEMA_VERSION = 2
 
+#: The largest value of an ``Integer`` column (32 bits on PostgreSQL): an id or an issue number
+#: above it cannot be stored, so a look-up for one finds nothing (never an OverflowError).
+MAX_INTEGER = 2**31 - 1
+
 meta = Table(
     "meta",
     metadata,
@@ -227,6 +231,28 @@ deliveries = Table(
 # (issue, state, id): the sender walks one issue's pending rows in id order on any database.
 Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state, deliveries.c.id)
 
+#: Bounces, complaints and mailed unsubscribe requests, one row per (report, subscriber).
+#: ``kind``: hard | soft | policy | complaint | unsubscribe. Erasing a subscriber erases theirs.
+bounces = Table(
+    "bounces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL")),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16)),  # enhanced status code, e.g. 5.1.1
+    Column("diagnostic", Text),
+    # Message-ID of the report itself: the same report read twice is recorded once.
+    Column("report_id", Text, nullable=False),
+    Column("received", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
+)
+Index("ix_bounces_subscriber_received", bounces.c.subscriber_id, bounces.c.received)
+# Retention walks old reports by age.
+Index("ix_bounces_received", bounces.c.received)
+
 #: One daemon per database: a lease row that expires when its holder dies.
 locks = Table(
     "locks",
@@ -321,7 +347,9 @@ desk_sessions = Table(
 )
 
 __all__ = [
+    "MAX_INTEGER",
     "SCHEMA_VERSION",
+    "bounces",
     "deliveries",
     "desk_logins",
     "desk_sessions",

@@ -1,6 +1,6 @@
-"""Full article text for teaser feeds: fetch the page safely (``netguard``: no private or
-metadata addresses, checked on the IP actually connected to, on every redirect; size cap,
-timeout, per-host concurrency) and extract the main text with trafilatura.
+"""Full article text for teaser feeds: fetch the page safely (the guarded client in
+``httpclient``: no private or metadata addresses, checked on the IP actually connected to, on
+every redirect; size cap, timeout, per-host concurrency) and extract the main text with trafilatura.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 import trafilatura
+from aiohttp import ClientSession
 
 from digest.errors import (
     BlockedAddressError,
@@ -21,18 +21,15 @@ from digest.errors import (
     HTTPStatusError,
     TooLargeError,
 )
-from digest.netguard import (
-    METADATA_HOSTS,
-    GuardedTransport,
-    Refused,
-    address_refusal,
-)
+from digest.httpclient import ClientError, Refused, Response, guarded_session, translate_error
+from digest.netguard import METADATA_HOSTS, address_refusal
 from digest.summarize import clean
 from digest.urls import url_problem
 
 __all__ = ["FullTextRequest", "address_refusal", "extract_text", "fetch_full_texts"]
 
 MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
 
 
@@ -58,13 +55,13 @@ def _check_url(original: str, url: str) -> None:
         raise BlockedAddressError(original, f"{parts.hostname} is a cloud metadata host")
 
 
-async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+async def _read_capped(response: Response, url: str, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise TooLargeError(url, f"page is {int(declared)} bytes, over the {max_bytes} cap")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():  # decoded: a gzip bomb counts at full size
+    async for chunk in response.content.iter_chunked(2**16):  # decoded: a bomb counts in full
         size += len(chunk)
         if size > max_bytes:
             raise TooLargeError(url, f"page is over the {max_bytes} bytes cap")
@@ -91,28 +88,28 @@ def extract_text(body: bytes, url: str, content_type: str) -> str:
     return clean.plain_to_text(str(text).replace("\n", "\n\n"))
 
 
-async def _fetch_one(client: httpx.AsyncClient, url: str, max_bytes: int) -> str:
+async def _fetch_one(
+    session: ClientSession, url: str, max_bytes: int, *, allow_private: bool
+) -> str:
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         _check_url(url, current)
         try:
-            async with client.stream("GET", current) as response:
+            async with session.get(current, allow_redirects=False) as response:
                 location = response.headers.get("location")
-                if response.is_redirect and location:
+                if response.status in _REDIRECTS and location:
                     # Followed by hand so every hop goes through the same checks.
                     current = urljoin(str(response.url), location)
                     continue
-                if response.status_code >= 400:
-                    raise HTTPStatusError(url, response.status_code)
+                if response.status >= 400:
+                    raise HTTPStatusError(url, response.status)
                 body = await _read_capped(response, url, max_bytes)
                 content_type = response.headers.get("content-type", "")
                 final = str(response.url)
         except Refused as exc:
             raise BlockedAddressError(url, str(exc)) from None
-        except httpx.TimeoutException as exc:
-            raise FetchTimeout(url, "timed out") from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+        except (ClientError, TimeoutError) as exc:
+            raise translate_error(url, exc, allow_private=allow_private) from exc
         return await asyncio.to_thread(extract_text, body, final, content_type)
     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
 
@@ -126,18 +123,19 @@ async def fetch_full_texts(
 ) -> dict[str, str | DigestError]:
     """Fetch and extract each article page; failures are values (a DigestError), keyed by URL."""
     limits: dict[str, asyncio.Semaphore] = {}
-    clients: dict[bool, httpx.AsyncClient] = {}
+    sessions: dict[bool, ClientSession] = {}
 
-    def client_for(allow_private: bool) -> httpx.AsyncClient:
-        if allow_private not in clients:
-            clients[allow_private] = httpx.AsyncClient(
-                transport=GuardedTransport(allow_private),
-                timeout=httpx.Timeout(timeout),
+    def session_for(allow_private: bool) -> ClientSession:
+        if allow_private not in sessions:
+            sessions[allow_private] = guarded_session(
+                allow_private=allow_private,
+                limit=100,
+                per_host=concurrency_per_host,
+                timeout=timeout,
                 headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"},
-                follow_redirects=False,
-                trust_env=False,
+                outer_timeout=True,
             )
-        return clients[allow_private]
+        return sessions[allow_private]
 
     async def one(request: FullTextRequest) -> tuple[str, str | DigestError]:
         try:
@@ -149,7 +147,10 @@ async def fetch_full_texts(
             try:
                 async with asyncio.timeout(timeout):
                     text = await _fetch_one(
-                        client_for(request.allow_private), request.url, max_bytes
+                        session_for(request.allow_private),
+                        request.url,
+                        max_bytes,
+                        allow_private=request.allow_private,
                     )
             except DigestError as exc:
                 return request.url, exc
@@ -163,6 +164,6 @@ async def fetch_full_texts(
     try:
         results = await asyncio.gather(*(one(r) for r in unique))
     finally:
-        for client in clients.values():
-            await client.aclose()
+        for session in sessions.values():
+            await session.close()
     return dict(results)

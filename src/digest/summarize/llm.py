@@ -5,6 +5,7 @@ sentences in the item's language, cached per (content hash, model), falling back
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import httpx
 from digest.errors import SummarizeError
 from digest.models import Summary
 from digest.summarize import clean
+from digest.summarize.deadline import DeadlineClient
 from digest.summarize.extractive import count_words
 from digest.summarize.language import detect, quick_en_fr
 
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Articles are long; the gist is in the first part and tokens cost money.
 MAX_INPUT_CHARS = 12_000
+#: A chat completion of two sentences is a few kilobytes; more is not an answer.
+MAX_ANSWER_BYTES = 1_000_000
 #: The ``llm_cache.key`` column is 128 characters.
 MAX_KEY_CHARS = 128
 
@@ -127,9 +131,8 @@ class LLMSummarizer:
         headers = {"User-Agent": "digest (+https://github.com/digest-newsletter/digest)"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout), headers=headers, trust_env=False
-        )
+        # ``timeout`` bounds the whole request: a trickling endpoint cannot hold the run.
+        self._client = DeadlineClient(timeout, headers, MAX_ANSWER_BYTES)
         #: Why the endpoint is no longer asked in this run (None: it still is).
         self.broken: str | None = None
 
@@ -172,15 +175,15 @@ class LLMSummarizer:
             "temperature": 0.2,
         }
         try:
-            response = self._client.post(self._url, json=body)
+            status, content = self._client.post_json(self._url, body)
         except httpx.TimeoutException as exc:
             raise _down(f"{self._url}: timed out") from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _down(f"{self._url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            raise _down(f"{self._url}: HTTP {response.status_code}")
+        if status != 200:
+            raise _down(f"{self._url}: HTTP {status}")
         try:
-            payload = response.json()
+            payload = json.loads(content)
         except ValueError as exc:
             raise _down(f"{self._url}: answer is not JSON") from exc
         answer = _answer_text(payload)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from digest.errors import UsageError
@@ -113,56 +113,79 @@ def _count(c: list[int], kept: bool, expected: bool) -> None:
     c[(0 if expected else 1) if kept else (2 if expected else 3)] += 1
 
 
+def _all_probabilities(
+    learned: LearnedScorer, rows: Sequence[EvalRow]
+) -> list[Mapping[str, float]]:
+    predict = getattr(learned, "predict", None)
+    if callable(predict):  # a batch at once (the shipped model scores thousands a second)
+        got: list[Mapping[str, float]] = predict([(r.title, r.text) for r in rows])
+        return got
+    return [learned.probabilities(r.title, r.text) for r in rows]
+
+
 def evaluate(
     matcher: TopicMatcher,
     rows: Iterable[EvalRow],
     *,
     learned: LearnedScorer | None = None,
     floors: Mapping[str, float] | None = None,
-    keep: frozenset[str] = frozenset(),
+    keep: frozenset[str] | None = None,
 ) -> EvalReport:
     """Run every configured topic on each row's title + text and compare with its labels.
 
-    ``learned``: the optional second opinion; an item is kept by it at ``floors[topic]`` (default
-    0.9) or above. ``keep``: topics whose actual decisions are the combination (the config lets
-    the learned scorer keep items); the others are decided by the rules alone.
+    ``learned``: the optional second opinion; it keeps an item the rules drop at its topic's
+    ``learned_floor`` (or ``floors[topic]``) or above, unless an exclude term vetoes it.
+    ``keep``: topics whose actual decisions are the combination (default: those configured
+    with ``learned = "keep"``); the others are decided by the rules alone.
     """
+    from digest.topics.learned import learned_keeps
+
+    rows = list(rows)
     ids = [t.id for t in matcher.topics]
     floors = floors or {}
+    topics = [replace(t, learned_floor=floors.get(t.id, t.learned_floor)) for t in matcher.topics]
+    if keep is None:
+        keep = frozenset(t.id for t in topics if t.learned == "keep")
+    all_probs = _all_probabilities(learned, rows) if learned is not None else [{}] * len(rows)
+    known = {tid for p in all_probs for tid in p} & set(ids)
     counts = {name: {tid: [0, 0, 0, 0] for tid in ids} for name in SCORERS}
     actual = {tid: [0, 0, 0, 0] for tid in ids}
     wrong: list[Misclassified] = []
-    n = 0
-    for row in rows:
-        n += 1
-        probs = learned.probabilities(row.title, row.text) if learned is not None else {}
-        for m in matcher.match(row.title, row.text):
+    for row, probs in zip(rows, all_probs, strict=True):
+        for tdef, m in zip(topics, matcher.match(row.title, row.text), strict=True):
             tid = m.topic_id
             expected = tid in row.labels
-            by_model = probs.get(tid, 0.0) >= floors.get(tid, DEFAULT_FLOOR)
-            combined = m.kept or by_model
+            prob = probs.get(tid)
+            by_model = prob is not None and prob >= tdef.learned_floor
+            combined = m.kept or learned_keeps(tdef, m, prob)
             _count(counts["rules"][tid], m.kept, expected)
             _count(counts["learned"][tid], by_model, expected)
             _count(counts["combined"][tid], combined, expected)
             kept = combined if tid in keep else m.kept
             _count(actual[tid], kept, expected)
             if kept != expected:
+                if kept and not m.kept:
+                    m = replace(m, kept=True, learned=prob)
                 wrong.append(Misclassified(row, tid, expected, m))
     scorers: dict[str, dict[str, TopicScores] | None] = {
         name: {tid: _scores(*c) for tid, c in counts[name].items()} for name in SCORERS
     }
-    if learned is None:
+    if learned is None or not known:
         scorers["learned"] = None
-        status = "none: no learned model is installed, so the combination equals the rules"
+        status = "none: no learned model is installed for these topics, so combined = rules"
     else:
-        status = f"{learned.name}: kept at probability >= its topic's floor"
+        scorers["learned"] = {
+            tid: f for tid, f in (scorers["learned"] or {}).items() if tid in known
+        }
+        floors_said = ", ".join(f"{t.id} {t.learned_floor:g}" for t in topics if t.id in known)
+        status = f"{learned.name}: kept at probability >= its topic's floor ({floors_said})"
     return EvalReport(
         {tid: _scores(*c) for tid, c in actual.items()},
         wrong,
-        n,
+        len(rows),
         scorers,
         status,
-        {tid: "combined" if tid in keep and learned is not None else "rules" for tid in ids},
+        {tid: "combined" if tid in keep and tid in known else "rules" for tid in ids},
     )
 
 
@@ -195,12 +218,22 @@ def parse_eval_lines(lines: Iterable[str], source: str) -> list[EvalRow]:
     return rows
 
 
-def check_examples(matcher: TopicMatcher, topic_defs: Sequence[TopicDef]) -> list[str]:
-    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold)."""
+def check_examples(
+    matcher: TopicMatcher, topic_defs: Sequence[TopicDef], learned: LearnedScorer | None = None
+) -> list[str]:
+    """One line per ``[[topics.<id>.examples]]`` entry that no longer holds (empty: all hold).
+
+    With ``learned``, the decisions are the config's actual ones (the learned scorer keeping
+    items for topics with ``learned = "keep"``)."""
+    from digest.topics.learned import combine
+
     failures: list[str] = []
     for tdef in topic_defs:
         for ex in tdef.examples:
-            m = next((m for m in matcher.match(ex.title, ex.text) if m.topic_id == tdef.id), None)
+            ms = matcher.match(ex.title, ex.text)
+            if learned is not None:
+                ms = combine(matcher.topics, ms, learned.probabilities(ex.title, ex.text))
+            m = next((m for m in ms if m.topic_id == tdef.id), None)
             if m is None:
                 failures.append(f"topics.{tdef.id}.examples: {ex.title!r}: topic not compiled")
             elif m.kept != ex.expect:
@@ -218,4 +251,6 @@ def _why(m: TopicMatch, tdef: TopicDef) -> str:
         parts.append("vetoed by " + ", ".join(repr(v) for v in m.vetoes))
     if m.unmet_groups:
         parts.append(f"{len(m.unmet_groups)} require group(s) unmet")
+    if m.learned is not None:
+        parts.append(f"kept by the learned scorer at {m.learned:.2f}")
     return "; ".join(parts)

@@ -64,11 +64,16 @@ async def issue(request: Request) -> Response:
             except UsageError:
                 raise Refusal(404, "not_found") from None
         # The page is in the issue's own language unless the reader asked for another.
-        return render_page(stored.content, language=explicit if explicit in ("en", "fr") else None)
+        return render_page(
+            stored.content,
+            language=explicit if explicit in ("en", "fr") else None,
+            brand=web.settings.brand.to_model(),
+            templates=web.settings.render.templates,
+        )
 
     html = await run_in_threadpool(load)
     # The page carries its stylesheet inline; allow exactly that one, by hash.
-    csp = issue_csp(page_style_csp_source())
+    csp = issue_csp(page_style_csp_source(web.settings.render.templates))
     return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
 

@@ -1,6 +1,6 @@
 """Retention: ``item_fingerprints`` (what is left of a pruned item, so it is not fetched again as
-new) and ``issues.deliveries_pruned`` (an issue whose delivery rows were pruned is never sent
-again).
+new), ``issues.deliveries_pruned`` (an issue whose delivery rows were pruned is never sent
+again) and an index on ``bounces.received`` (bounce reports are pruned by age).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w13r_retention"
-down_revision = "w11_editors_desk"
+down_revision = "w15_bounces"
 branch_labels = None
 depends_on = None
 
@@ -31,9 +31,11 @@ def upgrade() -> None:
     op.create_index("ix_item_fingerprints_pruned_at", "item_fingerprints", ["pruned_at"])
     with op.batch_alter_table("issues") as batch:
         batch.add_column(sa.Column("deliveries_pruned", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_bounces_received", "bounces", ["received"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_bounces_received", table_name="bounces")
     with op.batch_alter_table("issues") as batch:
         batch.drop_column("deliveries_pruned")
     op.drop_index("ix_item_fingerprints_pruned_at", table_name="item_fingerprints")

@@ -18,19 +18,17 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 from xml.sax.expatreader import ExpatParser
-
-import feedparser
-import feedparser.api
 
 from digest.errors import ParseError
 from digest.models import Item, ParsedFeed
 from digest.sanitize import defang_identifier, plain_text, sanitize_html
 from digest.urls import InvalidURL, canonical_url, web_url
 
-__all__ = ["ParseJob", "ParsePool", "parse_feed", "parse_many"]
+__all__ = ["ParseJob", "ParsePool", "feedparser_module", "parse_feed", "parse_many"]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +65,18 @@ def create_parser() -> ExpatParser:
     return _BufferedExpatReader()
 
 
-# feedparser asks xml.sax for the first driver of this list that imports (the default, libxml2's,
-# is seldom installed); an import failure here would fall back to the standard expat reader.
-feedparser.api.PREFERRED_XML_PARSERS = [__name__]
+@cache
+def feedparser_module() -> Any:
+    """feedparser, imported on the first body to parse (a cycle where every feed answered 304
+    never pays for it), with this module's buffered expat reader as its SAX driver."""
+    import feedparser
+    import feedparser.api
+
+    # feedparser asks xml.sax for the first driver of this list that imports (the default,
+    # libxml2's, is seldom installed); an import failure here would fall back to the standard
+    # expat reader.
+    feedparser.api.PREFERRED_XML_PARSERS = [__name__]
+    return feedparser
 
 
 # --------------------------------------------------------------------------- one feed
@@ -116,7 +123,7 @@ def _parse(
     # on each content) by one nh3 pass in sanitize_html: that pass is stricter than feedparser's
     # sanitizer, and doing both in Python's sgmllib doubled the CPU cost of a feed.
     # A file-like object: given bytes, feedparser would first try them as a path to open.
-    doc = feedparser.parse(
+    doc = feedparser_module().parse(
         io.BytesIO(content),
         response_headers=headers,
         resolve_relative_uris=False,
@@ -396,8 +403,10 @@ class ParsePool:
     def __init__(self, workers: int = 0) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
-        self._jobs: list[ParseJob] = []
-        self._pending: list[Future[ParsedFeed | tuple[str, str]] | ParsedFeed | ParseError] = []
+        self._jobs: list[ParseJob | None] = []
+        self._pending: list[
+            Future[ParsedFeed | tuple[str, str]] | ParsedFeed | ParseError | None
+        ] = []
 
     def __enter__(self) -> ParsePool:
         if self.workers > 1:
@@ -419,13 +428,15 @@ class ParsePool:
 
     def submit(self, job: ParseJob) -> int:
         """Queue one document; returns its place in ``results()`` (and for ``outcome``)."""
-        self._jobs.append(job)
         if self._pool is None:
+            self._jobs.append(None)
             self._pending.append(_revive(_run_job(job)))
             return len(self._jobs) - 1
+        self._jobs.append(job)
         try:
             self._pending.append(self._pool.submit(_run_job, job))
         except (BrokenProcessPool, RuntimeError):
+            self._jobs[-1] = None
             self._pending.append(_revive(_run_job(job)))
         return len(self._jobs) - 1
 
@@ -434,17 +445,27 @@ class ParsePool:
         pending = self._pending[index]
         return not isinstance(pending, Future) or pending.done()
 
+    def forget(self, index: int) -> None:
+        """Let go of the ``index``-th document and its outcome (stored: no longer needed)."""
+        self._jobs[index] = None
+        self._pending[index] = None
+
     def outcome(self, index: int) -> ParsedFeed | ParseError:
         """The outcome of the ``index``-th submitted document (waits for it alone)."""
         pending = self._pending[index]
+        if pending is None:
+            raise KeyError(f"parse job {index} was forgotten")
         if not isinstance(pending, Future):
             return pending
         try:
             done = _revive(pending.result())
         except BrokenProcessPool:
             # A worker died (out of memory, killed): this document is parsed here instead.
-            done = _revive(_run_job(self._jobs[index]))
+            job = self._jobs[index]
+            assert job is not None
+            done = _revive(_run_job(job))
         self._pending[index] = done  # the pool's copy can go; asking again costs nothing
+        self._jobs[index] = None
         return done
 
     def results(self) -> list[ParsedFeed | ParseError]:

@@ -60,7 +60,7 @@ def run_failure(job: str, counts: RunCounts) -> str | None:
     if (
         job == "fetch"
         and counts.feeds_failed
-        and not (counts.feeds_ok or counts.feeds_not_modified)
+        and not (counts.feeds_ok or counts.feeds_not_modified or counts.feeds_unchanged)
     ):
         return f"all {counts.feeds_failed} feeds failed"
     if job in ("send", "resume") and counts.failed and not counts.sent:
@@ -138,7 +138,7 @@ class Metrics:
 
     def record_counts(self, counts: RunCounts) -> None:
         """Add one pipeline run's counts to the counters."""
-        self.feeds_fetched.inc(counts.feeds_ok + counts.feeds_not_modified)
+        self.feeds_fetched.inc(counts.feeds_ok + counts.feeds_not_modified + counts.feeds_unchanged)
         self.feeds_not_modified.inc(counts.feeds_not_modified)
         self.feeds_failed.inc(counts.feeds_failed)
         self.items_new.inc(counts.items_new)
@@ -229,6 +229,16 @@ class StoreCollector(Collector):
         deliveries = GaugeMetricFamily(
             "digest_deliveries", "Deliveries of all issues by state.", labels=["state"]
         )
+        subscribers = GaugeMetricFamily(
+            "digest_subscribers",
+            "Subscribers by status (active, unsubscribed, bounced).",
+            labels=["status"],
+        )
+        bounces = GaugeMetricFamily(
+            "digest_bounces",
+            "Bounces, complaints and mailed unsubscribes received, by kind.",
+            labels=["kind"],
+        )
         f = schema.feeds.c
         state = case((f.disabled, "disabled"), (f.failures > 0, "failing"), else_="ok")
         started = time.monotonic()
@@ -240,6 +250,14 @@ class StoreCollector(Collector):
                 d = schema.deliveries.c
                 by_delivery: dict[str, int] = dict(
                     conn.execute(select(d.state, func.count()).group_by(d.state)).all()
+                )
+                s = schema.subscribers.c
+                by_status: dict[str, int] = dict(
+                    conn.execute(select(s.status, func.count()).group_by(s.status)).all()
+                )
+                b = schema.bounces.c
+                by_kind: dict[str, int] = dict(
+                    conn.execute(select(b.kind, func.count()).group_by(b.kind)).all()
                 )
                 dr = schema.drafts.c
                 since = conn.execute(
@@ -264,8 +282,14 @@ class StoreCollector(Collector):
             feeds.add_metric([name], float(by_feed.get(name, 0)))
         for name, n in sorted(by_delivery.items()):
             deliveries.add_metric([str(name)], float(n))
+        for name in ("active", "unsubscribed", "bounced"):
+            subscribers.add_metric([name], float(by_status.get(name, 0)))
+        for name in ("hard", "soft", "policy", "complaint", "unsubscribe"):
+            bounces.add_metric([name], float(by_kind.get(name, 0)))
         yield feeds
         yield deliveries
+        yield subscribers
+        yield bounces
         scrape = GaugeMetricFamily(
             "digest_store_scrape_seconds", "Time spent reading the database for this scrape."
         )

@@ -9,7 +9,7 @@ import re
 import tempfile
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ class Outline:
 
     url: str
     title: str | None = None
-    #: Titles of the folders it sits in, outermost first.
+    #: Titles of the folders it sits in, outermost first, then its own ``category`` attribute.
     categories: tuple[str, ...] = ()
 
 
@@ -65,8 +65,9 @@ def parse_opml(data: bytes, *, source: str = "<opml>") -> list[Outline]:
         if url:
             if url not in seen:
                 seen.add(url)
-                crumbs = tuple(f for f in folders if f)
-                found.append(Outline(url=url, title=title, categories=crumbs))
+                crumbs = [f for f in folders if f]
+                crumbs += _category_names(attrs.get("category") or "")
+                found.append(Outline(url=url, title=title, categories=tuple(dict.fromkeys(crumbs))))
             folders.append(None)
         else:
             folders.append(title)
@@ -90,6 +91,27 @@ def parse_opml(data: bytes, *, source: str = "<opml>") -> list[Outline]:
     return found
 
 
+def _category_names(value: str) -> list[str]:
+    """OPML 2.0 ``category``: comma-separated, slash-delimited paths ("/Tech/Cloud,News")."""
+    return [part.strip() for path in value.split(",") for part in path.split("/") if part.strip()]
+
+
+def sort_categories(
+    categories: Iterable[str], topics: Mapping[str, str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(topic ids, labels): a folder or category naming a topic (its id or title, any case)
+    is offered as the feed's topic; any other is kept as a label."""
+    ids: list[str] = []
+    labels: list[str] = []
+    for name in categories:
+        topic = topics.get(name.strip().casefold())
+        if topic is not None:
+            ids.append(topic)
+        else:
+            labels.append(name.strip()[:200])
+    return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(labels))
+
+
 def read_opml(path: Path) -> list[Outline]:
     """``parse_opml`` on a file; a missing or unreadable file is a UsageError naming it."""
     try:
@@ -107,8 +129,16 @@ def _xml_text(value: str) -> str:
     return _NOT_XML.sub("", value)
 
 
-def to_opml(feeds: Sequence[FeedSpec], *, title: str = "digest feeds") -> bytes:
-    """OPML 2.0 listing ``feeds`` (``text``/``title`` = name, ``xmlUrl`` = URL)."""
+def to_opml(
+    feeds: Sequence[FeedSpec],
+    *,
+    title: str = "digest feeds",
+    moved: Mapping[str, str] | None = None,
+) -> bytes:
+    """OPML 2.0 listing ``feeds`` (``text``/``title`` = name, ``xmlUrl`` = URL, ``category`` =
+    labels and topics). ``moved``: configured URL -> the address it moved to for good (301/308),
+    exported instead, so the reader that imports the list does not start from the old one."""
+    moved = moved or {}
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = _xml_text(title)
@@ -118,8 +148,12 @@ def to_opml(feeds: Sequence[FeedSpec], *, title: str = "digest feeds") -> bytes:
     body = ET.SubElement(root, "body")
     for feed in feeds:
         label = _xml_text(feed.name or feed.url)
-        url = _xml_text(feed.url)
-        ET.SubElement(body, "outline", type="rss", text=label, title=label, xmlUrl=url)
+        url = _xml_text(moved.get(feed.url, feed.url))
+        attrs = {"type": "rss", "text": label, "title": label, "xmlUrl": url}
+        categories = [c.replace(",", " ").replace("/", " ") for c in (*feed.labels, *feed.topics)]
+        if categories:
+            attrs["category"] = _xml_text(",".join(dict.fromkeys(categories)))
+        ET.SubElement(body, "outline", attrs)
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return data + b"\n"
@@ -145,14 +179,23 @@ def _toml_string(value: str) -> str:
     return "".join(out)
 
 
-def feeds_toml(outlines: Iterable[Outline], *, note: str) -> str:
-    """``[[feeds]]`` tables for ``outlines``, preceded by a comment line ``note``."""
+def feeds_toml(
+    outlines: Iterable[Outline], *, note: str, topics: Mapping[str, str] | None = None
+) -> str:
+    """``[[feeds]]`` tables for ``outlines``, preceded by a comment line ``note``; folders and
+    categories become ``topics`` (those naming a topic in ``topics``: id or title, casefolded ->
+    id) or ``labels``."""
     # A file name may hold a newline: a comment must stay on its one line.
     lines = ["# " + "".join(ch if ch.isprintable() else " " for ch in note)]
     for o in outlines:
         lines += ["", "[[feeds]]", f"url = {_toml_string(o.url)}"]
         if o.title:
             lines.append(f"name = {_toml_string(o.title)}")
+        ids, labels = sort_categories(o.categories, topics or {})
+        if ids:
+            lines.append(f"topics = [{', '.join(map(_toml_string, ids))}]")
+        if labels:
+            lines.append(f"labels = [{', '.join(map(_toml_string, labels))}]")
     return "\n".join(lines) + "\n"
 
 

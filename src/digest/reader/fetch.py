@@ -1,4 +1,5 @@
-"""Fetch many feeds concurrently (httpx async): conditional GET, size cap, per-feed timeout.
+"""Fetch many feeds concurrently (aiohttp, through the guarded client in ``httpclient``):
+conditional GET, size cap, per-feed timeout.
 
 A feed that fails is a ``FetchResult(status=FAILED)`` value, never an exception; ``file:`` URLs
 and plain paths are read from disk so the offline demo needs no network.
@@ -15,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -24,22 +25,24 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import httpx
+import aiohttp
 
-from digest.errors import (
-    BlockedAddressError,
-    FetchError,
-    FetchTimeout,
-    HTTPStatusError,
-    TooLargeError,
+from digest.errors import FetchError, FetchTimeout, HTTPStatusError, TooLargeError
+from digest.httpclient import (
+    ClientError,
+    Refused,
+    Response,
+    checked_url_problem,
+    guarded_session,
+    translate_error,
 )
 from digest.models import FetchRequest, FetchResult, FetchStatus
-from digest.netguard import GuardedTransport, Refused
-from digest.urls import url_problem
 
 __all__ = ["PER_HOST", "USER_AGENT", "fetch_all", "fetch_all_sync"]
 
 log = logging.getLogger(__name__)
+
+Session = aiohttp.ClientSession
 
 
 def _version() -> str:
@@ -67,45 +70,10 @@ PER_HOST = 8
 STOP_POLL = 0.1
 
 
-class _PoolPerOrigin(httpx.AsyncBaseTransport):
-    """One connection pool per origin (scheme, host, port), created on first use.
-
-    httpcore's pool checks every idle connection's socket on each request and response, and hands
-    one idle connection to several waiting requests at once (the losers queue again): with
-    hundreds of connections in one pool that costs more CPU than the feeds' bytes. Small pools,
-    one per site, keep both costs in proportion to ``per_host``; keep-alive still works per site.
-    """
-
-    def __init__(self, per_host: int, *, allow_private: bool = False) -> None:
-        self._per_host = per_host
-        self._allow_private = allow_private
-        # One TLS context (the CA bundle is read once) shared by every pool.
-        self._ssl = httpx.create_ssl_context()
-        self._pools: dict[tuple[str, str, int | None], httpx.AsyncHTTPTransport] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        key = (url.scheme, url.host, url.port)
-        pool = self._pools.get(key)
-        if pool is None:
-            # Every connection, redirects included, goes through the address guard: a feed
-            # (or its 302) pointing at 127.0.0.1 or a metadata address is refused.
-            pool = self._pools[key] = GuardedTransport(
-                self._allow_private, ssl_context=self._ssl, max_connections=self._per_host
-            )
-        return await pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            await pool.aclose()
-
-
 def _host(url: str) -> str:
-    try:
-        return urlsplit(url).netloc.lower()
-    except ValueError:
-        return ""
+    """The site part of a URL (a semaphore's key): the text between "//" and the next "/"."""
+    _scheme, sep, rest = url.partition("://")
+    return rest.split("/", 1)[0].lower() if sep else ""
 
 
 @dataclass(frozen=True)
@@ -130,65 +98,91 @@ async def fetch_all(
     *,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    keep_content: bool = True,
+    pause: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """Fetch every request as ``options`` say; results in request order.
 
     ``on_result`` is called as each feed finishes (progress bars). Once ``stop()`` returns
     true the downloads still going are abandoned: their results say ``STOPPED`` (a daemon
-    asked to stop must not wait for a slow site's timeout).
+    asked to stop must not wait for a slow site's timeout). ``keep_content=False``: the returned
+    results carry no body (``on_result`` had it), so a run does not hold every body at once.
+    While ``pause()`` is true no new download starts (the parser is behind: bodies would pile up
+    in memory); downloads under way go on.
     """
     if not requests:
         return []
     concurrency = max(1, options.concurrency)
     gate = asyncio.Semaphore(concurrency)
+    go = asyncio.Event()  # cleared while ``pause()`` says so
+    if pause is None or not pause():
+        go.set()
     per_host = max(1, min(options.per_host, concurrency))
     hosts: dict[str, asyncio.Semaphore] = {}
     headers = {"User-Agent": options.user_agent, "Accept": ACCEPT}
     timeout, max_bytes = options.timeout, options.max_bytes
-    # One client for the feeds that must stay on public addresses, one (made only when a feed
+    # One session for the feeds that must stay on public addresses, one (made only when a feed
     # asks) for intranet feeds: their connections are never shared.
-    clients: dict[bool, httpx.AsyncClient] = {}
+    sessions: dict[bool, Session] = {}
 
-    def client_for(allow_private: bool) -> httpx.AsyncClient:
-        if allow_private not in clients:
-            clients[allow_private] = httpx.AsyncClient(
+    def session_for(allow_private: bool) -> Session:
+        if allow_private not in sessions:
+            sessions[allow_private] = guarded_session(
+                allow_private=allow_private,
+                limit=concurrency,
+                per_host=per_host,
+                timeout=timeout,
                 headers=headers,
-                timeout=httpx.Timeout(timeout),
-                # Used by proxy pools from the environment; direct requests go through
-                # _PoolPerOrigin.
-                limits=httpx.Limits(max_connections=concurrency),
-                transport=_PoolPerOrigin(per_host, allow_private=allow_private),
-                follow_redirects=True,
-                max_redirects=MAX_REDIRECTS,
+                outer_timeout=True,
             )
-        return clients[allow_private]
+        return sessions[allow_private]
 
     try:
 
         async def one(request: FetchRequest) -> FetchResult:
             host = hosts.setdefault(_host(request.url), asyncio.Semaphore(per_host))
-            client = client_for(request.allow_private)
             # The host's slot first: a request waiting for its busy site holds no global slot.
             async with host, gate:
-                result = await fetch_one(client, request, timeout=timeout, max_bytes=max_bytes)
+                if not go.is_set():
+                    await go.wait()
+                result = await fetch_one(
+                    session_for(request.allow_private),
+                    request,
+                    timeout=timeout,
+                    max_bytes=max_bytes,
+                )
             if on_result is not None:
                 try:
                     on_result(result)
                 except Exception:  # a progress display's bug must not abort the batch
                     log.exception("on_result callback failed for %s", request.url)
+            if not keep_content and result.content is not None:
+                result = replace(result, content=None)
             return result
 
         tasks = [asyncio.ensure_future(one(r)) for r in requests]
         watcher = asyncio.ensure_future(_cancel_on_stop(stop, tasks)) if stop else None
+        pacer = asyncio.ensure_future(_pace(pause, go)) if pause else None
         try:
             done = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for helper in (watcher, pacer):
+                if helper is not None:
+                    helper.cancel()
         return [_settled(request, got) for request, got in zip(requests, done, strict=True)]
     finally:
-        for client in clients.values():
-            await client.aclose()
+        for session in sessions.values():
+            await session.close()
+
+
+async def _pace(pause: Callable[[], bool], go: asyncio.Event) -> None:
+    """Hold new downloads while ``pause()`` is true (looked at every ``STOP_POLL`` seconds)."""
+    while True:
+        if pause():
+            go.clear()
+        else:
+            go.set()
+        await asyncio.sleep(STOP_POLL)
 
 
 async def _cancel_on_stop(stop: Callable[[], bool], tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -212,12 +206,16 @@ def fetch_all_sync(
     *,
     on_result: Callable[[FetchResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    keep_content: bool = True,
+    pause: Callable[[], bool] | None = None,
 ) -> list[FetchResult]:
     """``fetch_all`` for synchronous callers (CLI, scheduler jobs).
 
     Called from inside a running event loop (a web handler), it runs in a helper thread.
     """
-    coro = fetch_all(requests, options, on_result=on_result, stop=stop)
+    coro = fetch_all(
+        requests, options, on_result=on_result, stop=stop, keep_content=keep_content, pause=pause
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -227,7 +225,7 @@ def fetch_all_sync(
 
 
 async def fetch_one(
-    client: httpx.AsyncClient, request: FetchRequest, *, timeout: float, max_bytes: int
+    session: Session, request: FetchRequest, *, timeout: float, max_bytes: int
 ) -> FetchResult:
     """Fetch one feed (HTTP or local file); every failure comes back as a FAILED result."""
     started = time.monotonic()
@@ -238,7 +236,7 @@ async def fetch_one(
             result = await asyncio.to_thread(_read_file, request, _file_path(url), max_bytes)
         else:
             async with asyncio.timeout(timeout):
-                result = await _get(client, request, url, max_bytes)
+                result = await _get(session, request, url, max_bytes)
     except FetchError as exc:
         result = _failure(request, exc)
     except TimeoutError:
@@ -252,9 +250,10 @@ async def fetch_one(
 def _kind(url: str) -> str:
     if not url:
         raise FetchError(url, "bad URL: empty")
-    scheme = urlsplit(url).scheme.lower()
+    # The common case first: splitting thousands of feed URLs costs more than looking.
+    scheme = "http" if url.startswith(("http://", "https://")) else urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        problem = url_problem(url)
+        problem = checked_url_problem(url)
         if problem is not None:
             raise FetchError(url, f"bad URL: {problem}")
         return "http"
@@ -264,59 +263,51 @@ def _kind(url: str) -> str:
     raise FetchError(url, f"bad URL: unsupported scheme {scheme!r}")
 
 
-async def _get(
-    client: httpx.AsyncClient, request: FetchRequest, url: str, max_bytes: int
-) -> FetchResult:
+async def _get(session: Session, request: FetchRequest, url: str, max_bytes: int) -> FetchResult:
     headers: dict[str, str] = {}
     if request.etag:
         headers["If-None-Match"] = request.etag
     if request.last_modified:
         headers["If-Modified-Since"] = request.last_modified
     try:
-        async with client.stream("GET", url, headers=headers) as response:
+        async with session.get(url, headers=headers, max_redirects=MAX_REDIRECTS) as response:
             return await _handle(request, url, response, max_bytes)
-    except httpx.TimeoutException as exc:
-        raise FetchTimeout(url, _reason("timed out", exc)) from exc
-    except httpx.TooManyRedirects as exc:
-        raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from exc
-    except Refused as exc:
-        hint = "" if request.allow_private else " (an intranet feed may set allow_private)"
-        raise BlockedAddressError(url, f"refused: {exc}{hint}") from None
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise FetchError(url, _reason("bad URL", exc)) from exc
-    except httpx.ConnectError as exc:
-        raise FetchError(url, _reason("cannot connect", exc)) from exc
-    except httpx.DecodingError as exc:
-        raise FetchError(url, _reason("bad content encoding", exc)) from exc
-    except httpx.HTTPError as exc:
-        raise FetchError(url, _reason(type(exc).__name__, exc)) from exc
+    except FetchError:
+        raise
+    except (ClientError, Refused, TimeoutError, ValueError) as exc:
+        raise translate_error(url, exc, allow_private=request.allow_private) from exc
 
 
 async def _handle(
-    request: FetchRequest, url: str, response: httpx.Response, max_bytes: int
+    request: FetchRequest, url: str, response: Response, max_bytes: int
 ) -> FetchResult:
-    status = response.status_code
+    status = response.status
+    headers = response.headers
+    if status == 304:
+        # Read the (empty) body: a response left unread closes its connection, and the next
+        # feed on that site would pay a new connection (and TLS handshake).
+        await _drain(response)
+        return FetchResult(
+            url=request.url,
+            status=FetchStatus.NOT_MODIFIED,
+            final_url=str(response.url),
+            http_status=status,
+            content_type=headers.get("content-type"),
+            permanent_redirect=_permanent_target(response),
+            etag=headers.get("etag") or request.etag,
+            last_modified=headers.get("last-modified") or request.last_modified,
+            retry_after=_cache_lifetime(headers),
+        )
     base = FetchResult(
         url=request.url,
         status=FetchStatus.FAILED,
         final_url=str(response.url),
         http_status=status,
-        content_type=response.headers.get("content-type"),
+        content_type=headers.get("content-type"),
         permanent_redirect=_permanent_target(response),
     )
-    if status == 304:
-        # Read the (empty) body: a response left unread closes its connection, and the next
-        # feed on that site would pay a new connection (and TLS handshake).
-        await _drain(response)
-        return replace(
-            base,
-            status=FetchStatus.NOT_MODIFIED,
-            etag=response.headers.get("etag") or request.etag,
-            last_modified=response.headers.get("last-modified") or request.last_modified,
-            retry_after=_cache_lifetime(response.headers),
-        )
     if status >= 300 or status < 200:
-        error = HTTPStatusError(url, status, f"HTTP {status} {response.reason_phrase}".strip())
+        error = HTTPStatusError(url, status, f"HTTP {status} {response.reason or ''}".strip())
         retry = _retry_after(response.headers) if status in (429, 503) else None
         log.info("feed failed: %s", error)
         await _drain(response)
@@ -330,7 +321,7 @@ async def _handle(
     ):
         raise TooLargeError(url, f"body of {declared} bytes is over the {max_bytes}-byte cap")
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_chunked(2**16):  # decoded: a gzip bomb counts
         body += chunk
         if len(body) > max_bytes:
             raise TooLargeError(url, f"body is over the {max_bytes}-byte cap")
@@ -348,19 +339,19 @@ async def _handle(
 _DRAIN_MAX = 64 * 1024
 
 
-async def _drain(response: httpx.Response) -> None:
+async def _drain(response: Response) -> None:
     """Read a short body we do not need, so that its connection can serve the next request.
 
     A 304 has no body by definition; other bodies are read when declared short.
     """
     declared = response.headers.get("content-length", "")
-    if response.status_code == 304 or (declared.isdigit() and int(declared) <= _DRAIN_MAX):
+    if response.status == 304 or (declared.isdigit() and int(declared) <= _DRAIN_MAX):
         # On failure the status stays the outcome; the connection is simply not reused.
-        with contextlib.suppress(httpx.HTTPError):
-            await response.aread()
+        with contextlib.suppress(ClientError, TimeoutError):
+            await response.read()
 
 
-def _permanent_target(response: httpx.Response) -> str | None:
+def _permanent_target(response: Response) -> str | None:
     """Where the feed moved for good: the URL reached by the leading run of 301/308 hops.
 
     A 302 after a 301 means the 301's target is permanent but not what came after it.
@@ -368,13 +359,13 @@ def _permanent_target(response: httpx.Response) -> str | None:
     target: str | None = None
     hops = [*response.history, response]
     for hop, nxt in itertools.pairwise(hops):
-        if hop.status_code not in _PERMANENT:
+        if hop.status not in _PERMANENT:
             break
-        target = str(nxt.request.url)
+        target = str(nxt.url)
     return target
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), if usable."""
     value = headers.get("retry-after", "").strip()
     if not value:
@@ -390,7 +381,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _cache_lifetime(headers: httpx.Headers) -> float | None:
+def _cache_lifetime(headers: Mapping[str, str]) -> float | None:
     """How long the response may be reused: Cache-Control max-age, else Expires."""
     control = headers.get("cache-control", "")
     if _NO_CACHE.search(control):
@@ -420,17 +411,21 @@ def _file_path(url: str) -> Path:
 
 
 def _read_file(request: FetchRequest, path: Path, max_bytes: int) -> FetchResult:
-    """Read a local feed with the same size cap; its mtime plays the part of Last-Modified."""
+    """Read a local feed with the same size cap. Its mtime plays the part of Last-Modified and
+    (mtime in nanoseconds, size) of an ETag: a file rewritten within the same second is read."""
     url = request.url
     try:
         with path.open("rb") as fh:
-            mtime = os.fstat(fh.fileno()).st_mtime
-            last_modified = email.utils.formatdate(mtime, usegmt=True)
-            if request.last_modified == last_modified:
+            st = os.fstat(fh.fileno())
+            last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+            same = request.etag == etag if request.etag else request.last_modified == last_modified
+            if same:
                 return FetchResult(
                     url=url,
                     status=FetchStatus.NOT_MODIFIED,
                     final_url=url,
+                    etag=etag,
                     last_modified=last_modified,
                 )
             content = fh.read(max_bytes + 1)
@@ -443,6 +438,7 @@ def _read_file(request: FetchRequest, path: Path, max_bytes: int) -> FetchResult
         status=FetchStatus.OK,
         content=content,
         final_url=url,
+        etag=etag,
         last_modified=last_modified,
     )
 
@@ -450,11 +446,6 @@ def _read_file(request: FetchRequest, path: Path, max_bytes: int) -> FetchResult
 def _failure(request: FetchRequest, exc: FetchError) -> FetchResult:
     log.info("feed failed: %s", exc)
     return FetchResult(url=request.url, status=FetchStatus.FAILED, error=_one_line(exc.reason))
-
-
-def _reason(prefix: str, exc: BaseException) -> str:
-    detail = _one_line(str(exc))
-    return f"{prefix}: {detail}" if detail else prefix
 
 
 def _one_line(text: str) -> str:

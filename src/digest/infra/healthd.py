@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from digest.errors import ConfigError
-from digest.metrics import CONTENT_TYPE, Metrics
+from digest.infra.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
