@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install demo test lint typecheck format bench clean browser
+.PHONY: help install demo test test-pg lint typecheck format bench clean browser
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -62,6 +62,11 @@ browser: ## install Debian's chromium for the browser tests when missing (apt-ge
 test: lint browser ## lint (type-check included) and run the test suite (slowest ten listed)
 	$(BIN)/pytest --durations=10
 
+# The same suite again with every test database on a private PostgreSQL cluster (Debian's
+# postgresql; installed when missing and root). .ci/with-postgres starts and removes it.
+test-pg: test ## `make test`, then the suite on PostgreSQL
+	.ci/with-postgres $(BIN)/pytest
+
 format: install ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
@@ -76,6 +81,8 @@ bench: install ## run every benchmark in quick mode and print its figures
 	  $(BIN)/python benchmarks/$$b.py --quick || exit 1; \
 	  echo; \
 	done
+	@echo "== benchmarks/scale_out.py --quick (on a private PostgreSQL)"
+	@.ci/with-postgres $(BIN)/python benchmarks/scale_out.py --quick
 
 clean: ## remove generated state (keeps .venv)
 	rm -rf outbox var .pytest_cache .mypy_cache .ruff_cache

@@ -282,6 +282,8 @@ def bench_decider(config: Path, sets: dict[str, list[tuple[str, str]]]) -> None:
             decider = make_decider(parse_settings({**data, "topics": off}, str(config)))
             print(f"decider: topics + {len(BLOCK)} block rules + a feed's exclude + languages")
         _decide_sets(decider, spec, feed, now, sets)
+        print("  the same, the feed declaring its language (fr, en; half and half for mix)")
+        _decide_sets(decider, spec, feed, now, sets, declared=True)
 
 
 def _decide_sets(
@@ -290,10 +292,25 @@ def _decide_sets(
     feed: str,
     now: datetime,
     sets: dict[str, list[tuple[str, str]]],
+    *,
+    declared: bool = False,
 ) -> None:
     for name, pairs in sets.items():
+        half = len(pairs) // 2
         items = [
-            Item(feed, str(i), f"https://bench.example/{i}", "", title, now, content_html=text)
+            Item(
+                feed,
+                str(i),
+                f"https://bench.example/{i}",
+                "",
+                title,
+                now,
+                content_html=text,
+                # make_items builds the mix French first, then English
+                language=(name if name != "mix" else "fr" if i < half else "en")
+                if declared
+                else None,
+            )
             for i, (title, text) in enumerate(pairs)
         ]
         best = min(run_decider(decider, items, spec)[0] for _ in range(3))

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -36,6 +37,88 @@ def require_shared(path: Path) -> Path:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"shared test data cannot be skipped under CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+#: ``postgresql://user:pw@host:port/postgres`` (a role that may CREATE DATABASE): run every test's
+#: database on that server instead of SQLite (``make test-pg`` and ``.ci/run`` set it).
+TEST_DATABASE_ENV = "DIGEST_TEST_DATABASE_URL"
+
+
+def on_postgresql() -> bool:
+    return bool(os.environ.get(TEST_DATABASE_ENV))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if on_postgresql() and item.get_closest_marker("sqlite_only"):
+        pytest.skip("about SQLite itself (this run is on PostgreSQL)")
+    if not on_postgresql() and item.get_closest_marker("postgresql"):
+        pytest.skip(f"needs PostgreSQL: set {TEST_DATABASE_ENV} (make test-pg)")
+
+
+@pytest.fixture(scope="session")
+def _pg_admin() -> Iterator[Any]:
+    """An AUTOCOMMIT engine on the test server's maintenance database (CREATE/DROP DATABASE)."""
+    from sqlalchemy import create_engine
+
+    from digest.store.db import database_url
+
+    engine = create_engine(
+        database_url(os.environ[TEST_DATABASE_ENV]), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """This test's own, empty database: SQLite in tmp_path, or a fresh PostgreSQL database
+    (created here, dropped afterwards, whoever still holds a connection to it)."""
+    if not on_postgresql():
+        yield f"sqlite:///{tmp_path}/digest.db"
+        return
+    from sqlalchemy import text
+
+    from digest.store.db import database_url
+
+    admin = request.getfixturevalue("_pg_admin")
+    name = f"digest_test_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            database_url(os.environ[TEST_DATABASE_ENV])
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def _every_database_on_postgresql(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a PostgreSQL run, every database a test opens is this test's own PostgreSQL database.
+
+    Tests name SQLite files (``sqlite:///var/digest.db`` in their config): the storage URL of
+    every config loaded (in this process or a child ``digest``) and every SQLite URL opened here
+    become this test's ``db_url``. Tests about SQLite itself are marked ``sqlite_only``.
+    """
+    if not on_postgresql() or request.node.get_closest_marker("sqlite_only"):
+        return
+    import digest.store.db as db
+
+    url = request.getfixturevalue("db_url")
+    monkeypatch.setenv("DIGEST_STORAGE_URL", url)
+    parse = db.database_url
+
+    def redirected(given: str) -> Any:
+        return parse(url if given.startswith("sqlite") else given)
+
+    monkeypatch.setattr(db, "database_url", redirected)
 
 
 @pytest.fixture(scope="session")

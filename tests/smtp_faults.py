@@ -9,6 +9,7 @@ handler with implicit TLS, STARTTLS and AUTH as asked.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -219,3 +220,31 @@ def fault_server(
         yield FaultServer("127.0.0.1", port, handler)
     finally:
         controller.stop()
+
+
+@dataclass
+class HoldingHandler(FaultHandler):
+    """A relay that accepts ``hold_after`` messages, then holds the next until ``release``.
+
+    So the signal is sure to land mid-run, with a message in hand: pacing every message by a
+    fixed delay instead let a starved test process send it after the whole run had finished.
+    """
+
+    hold_after: int = 5
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        while sum(self.counts().values()) >= self.hold_after and not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
+class SlowHandler(FaultHandler):
+    """A relay taking ``delay`` seconds per message: the sender is surely mid-issue when frozen."""
+
+    delay: float = 0.01
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)

@@ -100,6 +100,7 @@ def _database_before_issue_10(path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.sqlite_only  # the database from before the revision is built as a SQLite file
 def test_upgrade_rekeys_subscribers_and_keeps_old_erasures_erased(tmp_path: Path) -> None:
     db = tmp_path / "before.db"
     _database_before_issue_10(db)

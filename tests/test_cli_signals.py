@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from delivery_kit import SECRET, add_people, store_issue
 from digest.store import open_store, schema
-from smtp_faults import FaultHandler, fault_server
+from smtp_faults import HoldingHandler, fault_server
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 PEOPLE = [f"reader{i:03d}@example.org" for i in range(60)]
-
-
-@dataclass
-class HoldingHandler(FaultHandler):
-    """A relay that accepts ``hold_after`` messages, then holds the next until ``release``.
-
-    So the signal is sure to land mid-run, with a message in hand: pacing every message by a
-    fixed delay instead let a starved test process send it after the whole run had finished.
-    """
-
-    hold_after: int = 5
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        while sum(self.counts().values()) >= self.hold_after and not self.release.is_set():
-            await asyncio.sleep(0.01)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def _config(tmp_path: Path, port: int) -> Path:

@@ -21,7 +21,10 @@ def write(tmp_path: Path, text: str, name: str = "digest.toml") -> Path:
     return p
 
 
-def test_defaults_apply_when_sections_are_missing(tmp_path: Path) -> None:
+def test_defaults_apply_when_sections_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIGEST_STORAGE_URL", raising=False)  # set by a PostgreSQL test run
     s = config.load(write(tmp_path, ""))
     assert s.storage.url == "sqlite:///var/digest.db"
     assert s.schedule.fetch.text == "0 * * * *"

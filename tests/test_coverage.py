@@ -170,6 +170,7 @@ def test_the_feed_that_sees_the_link_second_can_still_put_the_story_in_its_topic
     assert entry.also == (AlsoCovered("Regulator", REGULATOR_PAGE),)
 
 
+@pytest.mark.sqlite_only  # reads sqlite_master
 def test_the_w12b_revisions_downgrade_and_upgrade_again_with_the_data(
     press_and_wire: Settings,
 ) -> None:

@@ -9,7 +9,6 @@ local SMTP server; only the wall clock is moved (time-machine), so nothing sleep
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from digest import config
 from digest.pipeline.collect import collect
 from digest.schedule import Daemon
 from digest.store import open_store
-from digest.store.locks import Lease
+from digest.store.locks import exclusive
 from digest.store.subscribers import add_subscriber
 
 SUBSCRIBERS = ["ada@example.org", "bob@example.org"]
@@ -94,7 +93,9 @@ def serving(config_path: Path) -> Iterator[Daemon]:
     settings = config.load(config_path)
     store = open_store(settings.storage.url)
     daemon = Daemon(config_path, settings, store)
-    lease = Lease("digest", "test", "localhost", os.getpid(), datetime.now(UTC), timedelta(hours=1))
+    # A real lease: a new issue is stored only while the daemon's lease (its token) is held.
+    held = exclusive(store, lease=timedelta(hours=1))
+    lease = held.__enter__()
     thread = threading.Thread(target=daemon.serve, args=(lease,), daemon=True)
     thread.start()
     try:
@@ -104,6 +105,7 @@ def serving(config_path: Path) -> Iterator[Daemon]:
     finally:
         daemon.stop.set()
         thread.join(30)
+        held.__exit__(None, None, None)
         store.close()
     assert not thread.is_alive()
 

@@ -22,9 +22,9 @@ from smtp_faults import fault_server
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
-    return open_store(f"sqlite:///{tmp_path}/d.db")
+    return open_store(db_url)
 
 
 def states(store: Store) -> dict[str, str]:

@@ -18,9 +18,9 @@ PEOPLE = [f"r{i}@example.org" for i in range(12)]
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
-    s = open_store(f"sqlite:///{tmp_path}/d.db")
+    s = open_store(db_url)
     store_issue(s)
     return s
 

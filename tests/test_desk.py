@@ -123,7 +123,7 @@ def test_send_without_approval_builds_the_draft_and_sends_nothing(
 
 
 def test_near_misses_are_best_first_above_the_floor_and_never_in_the_draft(
-    env: tuple[Settings, Store],
+    env: tuple[Settings, Store], tmp_path: Path
 ) -> None:
     settings, store = env
     view, created = build_draft(settings, store)
@@ -132,12 +132,56 @@ def test_near_misses_are_best_first_above_the_floor_and_never_in_the_draft(
     assert [c.title for c in view.near_misses] == [NEAR[0]]
     assert view.near_misses[0].score == pytest.approx(1.0)
     # A floor above 1.0 / 2.0 leaves it out.
-    strict = make(
-        Path(settings.storage.url.removeprefix("sqlite:///")).parent, review={"floor": 0.6}
-    )
+    strict = make(tmp_path, review={"floor": 0.6})
     view = current(strict, store)
     assert view is not None
     assert view.near_misses == ()
+
+
+def test_each_near_miss_says_it_came_from_the_rules_score_below_the_threshold(
+    env: tuple[Settings, Store], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, _store = env
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f"""
+[digest]
+title = "Veille"
+[storage]
+url = "{settings.storage.url}"
+[[feeds]]
+url = "{tmp_path / "feed.xml"}"
+name = "Watch"
+[topics.sovereign_cloud]
+title = "Sovereign cloud"
+include = ["sovereign cloud", "SecNumCloud"]
+threshold = 2.0
+learned = "off"
+[topics.data_protection]
+title = "Data protection"
+include = ["GDPR", "personal data", "CNIL"]
+threshold = 2.0
+learned = "off"
+[review]
+mode = "required"
+editors = ["{EDITOR}"]
+""",
+        encoding="utf-8",
+    )
+    built = run_cli(capsys, "--config", str(config), "draft")
+    assert built.code == 0
+    assert f"{NEAR[0]}  (Watch; rules 1.00 < threshold 2)" in built.out
+    shown = run_cli(capsys, "--config", str(config), "draft", "show", "--json")
+    assert shown.code == 0
+    [near] = json.loads(shown.out)["near_misses"]
+    # The documented keys stay; where it came from is beside them.
+    assert {"id", "title", "topic", "score"} <= set(near)
+    assert near["title"] == NEAR[0]
+    assert near["source"] == "rules"
+    assert near["score"] == pytest.approx(1.0)
+    assert near["threshold"] == 2.0
+    assert near["probability"] is None
+    assert near["floor"] is None
 
 
 def test_items_arriving_after_the_draft_are_shown_never_added_and_go_in_the_next_issue(

@@ -132,6 +132,7 @@ NAMES = st.text(
     names=st.lists(NAMES, min_size=1, max_size=3),
     also_broken=st.sampled_from(["500", "garbage", "huge-title", "none"]),
 )
+@pytest.mark.sqlite_only  # a fresh SQLite database per hypothesis example
 def test_hostile_units_are_recorded_and_every_good_one_is_delivered(
     httpserver: HTTPServer,
     smtp_sink: SMTPSink,

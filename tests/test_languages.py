@@ -232,3 +232,89 @@ def test_a_decision_never_fails_whatever_the_feed_sends(
     )
     [m] = _DECIDER.decide(item, spec, "F", explain=True)
     assert m.kept == (not m.rule and m.score >= 1.0)
+
+
+# --------------------------------------------------------------------------- shortcuts
+
+
+def _script_by_counting(text: str) -> str | None:
+    """Every script's letters counted: what ``dominant_script``'s one-scan shortcut must equal."""
+    from collections import Counter
+
+    from digest.summarize.language import _SCRIPTS
+
+    counts = Counter({name: len(rx.findall(text)) for name, rx in _SCRIPTS})
+    name, n = counts.most_common(1)[0]
+    if n == 0:
+        return None
+    return "kana" if name == "han" and counts["kana"] else name
+
+
+SCRIPT_TEXT = st.text(
+    alphabet=st.sampled_from(
+        list("abcdeéèàç XYZ.,;:'’-0123456789\n")
+        + list("привет мир")
+        + list("مرحبا")
+        + list("日本語のテキスト")
+        + list("ελληνικά")
+        + list("한국어")
+        + list("हिन्दी")
+        + list("שלום")
+    ),
+    max_size=80,
+)
+#: Sentences in the languages the function-word shortcuts know, and a few they do not.
+SENTENCES = [
+    "The regulator fined the retailer for keeping customer data too long.",
+    "La CNIL a sanctionné le commerçant qui gardait les données de ses clients.",
+    "Die Behörde hat gegen den Händler ein Bußgeld verhängt, und die Kunden sind nicht froh.",
+    "El regulador multó a la empresa por los datos de sus clientes y no se disculpó.",
+    "Il garante ha multato la società per i dati dei clienti che non sono stati protetti.",
+    "O regulador multou a empresa por causa dos dados dos clientes, não é a primeira vez.",
+    "De toezichthouder heeft het bedrijf een boete gegeven voor het bewaren van gegevens.",
+    "Tietosuojavaltuutettu määräsi yhtiölle sakon asiakastietojen säilyttämisestä.",
+    "cloud souverain SecNumCloud GDPR",
+    "Привет мир",
+]
+DECLARED = st.sampled_from([None, "", "fr", "en", "en-US", "fr_FR", "de", "es", "ru", "xx", "?"])
+READ = st.sampled_from(
+    [frozenset({"fr", "en"}), frozenset({"fr", "en", "de"}), frozenset({"fr"}), frozenset({"en"})]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(SCRIPT_TEXT)
+def test_the_script_shortcut_names_the_script_that_counting_every_letter_names(text: str) -> None:
+    from digest.summarize.language import dominant_script
+
+    assert dominant_script(text) == _script_by_counting(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(SCRIPT_TEXT, st.lists(st.sampled_from(SENTENCES), max_size=6).map(" ".join)),
+    DECLARED,
+    READ,
+)
+def test_skipping_detection_never_keeps_an_item_detection_would_drop(
+    text: str, declared: str | None, read: frozenset[str]
+) -> None:
+    from digest.summarize.language import detect, surely_read
+
+    if surely_read(text, declared, read):
+        assert detect(text, declared) in read | {"und"}
+
+
+def test_detection_is_skipped_only_where_it_could_not_drop_the_item() -> None:
+    from digest.summarize.language import surely_read
+
+    fr_en = frozenset({"fr", "en"})
+    english = "The regulator fined the retailer for keeping customer data too long."
+    assert surely_read(english, "fr-FR", fr_en)  # French or English, whatever detect says
+    assert surely_read(english, None, fr_en)  # no other language's function words: kept
+    german = "Die Behörde hat gegen den Händler ein Bußgeld verhängt, und die Kunden sind nicht"
+    assert not surely_read(german, None, fr_en)  # German function words: detect
+    assert surely_read(german, None, fr_en | {"de"})
+    assert not surely_read(english, "de", fr_en)  # a language not read: detect
+    assert not surely_read(english, "fr", frozenset({"fr"}))  # detect could say "en": detect
+    assert not surely_read("Регулятор оштрафовал компанию", "fr", fr_en)  # another script

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import psutil
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from digest.errors import LockedError
-from digest.store import open_store, schema
+from digest.store import Store, open_store, schema
+from digest.store.holders import Holder, Liveness, this_process
 from digest.store.locks import exclusive, holder_of
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/digest.db"
 
 
 def schema_time(offset_seconds: float) -> datetime:
@@ -142,22 +140,19 @@ def test_locks_with_different_names_do_not_conflict(db_url: str) -> None:
         assert holder_of(store, "other") is not None
 
 
-# A 3 s lease: with 1 s, a holder whose renewal thread was starved for a second on a loaded
-# machine lost its lock before the test could see it held.
+# The holder runs a 60 s lease (the default): only its death, seen from this host, frees it early.
 HOLDER = """
 import sys, time
 from datetime import UTC, datetime, timedelta
 from digest.store import open_store
 from digest.store.locks import exclusive
-with exclusive(open_store(sys.argv[1]), lease=timedelta(seconds=3)):
+with exclusive(open_store(sys.argv[1]), lease=timedelta(seconds=60)):
     print("held", flush=True)
-    time.sleep(60)
+    time.sleep(120)
 """
 
 
-def test_a_holder_killed_with_sigkill_loses_the_lock_when_its_lease_expires(
-    db_url: str,
-) -> None:
+def test_a_holder_killed_with_sigkill_on_this_host_is_taken_over_at_once(db_url: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, db_url], stdout=subprocess.PIPE, text=True
     )
@@ -169,9 +164,82 @@ def test_a_holder_killed_with_sigkill_loses_the_lock_when_its_lease_expires(
             pass
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        # The dead holder's row stays until its lease runs out; then it is ours.
-        with exclusive(store, wait=30) as lease:
+        # 59 s of its lease are left: no waiting, the dead holder's lease is ours now.
+        with exclusive(store, wait=0) as lease:
             assert holder_of(store).holder == lease.holder  # type: ignore[union-attr]
+            assert lease.took_over is not None
+            assert lease.took_over.pid == proc.pid
     finally:
         proc.kill()
         proc.wait()
+
+
+def _foreign_row(store: Store, holder: Holder, expires_in: float) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.locks).values(
+                name="digest",
+                holder=holder.encode(),
+                host=holder.host,
+                pid=holder.pid,
+                since=schema_time(-1),
+                expires=schema_time(expires_in),
+            )
+        )
+
+
+def test_a_holder_on_another_host_keeps_the_lock_until_its_lease_expires(db_url: str) -> None:
+    store = open_store(db_url)
+    me = this_process("x")
+    # Same pid, boot and namespace as a dead process would have, but another machine's.
+    elsewhere = dataclasses.replace(me, host="other-host", pid=_a_free_pid())
+    _foreign_row(store, elsewhere, expires_in=60)
+    with pytest.raises(LockedError, match="other-host pid"), exclusive(store):
+        pass
+    with store.begin() as conn:
+        conn.execute(update(schema.locks).values(expires=schema_time(-1)))
+    with exclusive(store) as lease:
+        assert lease.took_over is None  # taken because it expired, not because it died
+
+
+def test_a_row_written_before_holders_were_identified_waits_for_its_expiry(db_url: str) -> None:
+    store = open_store(db_url)
+    with store.begin() as conn:
+        conn.execute(
+            insert(schema.locks).values(
+                name="digest",
+                holder=f"{socket.gethostname()}:{_a_free_pid()}:abcdef12",
+                host=socket.gethostname(),
+                pid=_a_free_pid(),
+                since=schema_time(-1),
+                expires=schema_time(60),
+            )
+        )
+    with pytest.raises(LockedError), exclusive(store):
+        pass
+
+
+def _a_free_pid() -> int:
+    pid = 4_000_000
+    while psutil.pid_exists(pid):
+        pid -= 1
+    return pid
+
+
+def test_a_holder_is_alive_dead_or_unknown_from_where_this_process_stands() -> None:
+    me = this_process("x")
+    assert me.liveness() is Liveness.ALIVE
+    assert dataclasses.replace(me, pid=_a_free_pid()).liveness() is Liveness.DEAD
+    # Our pid, but a process that started earlier: the pid was reused, the holder is dead.
+    assert dataclasses.replace(me, started=me.started - 3600).liveness() is Liveness.DEAD
+    # This host booted since that holder ran: it is gone whatever its pid.
+    assert dataclasses.replace(me, boot_id="another-boot").liveness() is Liveness.DEAD
+    # Another container on this host: its pids are not ours to look at.
+    assert dataclasses.replace(me, pid_ns="pid:[1]").liveness() is Liveness.UNKNOWN
+    assert dataclasses.replace(me, host="elsewhere").liveness() is Liveness.UNKNOWN
+
+
+def test_a_holder_survives_encoding() -> None:
+    me = this_process("abc123")
+    assert Holder.decode(me.encode()) == dataclasses.replace(me, started=round(me.started, 2))
+    assert Holder.decode("host:123:abcdef12") is None

@@ -20,7 +20,7 @@ import time_machine
 from hypothesis import given
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Connection, event, func, select, update
 
 from conftest import run_cli
 from digest import config
@@ -30,6 +30,7 @@ from digest.models import DeliveryState, FeedSpec, Item
 from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue
 from digest.pipeline.prune import prune
+from digest.schedule import Daemon
 from digest.store import Store, open_store, schema
 from digest.store.deliveries import insert_pending
 from digest.store.drafts import record_decision
@@ -153,6 +154,12 @@ def seed(store: Store, now: datetime) -> dict[str, int]:
     return ids
 
 
+def sent_all(conn: Connection, issue_id: int) -> None:
+    """Every row of a finished issue is settled (sent): an open row would keep the issue."""
+    d = schema.deliveries
+    conn.execute(update(d).where(d.c.issue_id == issue_id).values(state=DeliveryState.SENT.value))
+
+
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.chdir(tmp_path)
@@ -269,8 +276,8 @@ def test_forever_keeps_everything(tmp_path: Path, site: Site) -> None:
 def test_bounce_reports_go_with_the_deliveries_but_never_inside_the_soft_bounce_window(
     tmp_path: Path, site: Site
 ) -> None:
-    """Delivery rows kept 10 days, soft bounces counted over 30: the report received 9 days
-    ago stays (its issue's rows do too), and so would one 20 days old; the 65-day one goes."""
+    """Delivery rows kept 40 days, soft bounces counted over 60: the report received 9 days
+    ago stays (its issue's rows do too), and so does one 50 days old; the 65-day one goes."""
     with site.store.begin() as conn:
         reader = conn.execute(select(func.min(schema.subscribers.c.id))).scalar()
         conn.execute(
@@ -278,22 +285,22 @@ def test_bounce_reports_go_with_the_deliveries_but_never_inside_the_soft_bounce_
                 subscriber_id=reader,
                 issue_id=None,
                 kind="soft",
-                report_id="<report-20d@mx>",
-                received=NOW - timedelta(days=20),
+                report_id="<report-50d@mx>",
+                received=NOW - timedelta(days=50),
             )
         )
     short = config.load(
         write_config(
             tmp_path,
-            '{ items = "forever", deliveries = "10d" }',
-            '[bounces]\nsoft_window = "30d"\n',
+            '{ items = "forever", deliveries = "40d" }',
+            '[bounces]\nsoft_window = "60d"\n',
         )
     )
     assert prune(short, site.store, now=NOW, dry_run=True).bounces == 1
     assert prune(short, site.store, now=NOW).bounces == 1
     with site.store.connect() as conn:
         left = {r for (r,) in conn.execute(select(schema.bounces.c.report_id))}
-    assert left == {"<report-3@mx>", "<report-20d@mx>"}
+    assert left == {"<report-3@mx>", "<report-50d@mx>"}
     kept = config.load(write_config(tmp_path, '{ deliveries = "forever" }'))
     assert prune(kept, site.store, now=NOW + timedelta(days=3650)).bounces == 0
 
@@ -340,6 +347,7 @@ def test_a_writer_and_a_reader_are_not_blocked_while_prune_runs_in_small_batches
             c = dataclasses.replace(content(number, item_id), created=NOW - timedelta(days=90))
             issue_id = save_issue(conn, c, subject="s", html="h", text="t", status="done")
             insert_pending(conn, issue_id, [(r, f"<{number}.{r}@x>") for r in readers], NOW)
+            sent_all(conn, issue_id)
     # On SQLite the writer gives up after 2 s of waiting for the lock (the store's default is
     # 30 s): a prune holding the database for longer than that would fail it. On PostgreSQL
     # the writer's rows are not the prune's: it never waits.
@@ -422,6 +430,7 @@ def test_digest_prune_prints_one_line_and_dry_run_first(
     [
         ('{ items = "3d" }', "not longer than digest.window_days"),
         ('{ deliveries = "12h" }', "at least 1 day"),
+        ('{ deliveries = "10d" }', "at least 30 days"),
         ('{ items = "soon" }', "or 'forever'"),
         ('{ issues = "30d" }', "storage.retention.issues: unknown key"),
     ],
@@ -517,6 +526,7 @@ def test_sigterm_stops_digest_prune_between_batches_and_a_rerun_finishes(tmp_pat
             c = dataclasses.replace(content(number, item_id), created=NOW - timedelta(days=90))
             issue_id = save_issue(conn, c, subject="s", html="h", text="t", status="done")
             insert_pending(conn, issue_id, [(r, f"<{number}.{r}@x>") for r in readers], NOW)
+            sent_all(conn, issue_id)
 
     def left() -> int:
         with store.connect() as conn:
@@ -620,3 +630,91 @@ def test_an_old_item_an_editor_decided_on_or_put_in_a_draft_is_kept(site: Site) 
         guids = {g for (g,) in conn.execute(select(schema.items.c.guid))}
     assert {"decided", "drafted"} <= guids
     assert site.count(schema.editor_decisions) == 1
+
+
+@pytest.mark.parametrize(
+    "unsettled",
+    [
+        {"claim_token": 7, "claim_owner": "another sender", "claim_expires": NOW + timedelta(1)},
+        {"state": DeliveryState.UNKNOWN.value},
+    ],
+    ids=["claimed", "open"],
+)
+def test_rows_a_sender_still_claims_or_must_resend_keep_their_issue_whole(
+    site: Site, unsettled: dict[str, Any]
+) -> None:
+    """Issue #1 is old and done, but one row is claimed by a live sender (store/claims.py) or
+    still open: none of its rows goes and it is not marked; once settled, they go."""
+    d = schema.deliveries
+    with site.store.begin() as conn:
+        first = conn.execute(
+            select(func.min(d.c.id)).where(d.c.issue_id == site.ids["issue1"])
+        ).scalar()
+        conn.execute(update(d).where(d.c.id == first).values(**unsettled))
+    assert prune(site.settings, site.store, now=NOW, dry_run=True).deliveries == 0
+    counts = prune(site.settings, site.store, now=NOW)
+    assert (counts.deliveries, counts.issues) == (0, 0)
+    assert site.count(d, d.c.issue_id == site.ids["issue1"]) == 3
+    assert site.count(schema.issues, schema.issues.c.deliveries_pruned.is_not(None)) == 0
+    with site.store.begin() as conn:  # the claim expired (its sender finished), the row sent
+        conn.execute(
+            update(d)
+            .where(d.c.id == first)
+            .values(state=DeliveryState.SENT.value, claim_expires=NOW - timedelta(1))
+        )
+    assert prune(site.settings, site.store, now=NOW).deliveries == 3
+
+
+@pytest.mark.parametrize(("fingerprints", "undated_goes"), [("forever", True), ("400d", False)])
+def test_an_item_dated_recently_stays_and_an_undated_one_goes_only_with_a_lasting_fingerprint(
+    tmp_path: Path, site: Site, fingerprints: str, undated_goes: bool
+) -> None:
+    """First seen 90 days ago (items kept 30): one dated 3 days ago may still go into an issue;
+    an undated one, once its fingerprint expired, would come back dated today (into the next
+    issue), so it is pruned only while fingerprints are kept forever."""
+    with site.store.begin() as conn:
+        insert_items(
+            conn,
+            site.ids["feed"],
+            [
+                dataclasses.replace(item("dated-recently"), published=NOW - timedelta(days=3)),
+                dataclasses.replace(
+                    item("undated"), published=NOW - timedelta(days=90), dated=False
+                ),
+            ],
+            now=NOW - timedelta(days=90),
+        )
+    settings = config.load(
+        write_config(tmp_path, f'{{ items = "30d", fingerprints = "{fingerprints}" }}')
+    )
+    would = prune(settings, site.store, now=NOW, dry_run=True)
+    counts = prune(settings, site.store, now=NOW)
+    assert would.items == counts.items == (2 if undated_goes else 1)  # with the seeded "old"
+    with site.store.connect() as conn:
+        guids = {g for (g,) in conn.execute(select(schema.items.c.guid))}
+    assert "dated-recently" in guids
+    assert ("undated" not in guids) is undated_goes
+
+
+def test_with_everything_kept_forever_the_daemon_has_no_prune_job_until_a_reload_sets_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-" + "x" * 32)
+    forever = '{ items = "forever", deliveries = "forever", cache = "forever" }'
+    path = write_config(tmp_path, forever)
+    settings = config.load(path)
+    store = open_store(settings.storage.url)
+    daemon = Daemon(path, settings, store)
+    daemon.scheduler.start(paused=True)
+    try:
+        daemon.sync_jobs()
+        assert daemon.scheduler.get_job("prune") is None
+        write_config(tmp_path, '{ deliveries = "400d" }', '[schedule]\nprune = "15 4 * * *"\n')
+        daemon.reload("SIGHUP")
+        job = daemon.scheduler.get_job("prune")
+        assert job is not None
+        assert (job.next_run_time.hour, job.next_run_time.minute) == (4, 15)
+    finally:
+        daemon.scheduler.shutdown(wait=False)
+        store.close()

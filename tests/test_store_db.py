@@ -9,9 +9,10 @@ from sqlalchemy import select, update
 
 from digest.errors import StoreError
 from digest.store import open_store, schema
-from digest.store.db import schema_version
+from digest.store.db import database_url, schema_version
 
 
+@pytest.mark.sqlite_only
 def test_first_use_creates_parent_folder_and_schema(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/var/digest.db")
     assert (tmp_path / "var" / "digest.db").exists()
@@ -20,14 +21,15 @@ def test_first_use_creates_parent_folder_and_schema(tmp_path: Path) -> None:
         assert conn.execute(select(schema.feeds)).all() == []
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/d.db")
     with store.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_reopening_keeps_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/d.db"
+def test_reopening_keeps_data(db_url: str) -> None:
+    url = db_url
     with open_store(url).begin() as conn:
         conn.execute(schema.meta.insert().values(key="marker", value="kept"))
     with open_store(url).connect() as conn:
@@ -35,8 +37,8 @@ def test_reopening_keeps_data(tmp_path: Path) -> None:
         assert got.scalar() == "kept"
 
 
-def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/d.db"
+def test_a_newer_schema_is_refused_with_a_clear_error(db_url: str) -> None:
+    url = db_url
     with open_store(url).begin() as conn:
         conn.execute(update(schema.meta).values(value=str(schema.SCHEMA_VERSION + 1)))
     with pytest.raises(StoreError, match="newer than this digest"):
@@ -46,3 +48,32 @@ def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
 def test_a_bad_url_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="not a database URL"):
         open_store("not a url")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://u:p@db.example.org:5432/digest",
+        "postgres://u:p@db.example.org:5432/digest",
+        "postgresql+psycopg://u:p@db.example.org:5432/digest",
+    ],
+)
+def test_postgresql_urls_use_the_installed_psycopg_driver(given: str) -> None:
+    url = database_url(given)
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database, url.username) == (
+        "db.example.org",
+        5432,
+        "digest",
+        "u",
+    )
+
+
+@pytest.mark.postgresql
+def test_both_postgresql_url_spellings_open_the_same_database(db_url: str) -> None:
+    plain = database_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with open_store(plain).begin() as conn:
+        conn.execute(schema.meta.insert().values(key="marker", value="via postgresql://"))
+    with open_store(db_url).connect() as conn:
+        got = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "marker"))
+        assert got.scalar() == "via postgresql://"

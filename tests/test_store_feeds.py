@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,8 @@ URL = "https://cnil.example/feed"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/d.db")
+def store(db_url: str) -> Store:
+    return open_store(db_url)
 
 
 def feed_id(store: Store) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -64,8 +63,8 @@ def content(number: int, item_id: int = 1, *, summary: str = "Résumé.") -> Iss
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/d.db")
+def store(db_url: str) -> Store:
+    return open_store(db_url)
 
 
 def test_content_survives_json_exactly() -> None:

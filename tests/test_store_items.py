@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -42,8 +41,8 @@ def item(guid: str, url: str | None = None, **kw: object) -> Item:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/d.db")
+def store(db_url: str) -> Store:
+    return open_store(db_url)
 
 
 def two_feeds(store: Store) -> tuple[int, int]:

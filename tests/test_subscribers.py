@@ -23,8 +23,8 @@ NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(f"sqlite:///{tmp_path}/d.db")
+def store(db_url: str) -> Store:
+    return open_store(db_url)
 
 
 def write_csv(tmp_path: Path, text: str) -> Path:

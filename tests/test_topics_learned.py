@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -103,6 +104,15 @@ def test_batch_scoring_is_the_training_features_exactly(model: TextModel) -> Non
     expected = x @ model.coef + model.intercept
     got = model.decision([(e.title, e.text) for e in examples])
     assert np.allclose(got, expected)
+
+
+def test_feature_counts_are_the_training_features_in_the_same_order(model: TextModel) -> None:
+    index = {f: i for i, f in enumerate(model.features)}
+    for e in labeled()[:60]:
+        counts, _share = model._counts(e.title, e.text)
+        expected = Counter(index[f] for f in analyze(e.title, e.text) if f in index)
+        # Same counts in the same order: the scores add up in the same order, to the last bit.
+        assert list(counts.items()) == list(expected.items())
 
 
 def test_json_round_trip_scores_the_same_and_runs_no_code(model: TextModel, tmp_path: Path) -> None:
@@ -513,7 +523,8 @@ def test_the_desk_lists_items_the_rules_drop_and_the_model_rates_high_as_near_mi
         encoding="utf-8",
     )
     storage = {"url": f"sqlite:///{tmp_path}/digest.db", "topic_model": str(model)}
-    settings = make(tmp_path, storage=storage)
+    digest = {"title": "Veille", "base_url": "http://testserver"}  # the web desk's links
+    settings = make(tmp_path, storage=storage, digest=digest)
     store = open_store(settings.storage.url)
     try:
         collect(settings, store)
@@ -524,5 +535,24 @@ def test_the_desk_lists_items_the_rules_drop_and_the_model_rates_high_as_near_mi
         assert missed[0] in by_title
         assert by_title[missed[0]].topic_id == "data_protection"
         assert "Football cup final moved to the weekend" not in by_title
+        # It says why it is offered: the model's probability at the topic's floor, not the rules.
+        near = by_title[missed[0]]
+        assert near.origin == "learned"
+        assert near.floor == 0.9
+        assert near.probability is not None
+        assert near.probability >= 0.9
+        assert near.score < near.threshold
+        # And the web desk shows it beside the item.
+        from starlette.testclient import TestClient
+
+        from digest.web import create_app
+        from test_web_desk import sign_in
+        from test_web_helpers import SECRET as WEB_SECRET
+
+        with TestClient(create_app(settings, store, secret=WEB_SECRET)) as client:
+            sign_in(client, settings)
+            page = client.get("/desk").text
+        assert f"learned model: probability {near.probability:.2f} (floor 0.9)" in page
+        assert f"rules: score {near.score:.2f} below the threshold 2" in page
     finally:
         store.close()

@@ -1,11 +1,17 @@
-"""digest topics suggest: edits mined from tuning misses, measured on tuning and held-out rows."""
+"""digest topics suggest: edits mined from tuning misses and from the editors' decisions,
+measured on tuning and held-out rows."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
 
 from digest.models import Term, TopicDef
 from digest.pipeline.wiring import make_matcher
 from digest.topics import EvalRow
-from digest.topics.suggest import suggest
+from digest.topics.suggest import suggest, suggest_from_decisions
 
 TOPIC = TopicDef(
     "sc",
@@ -74,3 +80,100 @@ def test_suggest_lowers_the_weight_behind_several_wrongly_kept_items() -> None:
     assert lower, [s.summary for s in found]
     assert "'privacy' from 3 to 1.5" in lower[0].summary
     assert lower[0].tuning.after.fp == 0
+
+
+def test_editor_decisions_yield_edits_that_set_them_right_measured_on_held_out_rows() -> None:
+    decided = [
+        row("Province moves its mail off Gmail", {"sc"}),  # added by an editor: a miss
+        row("SecNumCloud vendor sponsors a cloud gaming cup", set()),  # dropped: wrongly kept
+        row("SecNumCloud for the ministry", {"sc"}),  # kept: the rules agree
+    ]
+    found = suggest_from_decisions(TOPIC, decided, TUNING, HELDOUT, compile=make_matcher)
+    gmail = next(s for s in found if s.kind == "add term" and "'gmail'" in s.summary)
+    assert "in 1 titles editors added" in gmail.summary
+    assert gmail.decisions is not None
+    assert gmail.decisions.gained == ("Province moves its mail off Gmail",)
+    assert gmail.heldout is not None
+    assert gmail.heldout.gained == ("Province takes its mail off Gmail",)
+    assert gmail.heldout.recall_gain == 1.0
+    # Every edit listed sets right more decisions than it breaks, best first.
+    nets = [len(s.decisions.gained) - len(s.decisions.lost) for s in found if s.decisions]
+    assert len(nets) == len(found)
+    assert all(n > 0 for n in nets)
+    assert nets == sorted(nets, reverse=True)
+
+
+def test_suggest_mines_the_editors_stored_drops_and_adds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+    from digest.pipeline import desk
+    from digest.pipeline.collect import collect
+    from digest.pipeline.draft import build_draft
+    from digest.store import open_store
+    from test_desk import EDITOR, SECRET, make, rss
+
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    added = ("Hosting provider Scaleway opens a region", "It mentions SecNumCloud once.")
+    dropped = ("SecNumCloud vendor sponsors the gaming cup", "Esports news.")
+    keep = ("Sovereign cloud: Bleu passes SecNumCloud", "A sovereign cloud offer.")
+    (tmp_path / "feed.xml").write_text(rss([keep, dropped, added]), encoding="utf-8")
+    settings = make(tmp_path)
+    store = open_store(settings.storage.url)
+    try:
+        collect(settings, store)
+        view, _ = build_draft(settings, store)
+        assert view is not None
+        by_title = {e.title: e.item_id for e in view.entry_list()}
+        near = {c.title: c.item_id for c in view.near_misses}
+        desk.drop(settings, store, by_title[dropped[0]], editor=EDITOR)
+        desk.add(settings, store, near[added[0]], topic="sovereign_cloud", editor=EDITOR)
+    finally:
+        store.close()
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f"""
+[storage]
+url = "{settings.storage.url}"
+[topics.sovereign_cloud]
+title = "Sovereign cloud"
+include = ["sovereign cloud", "SecNumCloud"]
+threshold = 2.0
+""",
+        encoding="utf-8",
+    )
+    tuning = tmp_path / "tuning.jsonl"
+    tuning.write_text(
+        json.dumps({"title": keep[0], "summary": keep[1], "labels": ["sovereign_cloud"]}) + "\n",
+        encoding="utf-8",
+    )
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(
+        json.dumps(
+            {"title": "Scaleway opens a Paris region", "summary": "", "labels": ["sovereign_cloud"]}
+        )
+        + "\n"
+        + json.dumps({"title": "Gaming cup final tonight", "summary": "", "labels": []})
+        + "\n",
+        encoding="utf-8",
+    )
+    args = ["--config", str(config), "topics", "suggest", "sovereign_cloud", str(tuning)]
+    got = run_cli(capsys, *args, "--heldout", str(heldout), "--json")
+    assert got.code == 0, got.err
+    data = json.loads(got.out)
+    editors = data["editors"]
+    assert (editors["items"], editors["added"], editors["dropped"]) == (2, 1, 1)
+    scaleway = next(s for s in editors["suggestions"] if "'scaleway'" in s["summary"])
+    assert scaleway["decisions"]["gained"] == [added[0]]
+    assert scaleway["heldout"]["gained"] == ["Scaleway opens a Paris region"]
+    assert scaleway["heldout"]["recall_gain"] == 1.0
+    lowered = [s for s in editors["suggestions"] if s["kind"] == "lower weight"]
+    assert lowered
+    assert lowered[0]["decisions"]["gained"] == [dropped[0]]
+    text = run_cli(capsys, *args, "--heldout", str(heldout))
+    assert text.code == 0
+    assert "from editors' decisions: 2 items (1 kept, added or pinned; 1 dropped)" in text.out
+    assert "+ Scaleway opens a Paris region" in text.out
+    # Without the editors' decisions, only the tuning set is mined.
+    bare = json.loads(run_cli(capsys, *args, "--no-decisions", "--json").out)
+    assert "editors" not in bare

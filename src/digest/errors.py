@@ -23,7 +23,8 @@ the CLI and the daemon only ever need to know this tree::
     ├── SummarizeError               a summarizer engine failed (callers fall back)
     └── DeliveryError                mail could not be handed over
         ├── TransientDeliveryError   4xx, dropped connection: retry later
-        └── FatalDeliveryError       authentication / TLS / configuration: stop the run
+        ├── FatalDeliveryError       authentication / TLS / configuration: stop the run
+        └── FencedError              this sender lost its claim (paused past its lease): stop
 
 A recipient refused for good (5xx) is not an exception but a ``send.Outcome.PERMANENT`` result:
 one refusal never stops the other recipients.
@@ -122,3 +123,8 @@ class TransientDeliveryError(DeliveryError):
 
 class FatalDeliveryError(DeliveryError):
     """Authentication, TLS or configuration failure: the whole run must stop."""
+
+
+class FencedError(DeliveryError):
+    """This sender's claim on its recipients is gone (it was paused longer than the lease and
+    another sender took them): it stopped without sending to them."""

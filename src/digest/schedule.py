@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,7 +49,7 @@ from digest.pipeline.issue import send
 from digest.pipeline.prune import format_pruned, prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
-from digest.store.locks import Lease, exclusive
+from digest.store.locks import STANDBY_PREFIX, Lease, exclusive, holder_of
 from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,8 @@ def _draft(settings: Settings, store: Store, stop: threading.Event) -> RunCounts
 
 
 def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    counts = send(settings, store, stop=stop, deadline=True)
+    lease = _DAEMON.lease if _DAEMON is not None else None
+    counts = send(settings, store, stop=stop, deadline=True, lease=lease)
     if counts.waiting is not None and settings.review.required:
         # The send time with no approval ([review] on_deadline = "hold"): nothing went out.
         # Editors who were never told (no draft job) get the link; the others one reminder.
@@ -185,6 +188,8 @@ class Daemon:
         self.store = store
         self.metrics = Metrics()
         self.metrics.watch_store(store)
+        #: The database lock while serving: a new issue is stored only while it is ours.
+        self.lease: Lease | None = None
         #: Set by SIGTERM/SIGINT: the running job finishes its unit of work and returns.
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
@@ -467,6 +472,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (exit 0) or until the lock is lost (exit 1)."""
         global _DAEMON
         _DAEMON = self
+        self.lease = lease
         server: HealthServer | None = None
         code = 0
         try:
@@ -529,6 +535,48 @@ def _apply_log_format(settings: Settings) -> None:
         configure(fmt="json", level=root.level or logging.INFO)
 
 
+#: A standby waits for the lock as long as it runs (seconds; a stop ends the wait).
+_FOREVER = 10.0**9
+
+
+@contextmanager
+def _standby_then_active(
+    settings: Settings, store: Store, lease: timedelta, stop: threading.Event
+) -> Iterator[Lease]:
+    """Wait as a hot standby (seen by `status` and /healthz), then hold the lock as the active
+    daemon: taken at once when the active one dies on this host, after its lease otherwise."""
+    with ExitStack() as waiting:
+        waiting.enter_context(
+            exclusive(store, f"{STANDBY_PREFIX}{uuid.uuid4().hex[:12]}", lease=lease)
+        )
+
+        def active() -> str:
+            info = holder_of(store)
+            return info.describe() if info is not None and not info.expired else "nobody"
+
+        if settings.daemon.http:
+            health = Health(metrics=Metrics(), scheduler_running=lambda: False, standby_for=active)
+            waiting.callback(HealthServer(settings.daemon.http, health).close)
+        log.info("standby: waiting to take over from %s", active(), extra={"role": "standby"})
+        taking = exclusive(store, lease=lease, wait=_FOREVER, cancel=stop)
+        held = taking.__enter__()
+    try:
+        log.info("standby: took over the schedule", extra={"role": "active"})
+        yield held
+    finally:
+        taking.__exit__(None, None, None)
+
+
+def _config_now(config_path: Path | None, settings: Settings) -> Settings:
+    """A standby may have waited for days: it serves the config as it is when it takes over
+    (or, if that file is now invalid, the one it started with)."""
+    try:
+        return config.load(config_path)
+    except ConfigError as exc:
+        log.error("config not reloaded at takeover, keeping the one read at start: %s", exc)
+        return settings
+
+
 def run_daemon(config_path: Path | None) -> int:
     """`digest run`: serve until SIGTERM/SIGINT; returns the exit code (LockedError -> exit 2)."""
     settings = config.load(config_path)
@@ -542,7 +590,13 @@ def run_daemon(config_path: Path | None) -> int:
             lease = settings.daemon.lock_lease.delta
             wait = settings.daemon.lock_wait.seconds
             try:
-                with exclusive(store, lease=lease, wait=wait, cancel=stop) as held:
+                if settings.daemon.standby:
+                    taking = _standby_then_active(settings, store, lease, stop)
+                else:
+                    taking = exclusive(store, lease=lease, wait=wait, cancel=stop)
+                with taking as held:
+                    if settings.daemon.standby:
+                        settings = _config_now(config_path, settings)
                     daemon = Daemon(config_path, settings, store)
                     daemon.stop, daemon.reload_requested = stop, reload
                     return daemon.serve(held)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from digest.pipeline import Progress as ProgressFn
     from digest.store import Store
+    from digest.store.locks import Lease
 
 # The pipeline (and every stage under it), the store and the progress bar are imported inside
 # the commands that use them, so that `digest --help` and the other commands start quickly.
@@ -63,14 +64,14 @@ def _store(settings: Settings) -> Store:
 
 
 @contextmanager
-def _locked(settings: Settings, store: Store) -> Iterator[None]:
+def _locked(settings: Settings, store: Store) -> Iterator[Lease]:
     """One digest at a time on a database: a second one waits ``lock_wait`` then exits 2."""
     from digest.store.locks import exclusive
 
     lease = settings.daemon.lock_lease.delta
     wait = settings.daemon.lock_wait.seconds
-    with exclusive(store, lease=lease, wait=wait):
-        yield
+    with exclusive(store, lease=lease, wait=wait) as held:
+        yield held
 
 
 @contextmanager
@@ -250,8 +251,24 @@ def send(dry_run: bool) -> None:
 
     settings = STATE.settings()
     store = _store(settings)
-    with _graceful() as stop, _locked(settings, store), _progress_bar() as progress:
-        counts = outgoing.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+    if store.is_sqlite or dry_run:
+        # SQLite: one sender at a time, holding the database lock for the whole run.
+        with _graceful() as stop, _locked(settings, store) as lease, _progress_bar() as progress:
+            counts = outgoing.send(
+                settings, store, dry_run=dry_run, progress=progress, stop=stop, lease=lease
+            )
+    else:
+        # PostgreSQL: every `digest send` shares the delivery; one builds the next issue.
+        from digest.pipeline import issue
+
+        with _graceful() as stop, _progress_bar() as progress:
+            counts = issue.send_together(
+                settings,
+                store,
+                lease=settings.daemon.lock_lease.delta,
+                progress=progress,
+                stop=stop,
+            )
     _report_send(settings, store, counts, dry_run=dry_run)
     if counts.items_failed:
         out.print(f"items: {counts.items_failed} failed (recorded on each item)", markup=False)

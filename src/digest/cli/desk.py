@@ -20,7 +20,7 @@ from digest.config import parse_duration
 from digest.errors import UsageError
 
 if TYPE_CHECKING:
-    from digest.pipeline.draft import DraftView
+    from digest.pipeline.draft import Candidate, DraftView
     from digest.store import Store
 
 #: Who the CLI acts as when ``--as`` is not given (before falling back to user@host).
@@ -176,7 +176,7 @@ def _print_draft(view: DraftView) -> None:
     if not view.near_misses:
         out.print("     none", markup=False)
     for c in view.near_misses:
-        why = "kept, over the limit" if c.kept else "below the threshold"
+        why = _why(c)
         out.print(
             f"     id {c.item_id:<6} {c.topic_id:<18} {c.score:6.2f}  {c.title}  "
             f"({c.source}; {why})",
@@ -191,11 +191,33 @@ def _print_draft(view: DraftView) -> None:
             )
 
 
+def _why(c: Candidate) -> str:
+    """Why a near miss is offered: the rules' score against the threshold, or the model."""
+    rules = f"rules {c.score:.2f} < threshold {c.threshold:g}"
+    model = f"the model rates it {c.probability or 0:.2f} (floor {c.floor or 0:g})"
+    if c.origin == "limit":
+        return "kept, over the limit"
+    if c.origin == "learned":
+        return f"{model}; {rules}"
+    return f"{rules}; {model}" if c.probability is not None else rules
+
+
 def _draft_json(view: DraftView) -> dict[str, Any]:
     d = view.draft
 
-    def candidate(c: Any) -> dict[str, Any]:
-        return {"id": c.item_id, "title": c.title, "topic": c.topic_id, "score": c.score}
+    def candidate(c: Candidate) -> dict[str, Any]:
+        return {
+            "id": c.item_id,
+            "title": c.title,
+            "topic": c.topic_id,
+            "score": c.score,
+            # Where it came from: "rules" (score below "threshold"), "limit" (kept, over the
+            # per-topic limit), "learned" (the model's "probability" at or above "floor"), "new".
+            "source": c.origin,
+            "probability": c.probability,
+            "threshold": c.threshold,
+            "floor": c.floor,
+        }
 
     return {
         "number": view.number,

@@ -106,7 +106,7 @@ def status(issue_count: int, as_json: bool) -> None:
     from digest.store import open_store
     from digest.store.drafts import open_draft
     from digest.store.items import MAX_ITEM_FAILURES, failed_items
-    from digest.store.locks import holder_of
+    from digest.store.locks import holder_of, standbys
     from digest.store.status import feed_reports, issue_reports
     from digest.store.subscribers import count_by_status
 
@@ -121,6 +121,7 @@ def status(issue_count: int, as_json: bool) -> None:
             bounces = bstore.counts(conn)
             draft = open_draft(conn)
         lock = holder_of(store)
+        waiting = standbys(store)
     finally:
         store.close()
     # Every status, zeros included; "bounced": readers whose last deliveries all failed.
@@ -145,6 +146,7 @@ def status(issue_count: int, as_json: bool) -> None:
         doc = {
             "daemon": daemon,
             "review": review,
+            "standby": [{"host": w.host, "pid": w.pid, "since": _iso(w.since)} for w in waiting],
             "feeds": [_feed_json(r) for r in feeds],
             "issues": [_issue_json(r) for r in issues],
             "subscribers": people,
@@ -156,10 +158,14 @@ def status(issue_count: int, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    if lock is not None and not lock.expired:
+    if lock is not None and not lock.expired and lock.purpose == "build":
+        out.print(f"Building an issue: {lock.describe()}", markup=False)
+    elif lock is not None and not lock.expired:
         out.print(f"Daemon: running on {lock.describe()}", markup=False)
     else:
         out.print("Daemon: not running", markup=False)
+    for w in waiting:
+        out.print(f"Standby: {w.describe()}", markup=False)
     if draft is not None and not draft.approved:
         out.print(
             f"Review: issue #{draft.number} is waiting for approval "

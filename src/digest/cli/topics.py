@@ -312,17 +312,27 @@ def _read_rows(file: Path) -> list[EvalRow]:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Labeled items never tuned on: each edit's effect on them is shown, not used to rank.",
 )
-@click.option("--limit", default=10, show_default=True, help="Edits listed at most.")
+@click.option(
+    "--decisions/--no-decisions",
+    default=True,
+    show_default=True,
+    help="Also mine the editors' decisions stored on the desk (an added item the rules "
+    "dropped is a miss, a dropped item they kept is wrongly kept).",
+)
+@click.option("--limit", default=10, show_default=True, help="Edits listed at most (per source).")
 @click.option("--json", "as_json", is_flag=True, help="Print the edits as one JSON object.")
-def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_json: bool) -> None:
+def suggest_cmd(
+    topic: str, tuning: Path, heldout: Path | None, decisions: bool, limit: int, as_json: bool
+) -> None:
     """Concrete edits to TOPIC (a term to add, a require group to relax, a weight to lower).
 
     Mined from the items of TUNING (JSON Lines, as for `topics eval`) that TOPIC misses or wrongly
-    keeps; ranked by F1 gained on TUNING, each shown with its effect on --heldout: recall gained,
-    precision lost, and the items it would flip. Nothing is written: paste what you accept into
-    config/topics.toml.
+    keeps, ranked by F1 gained on TUNING; then, shown separately, from the editors' decisions
+    on TOPIC, ranked by the decisions they set right. Each is shown with its effect on
+    --heldout: recall gained, precision lost, and the items it would flip. Nothing is written:
+    paste what you accept into config/topics.toml.
     """
-    from digest.topics.suggest import suggest
+    from digest.topics.suggest import suggest, suggest_from_decisions
 
     settings = STATE.settings()
     matcher = _matcher(settings)
@@ -334,29 +344,76 @@ def suggest_cmd(topic: str, tuning: Path, heldout: Path | None, limit: int, as_j
         raise UsageError("--limit must be at least 1")
     from digest.pipeline.wiring import make_matcher
 
-    found = suggest(
-        tdef,
-        _read_rows(tuning),
-        _read_rows(heldout) if heldout else (),
-        compile=make_matcher,
-        limit=limit,
+    tuning_rows = _read_rows(tuning)
+    heldout_rows = _read_rows(heldout) if heldout else []
+    found = suggest(tdef, tuning_rows, heldout_rows, compile=make_matcher, limit=limit)
+    decided = _decision_rows(settings, topic) if decisions else []
+    by_editors = (
+        suggest_from_decisions(
+            tdef, decided, tuning_rows, heldout_rows, compile=make_matcher, limit=limit
+        )
+        if decided
+        else []
     )
     if as_json:
-        sys.stdout.write(
-            json.dumps({"topic": topic, "suggestions": [_as_dict(s) for s in found]}) + "\n"
-        )
+        data: dict[str, object] = {
+            "topic": topic,
+            "suggestions": [_as_dict(s) for s in found],
+        }
+        if decisions:
+            data["editors"] = {
+                "items": len(decided),
+                "added": sum(topic in r.labels for r in decided),
+                "dropped": sum(topic not in r.labels for r in decided),
+                "suggestions": [_as_dict(s) for s in by_editors],
+            }
+        sys.stdout.write(json.dumps(data) + "\n")
         return
+    out.print(f"from the tuning set ({escape(str(tuning))}): {len(tuning_rows)} items")
     if not found:
-        out.print(f"{topic}: no edit improves F1 on {escape(str(tuning))}")
-        return
+        out.print(f"  no edit improves {topic}'s F1 on it")
+    _print_suggestions(found, "tuning")
+    if decisions:
+        kept = sum(topic in r.labels for r in decided)
+        out.print(
+            f"from editors' decisions: {len(decided)} items "
+            f"({kept} kept, added or pinned; {len(decided) - kept} dropped)"
+        )
+        if decided and not by_editors:
+            out.print("  no edit sets right more of them than it breaks")
+        _print_suggestions(by_editors, "decisions")
+
+
+def _decision_rows(settings: Settings, topic: str) -> list[EvalRow]:
+    from digest.pipeline.learning import editor_rows
+    from digest.store import open_store
+
+    store = open_store(settings.storage.url)
+    try:
+        return editor_rows(store, topic)
+    finally:
+        store.close()
+
+
+def _print_suggestions(found: Sequence[Suggestion], ranked_on: str) -> None:
     for i, s in enumerate(found, start=1):
-        t = s.tuning
         out.print(f"[bold]{i}. {escape(s.summary)}[/bold]")
         out.print(f"   {escape(s.toml)}", markup=False, highlight=False)
+        if s.decisions is not None:
+            d = s.decisions
+            out.print(f"   decisions: sets right {len(d.gained)}, breaks {len(d.lost)}")
+            for title in d.gained[:5]:
+                out.print(f"     + {title}", markup=False, highlight=False)
+            for title in d.lost[:5]:
+                out.print(f"     - {title}", markup=False, highlight=False)
+        t = s.tuning
         out.print(
             f"   tuning: F1 {t.before.f1:.3f} -> {t.after.f1:.3f} "
             f"(recall {t.recall_gain:+.3f}, precision {t.precision_change:+.3f})"
         )
+        if ranked_on == "decisions":  # the tuning rows did not choose it: show what it flips
+            for title in t.lost[:3]:
+                out.print(f"     - {title}", markup=False, highlight=False)
         if s.heldout is not None:
             h = s.heldout
             out.print(
@@ -388,6 +445,7 @@ def _as_dict(s: Suggestion) -> dict[str, object]:
         "toml": s.toml,
         "tuning": eff(s.tuning),
         "heldout": eff(s.heldout),
+        **({"decisions": eff(s.decisions)} if s.decisions is not None else {}),
     }
 
 

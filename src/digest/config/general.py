@@ -96,6 +96,9 @@ class DaemonSection(_Section):
     lock_lease: Duration = Duration.parse("60s")
     #: How long `digest run` waits for a busy lock before exiting 2 (0: refuse at once).
     lock_wait: Duration = Duration.parse("0s")
+    #: A second `digest run` with this set waits as a hot standby (instead of exiting 2) and
+    #: takes the schedule over when the active daemon dies or freezes past its lease.
+    standby: bool = False
     #: A job failing this many times in a row makes /healthz answer 503.
     unhealthy_after: int = Field(default=3, ge=1, le=1000)
 

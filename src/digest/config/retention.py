@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler
+from pydantic import GetCoreSchemaHandler, field_validator
 from pydantic_core import CoreSchema
 
 from digest.config.base import _Section, _text_type, parse_duration
 
 FOREVER = "forever"
+#: The shortest ``deliveries`` retention: a late complaint or bounce (feedback loops report
+#: days or weeks later) is matched to its reader through the delivery row.
+MIN_DELIVERIES = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,13 @@ class RetentionSection(_Section):
     #: Fingerprints (hashed guid and canonical URL) of pruned items: what keeps them from
     #: coming back as new. A few dozen bytes per item.
     fingerprints: KeepFor = KeepFor.parse(FOREVER)
+
+    @field_validator("deliveries")
+    @classmethod
+    def _deliveries_outlive_late_reports(cls, v: KeepFor) -> KeepFor:
+        if v.delta is not None and v.delta < MIN_DELIVERIES:
+            raise ValueError(f"expected at least 30 days (or 'forever'), got {v}")
+        return v
 
     @property
     def enabled(self) -> bool:

@@ -36,9 +36,21 @@ class Health:
     next_runs: Callable[[], dict[str, datetime | None]] = field(default=dict)
     #: Returns (issue, seconds it has waited for approval, alert threshold) or None.
     waiting: Callable[[], tuple[int, float, float] | None] = lambda: None
+    #: Returns a description of the active daemon while this one waits as a hot standby.
+    standby_for: Callable[[], str | None] = lambda: None
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, JSON-able body saying why)."""
+        active = self.standby_for()
+        if active is not None:
+            # A standby is healthy while it waits: ready to take over, nothing scheduled here.
+            return True, {
+                "status": "standby",
+                "active": active,
+                "problems": [],
+                "jobs": {},
+                "time": _iso(datetime.now(UTC)),
+            }
         problems: list[str] = []
         if not self.scheduler_running():
             problems.append("scheduler is not running")

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import LockedError, UsageError
-from digest.models import AlsoCovered, IssueContent, IssueEntry, IssueSection, StoredItem
+from digest.models import (
+    AlsoCovered,
+    IssueContent,
+    IssueEntry,
+    IssueSection,
+    StoredItem,
+    TopicMatch,
+)
 from digest.pipeline.issue import compose, summaries_for
 from digest.store import Store
 from digest.store import drafts as dstore
@@ -55,6 +62,14 @@ class Candidate:
     url: str
     #: Kept by the topic (left out by the per-topic limit, or new), rather than below threshold.
     kept: bool = False
+    #: Why it is offered: "rules" (score below the threshold), "limit" (kept, over the per-topic
+    #: limit), "learned" (the rules dropped it, the model rates it at the floor), "new".
+    origin: str = "rules"
+    #: The topic's threshold (for "rules"), or its ``learned_floor`` (for "learned").
+    threshold: float = 0.0
+    floor: float | None = None
+    #: The learned model's probability for the topic, when it rated the item at the floor.
+    probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +274,17 @@ def draft_content(
     )
 
 
-def _candidate(stored: StoredItem, topic: str, score: float, kept: bool) -> Candidate:
+def _candidate(
+    stored: StoredItem,
+    topic: str,
+    score: float,
+    kept: bool,
+    *,
+    origin: str,
+    threshold: float = 0.0,
+    floor: float | None = None,
+    probability: float | None = None,
+) -> Candidate:
     return Candidate(
         item_id=stored.id,
         title=stored.item.title,
@@ -268,6 +293,10 @@ def _candidate(stored: StoredItem, topic: str, score: float, kept: bool) -> Cand
         source=stored.source,
         url=stored.item.url,
         kept=kept,
+        origin=origin,
+        threshold=threshold,
+        floor=floor,
+        probability=probability,
     )
 
 
@@ -298,11 +327,23 @@ def _near_misses(
                     continue
                 ratio = score / threshold
                 if stored.id not in best or best[stored.id][0] < ratio:
-                    best[stored.id] = (ratio, _candidate(stored, topic.id, score, kept))
+                    cand = _candidate(
+                        stored,
+                        topic.id,
+                        score,
+                        kept,
+                        origin="limit" if kept else "rules",
+                        threshold=topic.threshold,
+                    )
+                    best[stored.id] = (ratio, cand)
         for cand, prob in _learned_near_misses(settings, conn, since, draft, taken):
             # The model's probability ranks it among the rules' near misses (score/threshold).
-            if cand.item_id not in best or best[cand.item_id][0] < prob:
+            held = best.get(cand.item_id)
+            if held is None or held[0] < prob:
                 best[cand.item_id] = (prob, cand)
+            elif held[1].topic_id == cand.topic_id and held[1].probability is None:
+                # The rules' reason ranks first; the model's opinion is shown beside it.
+                best[cand.item_id] = (held[0], replace(held[1], probability=prob, floor=cand.floor))
     ranked = sorted(best.values(), key=lambda p: (-p[0], p[1].item_id))
     return [c for _, c in ranked[:NEAR_MISSES]]
 
@@ -341,11 +382,29 @@ def _learned_near_misses(
     ]
     items = [r.stored for r in rows]
     matches = [load_topic_matches(conn, s.id) for s in items]
-    by_id = {s.id: s for s in items}
-    return [
-        (_candidate(by_id[n.item_id], n.topic_id, 0.0, False), n.probability)
-        for n in near_misses(settings, items, matches)
-    ]
+    by_id = {s.id: (s, ms) for s, ms in zip(items, matches, strict=True)}
+    defs = {t.id: t for t in settings.topic_defs()}
+    out: list[tuple[Candidate, float]] = []
+    for n in near_misses(settings, items, matches):
+        stored, ms = by_id[n.item_id]
+        tdef = defs[n.topic_id]
+        cand = _candidate(
+            stored,
+            n.topic_id,
+            _rules_score(ms, n.topic_id),
+            False,
+            origin="learned",
+            threshold=tdef.threshold,
+            floor=tdef.learned_floor,
+            probability=n.probability,
+        )
+        out.append((cand, n.probability))
+    return out
+
+
+def _rules_score(matches: Sequence[TopicMatch], topic_id: str) -> float:
+    """The rules' stored score of an item for one topic (0 when it was not scored)."""
+    return next((m.score for m in matches if m.topic_id == topic_id), 0.0)
 
 
 def _new_since(
@@ -367,5 +426,5 @@ def _new_since(
         topics = [t for t in row.kept_by if t in order]
         if topics:
             score = row.topics[topics[0]][0]
-            out.append(_candidate(row.stored, topics[0], score, True))
+            out.append(_candidate(row.stored, topics[0], score, True, origin="new"))
     return out

@@ -5,6 +5,7 @@ store and render it, then deliver it; ``send`` first finishes any unfinished iss
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from email.utils import parseaddr
 
 from digest.config import Settings
 from digest.dedup import StoryCandidate, group_stories
+from digest.errors import FencedError, LockedError
 from digest.models import (
     AlsoCovered,
     IssueContent,
@@ -31,6 +33,7 @@ from digest.render import personalize, render_issue, render_page
 from digest.store import Store
 from digest.store.issues import last_period_end, next_issue_number, save_issue
 from digest.store.items import KeptItem, kept_items, load_summaries
+from digest.store.locks import Lease, exclusive, holder_of, still_held
 from digest.store.sightings import load_sightings
 from digest.summarize.clean import html_to_text
 from digest.tokens import secret_from_env
@@ -39,7 +42,10 @@ from digest.urls import strip_tracking
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_issue", "generic_parts", "run_once", "send"]
+#: How often a sender waiting for another one's issue build looks again (seconds).
+_BUILD_POLL = 0.5
+
+__all__ = ["build_issue", "generic_parts", "run_once", "send", "send_together"]
 
 
 def _section_title(topic: TopicDef, language: str) -> str:
@@ -64,11 +70,12 @@ def _build(
     now: datetime | None,
     record: bool,
     failed: list[tuple[str, str]] | None = None,
+    lease: Lease | None = None,
 ) -> tuple[IssueContent | None, int]:
     """``build_issue``, plus how many summaries had to be written for it."""
     composed = compose(settings, store, now=now, keep_summaries=record, failed=failed)
     if composed.content is not None and record:
-        _record(settings, store, composed.content)
+        _record(settings, store, composed.content, lease)
     return composed.content, composed.summarized
 
 
@@ -335,12 +342,21 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
     return html, text, rendered.subject
 
 
-def _record(settings: Settings, store: Store, content: IssueContent) -> None:
+def _record(
+    settings: Settings, store: Store, content: IssueContent, lease: Lease | None = None
+) -> None:
     _, text, subject = generic_parts(settings, content)
     page = render_page(
         content, brand=settings.brand.to_model(), templates=settings.render.templates
     )
     with store.begin() as conn:
+        # Fenced: a digest paused while building (its lease taken meanwhile) stores nothing,
+        # or two issues would go out.
+        if lease is not None and not still_held(conn, lease):
+            raise FencedError(
+                f"issue #{content.number} not stored: this digest lost the database lock while "
+                "building it (another digest holds it now)"
+            )
         save_issue(conn, content, subject=subject, html=page, text=text)
     # The delivery writes outbox/<number>/index.html from this stored page (outbox mode).
     log.info(
@@ -361,12 +377,14 @@ def send(
     stop: StopFlag | None = None,
     now: datetime | None = None,
     deadline: bool = False,
+    lease: Lease | None = None,
 ) -> RunCounts:
     """Finish unfinished issues, then build, store and deliver a new one if there are new items.
 
     ``dry_run``: say what would be sent; nothing is stored, written or sent. With ``[review]
     mode = "required"`` only an approved draft goes out (see ``desk.reviewed_issue``; the
-    daemon's send job passes ``deadline``).
+    daemon's send job passes ``deadline``). ``lease``: the database lock this run holds; a new
+    issue is stored only while it is still held.
     """
     if not dry_run:
         # A missing secret is found before an issue is built, not after it is stored.
@@ -391,7 +409,9 @@ def send(
             return counts
         return merge_counts(counts, _deliver(settings, store, approved, False, progress, stop))
     failed: list[tuple[str, str]] = []
-    content, summarized = _build(settings, store, now=now, record=not dry_run, failed=failed)
+    content, summarized = _build(
+        settings, store, now=now, record=not dry_run, failed=failed, lease=lease
+    )
     counts = merge_counts(
         counts,
         RunCounts(summarized=summarized, items_failed=len(failed), item_failures=tuple(failed)),
@@ -406,6 +426,63 @@ def send(
         )
         return merge_counts(counts, RunCounts(issue_number=content.number))
     return merge_counts(counts, _deliver(settings, store, content.number, False, progress, stop))
+
+
+def send_together(
+    settings: Settings,
+    store: Store,
+    *,
+    lease: timedelta,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    now: datetime | None = None,
+) -> RunCounts:
+    """``send`` for one of several senders sharing a PostgreSQL database.
+
+    Delivering is shared: each sender joins every unfinished issue (claiming batches of its
+    readers). Building is single: the next issue is built under the database lock (purpose
+    "build"); a sender finding another one building waits for it, then joins its delivery.
+    When a daemon holds the lock, building is the daemon's job: with nothing to join, this
+    raises LockedError as a second daemon would.
+    """
+    secret_from_env()
+    counts = RunCounts()
+    while not stopped(stop):
+        for number in unfinished_issues(store):
+            if stopped(stop):
+                return counts
+            log.info("joining the delivery of issue #%d", number, extra={"issue": number})
+            counts = merge_counts(counts, _deliver(settings, store, number, False, progress, stop))
+        if stopped(stop):
+            break
+        try:
+            with exclusive(store, lease=lease, purpose="build") as held:
+                if unfinished_issues(store):
+                    continue  # another sender built one meanwhile: join it
+                # Build (or, with [review], take the approved draft) and deliver, as one sender
+                # would; the others join as soon as the issue is stored.
+                built = send(settings, store, progress=progress, stop=stop, now=now, lease=held)
+                return merge_counts(counts, built)
+        except LockedError:
+            info = holder_of(store)
+            if unfinished_issues(store):
+                continue
+            if info is not None and info.purpose != "build":
+                if counts.issue_number is None:
+                    raise  # a daemon holds it: building the next issue is its job
+                log.info("the next issue is built by %s", info.describe())
+                break
+            # Another sender is building an issue: wait for it, then join its delivery.
+            if _wait(_BUILD_POLL, stop):
+                break
+    return counts
+
+
+def _wait(seconds: float, stop: StopFlag | None) -> bool:
+    if stop is not None:
+        return bool(stop.wait(seconds))
+    time.sleep(seconds)
+    return False
 
 
 def _deliver(

@@ -144,6 +144,27 @@ def editor_examples(store: Store) -> list[Example]:
     ]
 
 
+def editor_rows(store: Store, topic_id: str) -> list[EvalRow]:
+    """The editors' last decision on each item for ``topic_id`` as a labeled row (labeled with
+    the topic when she added, pinned or kept it; unlabeled when she dropped it), for
+    ``digest topics suggest``."""
+    from digest.store.learning import editor_labels
+    from digest.topics import EvalRow
+
+    with store.connect() as conn:
+        labels = editor_labels(conn)
+    return [
+        EvalRow(
+            lab.title,
+            plain_text(lab.html),
+            frozenset({topic_id}) if lab.kept else frozenset(),
+            line=lab.item_id,  # the item id, to name it
+        )
+        for lab in labels
+        if lab.topic_id == topic_id
+    ]
+
+
 def learn(
     settings: Settings,
     files: Sequence[tuple[str, Sequence[EvalRow]]],

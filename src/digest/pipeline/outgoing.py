@@ -14,6 +14,7 @@ from digest.store import Store
 from digest.store.deliveries import unfinished_issue_numbers
 from digest.store.issues import last_period_end
 from digest.store.items import any_kept_items
+from digest.store.locks import Lease
 from digest.tokens import secret_from_env
 
 # The same logger and line as ``issue.send`` when it finds nothing: the log reads the same.
@@ -42,6 +43,7 @@ def send(
     dry_run: bool = False,
     progress: Progress | None = None,
     stop: StopFlag | None = None,
+    lease: Lease | None = None,
 ) -> RunCounts:
     """``issue.send``, without importing the issue side when there is nothing to send."""
     if not dry_run:
@@ -52,7 +54,7 @@ def send(
         return RunCounts()
     from digest.pipeline import issue
 
-    return issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
+    return issue.send(settings, store, dry_run=dry_run, progress=progress, stop=stop, lease=lease)
 
 
 def run_once(

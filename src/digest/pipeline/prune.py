@@ -47,7 +47,7 @@ def prune(
     cut = cutoffs(settings, now)
     if dry_run:
         with store.connect() as conn:
-            return rstore.count(conn, cut)
+            return rstore.count(conn, cut, now=now)
     return rstore.prune(store, cut, now=now, batch=batch, stop=stop)
 
 

@@ -120,9 +120,12 @@ class Decider:
 
 def language_rule(item: Item, text: str, languages: frozenset[str]) -> str | None:
     """Why the item's language drops it, or None (a language that cannot be told keeps it)."""
-    from digest.summarize.language import UNDETERMINED, detect
+    from digest.summarize.language import UNDETERMINED, detect, surely_read
 
-    lang = detect(f"{item.title}\n{text}", declared=item.language)
+    sample = f"{item.title}\n{text}"
+    if surely_read(sample, item.language, languages):
+        return None  # detect could only answer a language read, or "cannot tell"
+    lang = detect(sample, declared=item.language)
     if lang == UNDETERMINED or lang in languages:
         return None
     read = ", ".join(sorted(languages))

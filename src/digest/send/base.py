@@ -35,6 +35,8 @@ class Job:
     attempts: int = 0
     #: State the delivery row had before it was marked in flight (restored on NOT_SENT).
     prior_state: str = "pending"
+    #: Fencing token of the claim this job was taken under (its row is written only with it).
+    claim: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,10 @@ class Result:
 ResultsCallback = Callable[[list[Result]], None]
 
 
+#: Asked before each message goes out: may this job still be sent?
+Admit = Callable[[Job], bool]
+
+
 class Sender(Protocol):
     """Sends jobs and reports their results through ``on_results``.
 
@@ -56,6 +62,10 @@ class Sender(Protocol):
 
     ``send_all`` returns when every job taken from ``jobs`` has a result (or raises a
     DeliveryError after reporting them all, e.g. FatalDeliveryError on an auth failure).
+
+    ``admit`` is asked right before each message is handed over (from the thread that sends
+    it): False means the job may no longer be sent (its claim is gone). That job is reported
+    NOT_SENT and the run stops, as on ``stop``.
     """
 
     def send_all(
@@ -64,6 +74,7 @@ class Sender(Protocol):
         on_results: ResultsCallback,
         *,
         stop: threading.Event | None = None,
+        admit: Admit | None = None,
     ) -> None: ...
 
 

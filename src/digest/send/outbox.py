@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digest.errors import FatalDeliveryError
-from digest.send.base import Job, Outcome, Result, ResultsCallback
+from digest.send.base import Admit, Job, Outcome, Result, ResultsCallback
 from digest.send.message import safe_filename
 
 #: Results are reported (and so recorded) every this many files.
@@ -61,11 +61,15 @@ class OutboxSender:
         on_results: ResultsCallback,
         *,
         stop: threading.Event | None = None,
+        admit: Admit | None = None,
     ) -> None:
         batch: list[Result] = []
         it = iter(jobs)
         try:
             for job in it:
+                if admit is not None and not admit(job):
+                    batch.append(Result(job, Outcome.NOT_SENT, "claim lost"))
+                    break
                 path = self.path_for(job.issue_number, job.recipient)
                 # As the receiving server's delivery agent would: the envelope sender on top
                 # (the VERP return path, when configured, shows there).

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from digest.errors import DeliveryError, FatalDeliveryError, TransientDeliveryError
-from digest.send.base import Job, Outcome, Result, ResultsCallback, backoff_delay
+from digest.send.base import Admit, Job, Outcome, Result, ResultsCallback, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,11 @@ class SMTPSender:
         abort: threading.Event,
         limiter: _RateLimiter,
         report: ResultsCallback,
+        admit: Admit | None = None,
     ) -> None:
-        """One connection: send jobs until told to stop; each result is recorded right here."""
+        """One connection: send jobs until told to stop; each result is recorded right here.
+
+        ``admit`` is asked just before each message goes out (after the rate limiter)."""
         client: smtplib.SMTP | None = None
 
         def finish(result: Result) -> None:
@@ -300,6 +303,19 @@ class SMTPSender:
                         finish(Result(job, Outcome.NOT_SENT, "run stopped"))
                         continue
                 limiter.wait(abort)
+                if admit is not None:
+                    try:
+                        admitted = admit(job)
+                    except Exception as exc:  # e.g. the database: stop, the caller re-raises
+                        abort.set()
+                        events.put(exc)
+                        finish(Result(job, Outcome.NOT_SENT, "could not mark it in flight"))
+                        continue
+                    if not admitted:
+                        # Our claim is gone (we were paused past it): another sender has it.
+                        abort.set()
+                        finish(Result(job, Outcome.NOT_SENT, "claim lost"))
+                        continue
                 try:
                     result, keep = self._send_one(client, job)
                 except FatalDeliveryError as exc:
@@ -326,6 +342,7 @@ class SMTPSender:
         on_results: ResultsCallback,
         *,
         stop: threading.Event | None = None,
+        admit: Admit | None = None,
     ) -> None:
         """Send every job; ``on_results`` is called by the connection threads, one at a time."""
         n = self.options.connections
@@ -343,7 +360,7 @@ class SMTPSender:
         workers = [
             threading.Thread(
                 target=self._worker,
-                args=(todo, events, abort, limiter, report),
+                args=(todo, events, abort, limiter, report, admit),
                 name=f"smtp-{i}",
                 daemon=True,
             )

@@ -11,14 +11,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from digest.errors import StoreError
 from digest.store import schema
 
 log = logging.getLogger(__name__)
+
+
+#: The PostgreSQL advisory lock key held while the schema is created or upgraded
+#: (an arbitrary constant: the bytes of "digest" as a big-endian integer).
+SCHEMA_LOCK_KEY = int.from_bytes(b"digest", "big")
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class Store:
@@ -41,6 +47,25 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.url}: {_short(exc)}") from exc
+
+    @contextmanager
+    def begin_exclusive(self) -> Iterator[Connection]:
+        """A transaction that no other process runs at the same time (schema creation/upgrade).
+
+        PostgreSQL: a transaction-scoped advisory lock (released at commit or rollback, also
+        when the process dies). SQLite: BEGIN IMMEDIATE, which takes the database's write lock
+        before anything is read; others wait (busy_timeout) instead of racing.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self.engine.dialect.name == "postgresql":
+                    conn.execute(_ADVISORY_LOCK, {"key": SCHEMA_LOCK_KEY})
+                yield conn
+                conn.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.url}: {_short(exc)}") from exc
 
@@ -88,25 +113,45 @@ def _short(exc: SQLAlchemyError) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Two digest processes (daemon + CLI) may write at once: wait instead of failing. First,
+    # so that switching a new database to WAL waits too when another process is creating it.
+    cur.execute("PRAGMA busy_timeout=30000")
     # WAL: readers never block the writer; a crash never corrupts committed transactions.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    # Two digest processes (daemon + CLI) may write at once: wait instead of failing.
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
-    """Open (and on first use create or upgrade) the database at ``url``."""
+#: Spellings of PostgreSQL URLs that mean "the psycopg 3 driver digest installs".
+_PG_ALIASES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def database_url(url: str) -> URL:
+    """Parse ``url``; ``postgresql://`` (and ``postgres://``) use psycopg 3, the installed driver.
+
+    SQLAlchemy would pick psycopg2 for a bare ``postgresql://``, which digest does not install.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"{url}: not a database URL (e.g. sqlite:///var/digest.db)") from None
+    if parsed.drivername in _PG_ALIASES:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open (and on first use create or upgrade) the database at ``url``."""
+    parsed = database_url(url)
+    options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "postgresql":
+        # A server restart or a proxy closing idle connections costs one retry, not a failed job.
+        options["pool_pre_ping"] = True
     try:
-        engine = create_engine(parsed, future=True)
+        engine = create_engine(parsed, **options)
     except (SQLAlchemyError, ImportError) as exc:
         raise StoreError(f"{parsed.render_as_string(hide_password=True)}: {exc}") from exc
     if engine.dialect.name == "sqlite":

@@ -2,6 +2,7 @@
 
 The unique (issue, subscriber) row is the "never twice" guarantee: a row becomes ``sent`` only
 after the server's 250, and is marked ``unknown`` (in flight) before the message is handed over.
+Rows are claimed, marked and written through ``store.claims`` (fenced by the claim's token).
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import DeliveryState, SubscriberStatus
@@ -94,23 +94,8 @@ def insert_pending(
     return int(conn.execute(stmt).rowcount or 0)
 
 
-def due(
-    conn: Connection,
-    issue_id: int,
-    state: DeliveryState,
-    *,
-    after: int,
-    limit: int,
-    now: datetime,
-) -> list[DueDelivery]:
-    """Rows of one open ``state`` (id > ``after``) whose turn has come (retry: due by ``now``).
-
-    One state per query: SQLite then walks ix_deliveries_issue_state in id order (the rowid
-    ends every index) instead of sorting all open rows on every call.
-    """
-    conditions = [D.c.issue_id == issue_id, D.c.state == state.value, D.c.id > after]
-    if state is DeliveryState.RETRY:
-        conditions.append(or_(D.c.next_attempt.is_(None), D.c.next_attempt <= to_db(now)))
+def due_rows(conn: Connection, *conditions: Any, limit: int | None = None) -> list[DueDelivery]:
+    """Delivery rows matching ``conditions``, in id order, with their subscriber."""
     query = (
         select(
             D.c.id,
@@ -146,34 +131,6 @@ def due(
         )
         for r in conn.execute(query)
     ]
-
-
-def apply(conn: Connection, changes: Sequence[dict[str, Any]], now: datetime) -> None:
-    """Set state etc. of many rows in one statement per shape.
-
-    Each change: ``id``, ``state`` and optionally ``attempts``, ``next_attempt``, ``last_error``,
-    ``sent_at``; keys left out keep their value.
-    """
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        row = {k: (to_db(v) if isinstance(v, datetime) else v) for k, v in change.items()}
-        row["updated"] = to_db(now)
-        if "state" in row and isinstance(row["state"], DeliveryState):
-            row["state"] = row["state"].value
-        shape = tuple(sorted(row))
-        by_shape.setdefault(shape, []).append({f"b_{k}": v for k, v in row.items()})
-    for shape, params in by_shape.items():
-        conn.execute(_update_for(shape), params)
-
-
-@lru_cache(maxsize=64)
-def _update_for(shape: tuple[str, ...]) -> Any:
-    # Built once per shape: constructing the statement costs more than running it.
-    return (
-        update(D)
-        .where(D.c.id == bindparam("b_id"))
-        .values({k: bindparam(f"b_{k}") for k in shape if k != "id"})
-    )
 
 
 def counts(conn: Connection, issue_id: int) -> dict[str, int]:

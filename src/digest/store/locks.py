@@ -1,28 +1,28 @@
 """One daemon per database: a lease row in ``locks`` that its holder renews and a dead holder loses.
 
 Works the same on SQLite and PostgreSQL: taking the row is an INSERT, or an UPDATE that only
-matches an expired lease, so exactly one process wins; no advisory locks, no files beside the db.
+matches an expired lease (or, for a holder seen dead on this host, that exact holder), so exactly
+one process wins; no advisory locks, no files beside the db.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import LockedError, StoreError
 from digest.store import schema
+from digest.store.claims import next_token, release_dead
 from digest.store.db import Store
+from digest.store.holders import Holder, Liveness, new_holder
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,19 @@ class LockInfo:
     pid: int
     since: datetime
     expires: datetime
+    #: "run" (a daemon, a send on SQLite) or "build" (a send building an issue on PostgreSQL).
+    purpose: str = "run"
+    token: int = 0
 
     @property
     def expired(self) -> bool:
         return self.expires <= _now()
+
+    @property
+    def dead(self) -> bool:
+        """The holder is on this host and is gone: its lease need not run out."""
+        found = Holder.decode(self.holder)
+        return found is not None and found.liveness() is Liveness.DEAD
 
     def describe(self) -> str:
         return f"{self.host} pid {self.pid} since {self.since.isoformat(timespec='seconds')}"
@@ -70,6 +79,11 @@ class Lease:
     duration: timedelta
     lost: threading.Event = field(default_factory=threading.Event)
     renewals: int = 0
+    purpose: str = "run"
+    #: Fencing token of this hold: larger than any earlier holder's.
+    token: int = 0
+    #: The dead holder whose lease this one took over without waiting, if any.
+    took_over: LockInfo | None = None
 
 
 def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
@@ -85,22 +99,56 @@ def holder_of(store: Store, name: str = "digest") -> LockInfo | None:
         pid=row.pid,
         since=_utc(row.since),
         expires=_utc(row.expires),
+        purpose=row.purpose,
+        token=int(row.token),
     )
 
 
-def _try_take(store: Store, lease: Lease) -> bool:
-    now = _now()
-    values = {
+#: Name prefix of the rows standby daemons hold while they wait (one row each).
+STANDBY_PREFIX = "standby:"
+
+
+def standbys(store: Store) -> list[LockInfo]:
+    """The standby daemons waiting for the lock (rows whose lease is still renewed)."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(schema.locks.c.name).where(schema.locks.c.name.like(f"{STANDBY_PREFIX}%"))
+        ).scalars()
+        names = list(rows)
+    found = [holder_of(store, n) for n in names]
+    return [i for i in found if i is not None and not i.expired]
+
+
+def still_held(conn: Connection, lease: Lease) -> bool:
+    """Whether ``lease`` is still ours, read in the caller's transaction (fencing a write that
+    only the holder may make, such as storing a new issue)."""
+    token = conn.execute(
+        select(schema.locks.c.token).where(
+            schema.locks.c.name == lease.name, schema.locks.c.holder == lease.holder
+        )
+    ).scalar()
+    return token is not None and int(token) == lease.token
+
+
+def _values(conn: Connection, lease: Lease, now: datetime) -> dict[str, object]:
+    lease.token = next_token(conn, f"lock:{lease.name}")
+    return {
         "holder": lease.holder,
         "host": lease.host,
         "pid": lease.pid,
         "since": now,
         "expires": now + lease.duration,
+        "purpose": lease.purpose,
+        "token": lease.token,
     }
+
+
+def _try_take(store: Store, lease: Lease) -> bool:
+    now = _now()
     # Two statements in two transactions: on PostgreSQL a failed INSERT aborts its transaction.
     try:
         with store.begin() as conn:
-            conn.execute(insert(schema.locks).values(name=lease.name, **values))
+            conn.execute(insert(schema.locks).values(name=lease.name, **_values(conn, lease, now)))
     except StoreError as exc:
         if not isinstance(exc.__cause__, IntegrityError):
             raise
@@ -111,12 +159,43 @@ def _try_take(store: Store, lease: Lease) -> bool:
         taken = conn.execute(
             update(schema.locks)
             .where(schema.locks.c.name == lease.name, schema.locks.c.expires <= now)
-            .values(**values)
+            .values(**_values(conn, lease, now))
         ).rowcount
     if taken == 1:
         lease.since = now
         return True
-    return False
+    return _take_from_dead(store, lease)
+
+
+def _take_from_dead(store: Store, lease: Lease) -> bool:
+    """Take a live lease whose holder is seen dead on this host (killed, crashed, rebooted)."""
+    info = holder_of(store, lease.name)
+    if info is None or not info.dead:
+        return False
+    now = _now()
+    released: list[str] = []
+    with store.begin() as conn:
+        # Only that exact holder: of two processes seeing it dead, one wins.
+        taken = conn.execute(
+            update(schema.locks)
+            .where(schema.locks.c.name == lease.name, schema.locks.c.holder == info.holder)
+            .values(**_values(conn, lease, now))
+        ).rowcount
+        if taken == 1:
+            # Its delivery claims too: another sender (or this one) takes those rows at once.
+            released = release_dead(conn)
+    if taken != 1:
+        return False
+    lease.since = now
+    lease.took_over = info
+    if released:
+        log.info("released the recipients claimed by %d dead sender(s)", len(released))
+    log.warning(
+        "took over the database lock from %s: that process is gone",
+        info.describe(),
+        extra={"lock": lease.name},
+    )
+    return True
 
 
 def _renew(store: Store, lease: Lease) -> bool:
@@ -165,34 +244,41 @@ def exclusive(
     lease: timedelta = timedelta(seconds=60),
     wait: float = 0,
     cancel: threading.Event | None = None,
+    purpose: str = "run",
 ) -> Iterator[Lease]:
     """Hold the lock ``name`` for the block; busy -> wait up to ``wait`` s, then LockedError.
 
     Setting ``cancel`` (e.g. on SIGTERM) ends the wait early with the same LockedError.
 
     A background thread renews the lease every ``lease / 3``; a holder killed with SIGKILL stops
-    renewing, so after ``lease`` another process may take over.
+    renewing, so after ``lease`` another process may take over, or at once when that holder
+    was on this host (same boot and pid namespace) and is seen gone.
     """
     if lease.total_seconds() <= 0:
         raise ValueError("lease must be positive")
-    host = socket.gethostname()
-    pid = os.getpid()
+    me = new_holder()
     held = Lease(
         name=name,
-        holder=f"{host}:{pid}:{uuid.uuid4().hex[:8]}",
-        host=host,
-        pid=pid,
+        holder=me.encode(),
+        host=me.host,
+        pid=me.pid,
         since=_now(),
         duration=lease,
+        purpose=purpose,
     )
     deadline = time.monotonic() + max(wait, 0)
     while not _try_take(store, held):
         if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
             info = holder_of(store, name)
             who = info.describe() if info else "another process"
+            one_at_a_time = (
+                " (on SQLite one digest sends at a time; several senders need PostgreSQL)"
+                if store.is_sqlite
+                else ""
+            )
             raise LockedError(
-                f"database {store.url} is in use by {who}; stop that digest first, or wait "
-                f"{int(lease.total_seconds())}s for its lease to expire if it died"
+                f"database {store.url} is in use by {who}{one_at_a_time}; stop that digest "
+                f"first, or wait {int(lease.total_seconds())}s for its lease to expire if it died"
             )
         pause = min(_POLL, max(deadline - time.monotonic(), 0.01))
         if cancel is not None:

@@ -2,8 +2,9 @@
 batches, each its own transaction (a concurrent send or fetch waits milliseconds, not minutes).
 
 Never removed: issues (the archive's pages and texts), items an issue took, subscribers, erased
-hashes, delivery rows of an issue not finished. A pruned item leaves a fingerprint
-(``items.fingerprint`` of its guid and canonical URL) that keeps it from returning as new.
+hashes, delivery rows of an issue not finished and rows a sender still claims. A pruned item
+leaves a fingerprint (``items.fingerprint`` of its guid and canonical URL) that keeps it from
+returning as new; undated items are kept when fingerprints expire (see ``_old_items``).
 Bounce reports go by age with the delivery rows (``Cutoffs.bounces``).
 """
 
@@ -16,8 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
+from digest.models import DeliveryState
 from digest.store import schema
 from digest.store.db import Store
 from digest.store.items import _upsert_insert, fingerprint, to_db
@@ -33,6 +45,9 @@ IS = schema.issues
 F = schema.item_fingerprints
 C = schema.llm_cache
 B = schema.bounces
+
+#: Delivery rows in these states are still to be sent (or resent): never pruned.
+OPEN_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.UNKNOWN)
 
 #: The order of ``PruneCounts.tables()`` and of the work (the largest table first).
 TABLES = ("deliveries", "items", "cache", "fingerprints", "bounces")
@@ -80,8 +95,13 @@ class PruneCounts:
 KEEPS_ITS_ITEM = ("issue_items", "editor_decisions", "draft_entries")
 
 
-def _old_items(before: datetime) -> list[ColumnElement[bool]]:
-    conditions = [I.c.first_seen < to_db(before)]
+def _old_items(before: datetime, *, keep_undated: bool) -> list[ColumnElement[bool]]:
+    # First seen and published before the cutoff: an item dated recently may still be taken.
+    conditions = [I.c.first_seen < to_db(before), I.c.published < to_db(before)]
+    if keep_undated:
+        # Once its fingerprint expired, an undated item a feed still lists would come back
+        # dated today, i.e. into the next issue; a dated one comes back outside the window.
+        conditions.append(I.c.dated.is_(True))
     for name in KEEPS_ITS_ITEM:
         table = schema.metadata.tables.get(name)
         if table is not None:
@@ -89,9 +109,23 @@ def _old_items(before: datetime) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _old_issues(before: datetime) -> list[ColumnElement[bool]]:
-    # Only finished issues: an open one's rows are what makes its sending exactly-once.
-    return [IS.c.status == "done", IS.c.created < to_db(before)]
+def _old_issues(before: datetime, now: datetime) -> list[ColumnElement[bool]]:
+    # Only finished issues: an open one's rows are what makes its sending exactly-once. A row
+    # still open or claimed (a sender may hold it: see store/claims.py) keeps its issue whole.
+    unsettled = exists().where(
+        D.c.issue_id == IS.c.id,
+        or_(D.c.state.in_([s.value for s in OPEN_STATES]), D.c.claim_expires > to_db(now)),
+    )
+    return [IS.c.status == "done", IS.c.created < to_db(before), ~unsettled]
+
+
+def _settled_rows(issue_id: int, now: datetime) -> Select[Any]:
+    """One issue's rows no sender needs: finished, and claimed by nobody (or expired)."""
+    return select(D.c.id).where(
+        D.c.issue_id == issue_id,
+        D.c.state.not_in([s.value for s in OPEN_STATES]),
+        or_(D.c.claim_expires.is_(None), D.c.claim_expires <= to_db(now)),
+    )
 
 
 def _count(conn: Connection, table: Any, *conditions: ColumnElement[bool]) -> int:
@@ -99,16 +133,17 @@ def _count(conn: Connection, table: Any, *conditions: ColumnElement[bool]) -> in
     return int(found or 0)
 
 
-def count(conn: Connection, cut: Cutoffs) -> PruneCounts:
+def count(conn: Connection, cut: Cutoffs, *, now: datetime) -> PruneCounts:
     """What ``prune`` would remove now (the dry run)."""
     out = PruneCounts()
     if cut.deliveries is not None:
-        old = select(IS.c.id).where(*_old_issues(cut.deliveries))
+        old = select(IS.c.id).where(*_old_issues(cut.deliveries, now))
         out.deliveries = _count(conn, D, D.c.issue_id.in_(old))
         has_rows = exists().where(D.c.issue_id == IS.c.id)
-        out.issues = _count(conn, IS, *_old_issues(cut.deliveries), has_rows)
+        out.issues = _count(conn, IS, *_old_issues(cut.deliveries, now), has_rows)
     if cut.items is not None:
-        out.items = _count(conn, I, *_old_items(cut.items))
+        keep_undated = cut.fingerprints is not None
+        out.items = _count(conn, I, *_old_items(cut.items, keep_undated=keep_undated))
     if cut.cache is not None:
         out.cache = _count(conn, C, C.c.created < to_db(cut.cache))
     if cut.fingerprints is not None:
@@ -171,7 +206,12 @@ def prune(
         # An item takes its topics and summary with it and has a fingerprint written: a fifth
         # of the batch keeps its transaction as short as a batch of delivery rows.
         items_before, size = cut.items, max(1, batch // ITEM_SHARE)
-        runner.run("items", lambda conn: _delete_items(conn, items_before, size, now), size)
+        keep_undated = cut.fingerprints is not None
+        runner.run(
+            "items",
+            lambda conn: _delete_items(conn, items_before, size, now, keep_undated=keep_undated),
+            size,
+        )
     if cut.cache is not None:
         runner.delete("cache", C, C.c.key, select(C.c.key).where(C.c.created < to_db(cut.cache)))
     if cut.fingerprints is not None:
@@ -189,7 +229,7 @@ def _prune_deliveries(store: Store, runner: _Batches, before: datetime, now: dat
     with store.begin() as conn:
         conn.execute(
             update(IS)
-            .where(*_old_issues(before), IS.c.deliveries_pruned.is_(None))
+            .where(*_old_issues(before, now), IS.c.deliveries_pruned.is_(None))
             .values(deliveries_pruned=to_db(now))
         )
         has_rows = exists().where(D.c.issue_id == IS.c.id)
@@ -206,14 +246,17 @@ def _prune_deliveries(store: Store, runner: _Batches, before: datetime, now: dat
             return
         runner.out.issues += 1
         # The (issue, state, id) index finds one issue's rows without a scan.
-        runner.delete("deliveries", D, D.c.id, select(D.c.id).where(D.c.issue_id == issue_id))
+        runner.delete("deliveries", D, D.c.id, _settled_rows(issue_id, now))
 
 
-def _delete_items(conn: Connection, before: datetime, batch: int, now: datetime) -> int:
+def _delete_items(
+    conn: Connection, before: datetime, batch: int, now: datetime, *, keep_undated: bool
+) -> int:
     # One statement deletes and returns what the fingerprints need, so the write lock is taken
     # at once (on SQLite a read first could not upgrade to a write under a concurrent writer).
     # Topics and summaries go with their item (ON DELETE CASCADE).
-    ids = select(I.c.id).where(*_old_items(before)).limit(batch).scalar_subquery()
+    old = select(I.c.id).where(*_old_items(before, keep_undated=keep_undated))
+    ids = old.limit(batch).scalar_subquery()
     gone = conn.execute(
         delete(I)
         .where(I.c.id.in_(ids))

@@ -8,6 +8,7 @@ text, PostgreSQL as ``timestamptz``. Every change here comes with an Alembic rev
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -225,11 +226,16 @@ deliveries = Table(
     Column("message_id", Text, nullable=False),
     Column("updated", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    # The batch a sender holds (fencing token, holder, until when): see store/claims.py.
+    Column("claim_token", BigInteger),
+    Column("claim_owner", Text),
+    Column("claim_expires", DateTime(timezone=True)),
     # The guarantee "never the same issue twice to anyone" starts here.
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
 # (issue, state, id): the sender walks one issue's pending rows in id order on any database.
 Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state, deliveries.c.id)
+Index("ix_deliveries_claim_token", deliveries.c.claim_token)
 
 #: Bounces, complaints and mailed unsubscribe requests, one row per (report, subscriber).
 #: ``kind``: hard | soft | policy | complaint | unsubscribe. Erasing a subscriber erases theirs.
@@ -258,11 +264,24 @@ locks = Table(
     "locks",
     metadata,
     Column("name", String(64), primary_key=True),
-    Column("holder", Text, nullable=False),  # "host:pid"
+    Column("holder", Text, nullable=False),  # holders.Holder.encode(): host, boot, pid ns, pid…
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("since", DateTime(timezone=True), nullable=False),
     Column("expires", DateTime(timezone=True), nullable=False),
+    # Fencing token of this hold (from ``fence``): a stale holder's writes name an older one.
+    Column("token", BigInteger, nullable=False, server_default="0"),
+    # "run" (a daemon, or a send on SQLite) or "build" (a send building an issue: others wait
+    # for it, then join its delivery).
+    Column("purpose", String(16), nullable=False, server_default="run"),
+)
+
+#: Named counters that only grow: every lease and every claim takes the next value as its token.
+fence = Table(
+    "fence",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )
 
 #: Per-IP sign-up rate limiting for the web front (sliding hour).
@@ -358,6 +377,7 @@ __all__ = [
     "editor_decisions",
     "erased",
     "feeds",
+    "fence",
     "issue_items",
     "issues",
     "item_fingerprints",

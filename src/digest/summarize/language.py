@@ -50,8 +50,14 @@ def normalize_tag(declared: str | None) -> str | None:
     return m.group(1).lower() if m else None
 
 
+#: Any letter of a script other than Latin: most texts hold none, and then only Latin counts.
+_NON_LATIN = re.compile("[" + "".join(rx.pattern[1:-1] for _, rx in _SCRIPTS[1:]) + "]")
+
+
 def dominant_script(text: str) -> str | None:
     """The script most letters of ``text`` are written in, or None when there are none."""
+    if text.isascii() or _NON_LATIN.search(text) is None:  # one scan instead of nine
+        return "latin" if _SCRIPTS[0][1].search(text) else None
     counts = Counter({name: len(rx.findall(text)) for name, rx in _SCRIPTS})
     name, n = counts.most_common(1)[0]
     if n == 0:
@@ -84,8 +90,9 @@ def quick_en_fr(sample: str, min_hits: int = 6) -> str | None:
     """ "en" or "fr" when the function words leave no doubt, else None (ask simplemma).
     A lower ``min_hits`` judges a single sentence or paragraph."""
     words = _TOKENS.findall(sample[:600].casefold())
-    en = sum(w in _EN_WORDS for w in words)
-    fr = sum(w in _FR_WORDS for w in words)
+    counts = Counter(words)  # counted in C; then only the few distinct function words are summed
+    en = sum(counts[w] for w in _EN_WORDS.intersection(counts))
+    fr = sum(counts[w] for w in _FR_WORDS.intersection(counts))
     if en >= min_hits and en >= 4 * fr and en >= 0.15 * len(words):
         return "en"
     if fr >= min_hits and fr >= 4 * en and fr >= 0.15 * len(words):
@@ -130,8 +137,10 @@ _MARKERS: dict[str, frozenset[str]] = {
 
 def _quick_other(sample: str) -> str | None:
     words = _TOKENS.findall(sample[:600].casefold())
+    counts = Counter(words)
     hits = sorted(
-        ((sum(w in m for w in words), code) for code, m in _MARKERS.items()), reverse=True
+        ((sum(counts[w] for w in m.intersection(counts)), code) for code, m in _MARKERS.items()),
+        reverse=True,
     )
     (best, lang), (second, _) = hits[0], hits[1]
     if best >= 3 and best >= 0.15 * len(words) and best >= 2 * second:
@@ -152,6 +161,41 @@ def _arabic_script_language(sample: str) -> str:
     return "ar"
 
 
+def _words_longer_than_one(sample: str, enough: int) -> int:
+    """How many words of ``sample`` have two letters or more, counting up to ``enough``."""
+    n = 0
+    for m in _TOKENS.finditer(sample):
+        if m.end() - m.start() > 1:
+            n += 1
+            if n >= enough:
+                break
+    return n
+
+
+def surely_read(text: str, declared: str | None, languages: frozenset[str]) -> bool:
+    """True when ``detect(text, declared)`` is certainly one of ``languages`` or undetermined
+    (an item the language check keeps), known without running it. Only when the readers read
+    both main languages, the feed declares none or one of ``languages``, and the text is in the
+    Latin script (or has no letters): then ``detect`` answers the declared language, French,
+    English, undetermined, or (nothing declared) the language its function words name, which
+    is looked at here. False means: ask ``detect``."""
+    if not languages.issuperset(_PRIMARY):
+        return False
+    tag = normalize_tag(declared)
+    if tag is not None and tag not in languages:
+        return False
+    sample = text[:_SAMPLE_CHARS]
+    script = dominant_script(sample)
+    if script is None:
+        return True
+    if script != "latin":
+        return False
+    if tag is not None:
+        return True
+    other = _quick_other(sample)
+    return other is None or other in languages
+
+
 def detect(text: str, declared: str | None = None) -> str:
     """Two-letter language code of ``text`` ("fr", "en", ...); ``declared`` (the feed's
     language) wins whenever the text does not clearly contradict it; "und" if nothing tells."""
@@ -167,7 +211,7 @@ def detect(text: str, declared: str | None = None) -> str:
         if script == "arabic":
             return _arabic_script_language(sample)
         return langs[0]
-    if sum(len(w) > 1 for w in _TOKENS.findall(sample)) < 4:
+    if _words_longer_than_one(sample, 4) < 4:
         return tag or UNDETERMINED  # too few words to contradict anyone
     quick = quick_en_fr(sample)
     if quick is not None and (tag is None or tag in _PRIMARY):

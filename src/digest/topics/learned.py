@@ -63,11 +63,14 @@ class Example:
         return self.only is None or topic in self.only
 
 
+def _fields(title: str, text: str) -> list[tuple[list[str], int]]:
+    """Folded words of each field with how many times it counts (the title TITLE_REPEAT)."""
+    return [(fold(title).split(), TITLE_REPEAT), (fold(text[:MAX_TEXT_CHARS]).split(), 1)]
+
+
 def _words(title: str, text: str) -> list[list[str]]:
     """Folded words of each field (the title repeated): bigrams never span two fields."""
-    t = fold(title).split()
-    x = fold(text[:MAX_TEXT_CHARS]).split()
-    return [t] * TITLE_REPEAT + [x]
+    return [words for words, times in _fields(title, text) for _ in range(times)]
 
 
 def _pieces(word: str) -> list[str]:
@@ -134,10 +137,15 @@ class TextModel:
     #: word -> (its feature ids, whether the word itself is a learned feature)
     _cache: dict[str, tuple[tuple[int, ...], bool]] = field(default_factory=dict, repr=False)
     _pairs: dict[str, int] = field(default_factory=dict, repr=False)
+    #: first word -> second word -> the pair's feature id: no string built per pair of words
+    _heads: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._index = {f: i for i, f in enumerate(self.features)}
         self._pairs = {f[2:]: i for f, i in self._index.items() if f.startswith("b:")}
+        for pair, i in self._pairs.items():
+            first, _, second = pair.partition(" ")
+            self._heads.setdefault(first, {})[second] = i
         short = self.data_hash[:12] or "unhashed"
         self.name = f"learned (data sha256 {short})"
 
@@ -157,21 +165,30 @@ class TextModel:
         return self._word(word)[0]
 
     def _counts(self, title: str, text: str) -> tuple[dict[int, int], float]:
-        """Feature counts of an item, and the share of its words the model knows."""
+        """Feature counts of an item, and the share of its words the model knows (the same
+        counts as ``analyze``: a repeated field's features are found once, then repeated)."""
         ids: list[int] = []
-        pairs = self._pairs
+        heads = self._heads
         known = total = 0
         word = self._word
-        for words in _words(title, text):
-            total += len(words)
+        cache = self._cache
+        for words, times in _fields(title, text):
+            start = len(ids)
+            learned_words = 0
             for w in words:
-                got, learned = word(w)
-                known += learned
-                ids += got
+                got = cache.get(w) or word(w)  # the cache inline: most words are in it
+                learned_words += got[1]
+                ids += got[0]
             for a, b in itertools.pairwise(words):
-                j = pairs.get(f"{a} {b}")
-                if j is not None:
-                    ids.append(j)
+                second = heads.get(a)  # most words start no learned pair: no string is built
+                if second is not None:
+                    j = second.get(b)
+                    if j is not None:
+                        ids.append(j)
+            if times > 1:
+                ids += ids[start:] * (times - 1)
+            known += learned_words * times
+            total += len(words) * times
         # Counter counts in C: most of the cost of scoring an item is here.
         return Counter(ids), known / total if total else 0.0
 

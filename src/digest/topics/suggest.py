@@ -1,8 +1,10 @@
-"""Concrete edits to one topic, mined from the labeled items it gets wrong, with their effect.
+"""Concrete edits to one topic, mined from the items it gets wrong, with their effect.
 
-Candidates come from the *tuning* rows only (the words of missed items, the terms behind wrongly
-kept ones); each is applied to a copy of the topic, compiled, and measured on the tuning rows
-(to rank it) and on the held-out rows (to show the editor what it would really change).
+Candidates come from the *tuning* rows (``suggest``) or from the editors' decisions on the desk
+(``suggest_from_decisions``: an added item the rules dropped is a miss, a dropped item they kept
+is wrongly kept): the words of missed items, the terms behind wrongly kept ones. Each is applied
+to a copy of the topic, compiled, measured on the rows it was mined from (to rank it) and on the
+held-out rows (to show the editor what it would really change).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Suggestion:
     toml: str
     tuning: Effect
     heldout: Effect | None
+    #: Its effect on the editors' decisions it was mined from (``suggest_from_decisions``).
+    decisions: Effect | None = None
 
 
 #: Builds a matcher for topic definitions: ``digest.pipeline.wiring.make_matcher``.
@@ -110,32 +114,23 @@ def _toml_term(text: str, weight: float) -> str:
     return f'{{ term = "{text}", weight = {weight:g} }}'
 
 
-def suggest(
+Candidate = tuple[str, str, str, TopicDef]  # kind, summary, toml, the edited topic
+
+
+def _candidates(
     tdef: TopicDef,
-    tuning: Sequence[EvalRow],
-    heldout: Sequence[EvalRow] = (),
+    missed: Sequence[tuple[EvalRow, TopicMatch]],
+    wrong: Sequence[tuple[EvalRow, TopicMatch]],
     *,
-    compile: Compile,
-    limit: int = 10,
-    min_support: int = 2,
-) -> list[Suggestion]:
-    """Up to ``limit`` edits to ``tdef`` that improve its F1 on ``tuning``, best first.
-
-    ``compile`` builds the trial matchers (``digest.pipeline.wiring.make_matcher``: matchers are
-    constructed in the wiring module only).
-
-    A term is proposed only when it occurs in at least ``min_support`` missed tuning items.
-    """
-    base_t = _decisions(compile, tdef, tuning)
-    base_h = _decisions(compile, tdef, heldout) if heldout else []
-    missed = [
-        (r, m) for r, m in zip(tuning, base_t, strict=True) if tdef.id in r.labels and not m.kept
-    ]
-    wrong = [
-        (r, m) for r, m in zip(tuning, base_t, strict=True) if tdef.id not in r.labels and m.kept
-    ]
-
-    candidates: list[tuple[str, str, str, TopicDef]] = []
+    limit: int,
+    min_support: int,
+    missed_as: str = "missed titles",
+    wrong_as: str = "wrongly kept items",
+) -> list[Candidate]:
+    """Edits mined from ``missed`` and wrongly kept (``wrong``) rows with their decisions: a
+    phrase of at least ``min_support`` missed titles as a term (and require-group member), and
+    the term behind at least ``min_support`` wrongly kept items with its weight halved."""
+    candidates: list[Candidate] = []
     existing = {fold(t.text) for t in tdef.include}
     support = Counter(p for r, _m in missed for p in _phrases(r.title))
     weight = round(tdef.threshold / max(tdef.title_weight, 1.0), 2)
@@ -158,7 +153,7 @@ def suggest(
         candidates.append(
             (
                 "add term",
-                f"add {phrase!r} (in {n} missed titles) with weight {weight:g}{groups}",
+                f"add {phrase!r} (in {n} {missed_as}) with weight {weight:g}{groups}",
                 f"include += {_toml_term(phrase, weight)}"
                 + (
                     f'; require[{", ".join(str(i) for i in sorted(unmet))}] += "{phrase}"'
@@ -191,19 +186,53 @@ def suggest(
     for term, n in blame.most_common(limit):
         if n < min_support:
             break
+        old = next((t.weight for t in tdef.include if t.text == term), None)
+        if old is None:  # a hit of a term the topic no longer lists
+            continue
         include = tuple(
             Term(t.text, round(t.weight / 2, 3)) if t.text == term else t for t in tdef.include
         )
-        old = next(t.weight for t in tdef.include if t.text == term)
         candidates.append(
             (
                 "lower weight",
-                f"lower {term!r} from {old:g} to {old / 2:g} (it carries {n} wrongly kept items)",
+                f"lower {term!r} from {old:g} to {old / 2:g} (it carries {n} {wrong_as})",
                 f"include: {_toml_term(term, round(old / 2, 3))}",
                 replace(tdef, include=include),
             )
         )
+    return candidates
 
+
+def _wrong(
+    tdef: TopicDef, rows: Sequence[EvalRow], decided: Sequence[TopicMatch]
+) -> tuple[list[tuple[EvalRow, TopicMatch]], list[tuple[EvalRow, TopicMatch]]]:
+    """The (missed, wrongly kept) rows of ``rows`` under the decisions ``decided``."""
+    pairs = list(zip(rows, decided, strict=True))
+    missed = [(r, m) for r, m in pairs if tdef.id in r.labels and not m.kept]
+    wrong = [(r, m) for r, m in pairs if tdef.id not in r.labels and m.kept]
+    return missed, wrong
+
+
+def suggest(
+    tdef: TopicDef,
+    tuning: Sequence[EvalRow],
+    heldout: Sequence[EvalRow] = (),
+    *,
+    compile: Compile,
+    limit: int = 10,
+    min_support: int = 2,
+) -> list[Suggestion]:
+    """Up to ``limit`` edits to ``tdef`` that improve its F1 on ``tuning``, best first.
+
+    ``compile`` builds the trial matchers (``digest.pipeline.wiring.make_matcher``: matchers are
+    constructed in the wiring module only).
+
+    A term is proposed only when it occurs in at least ``min_support`` missed tuning items.
+    """
+    base_t = _decisions(compile, tdef, tuning)
+    base_h = _decisions(compile, tdef, heldout) if heldout else []
+    missed, wrong = _wrong(tdef, tuning, base_t)
+    candidates = _candidates(tdef, missed, wrong, limit=limit, min_support=min_support)
     out: list[Suggestion] = []
     for kind, summary, toml, changed in candidates:
         eff_t = _effect(tuning, tdef.id, base_t, _decisions(compile, changed, tuning))
@@ -216,4 +245,57 @@ def suggest(
         )
         out.append(Suggestion(kind, summary, toml, eff_t, eff_h))
     out.sort(key=lambda s: (s.tuning.before.f1 - s.tuning.after.f1, s.summary))
+    return out[:limit]
+
+
+def suggest_from_decisions(
+    tdef: TopicDef,
+    decisions: Sequence[EvalRow],
+    tuning: Sequence[EvalRow],
+    heldout: Sequence[EvalRow] = (),
+    *,
+    compile: Compile,
+    limit: int = 10,
+    min_support: int = 1,
+) -> list[Suggestion]:
+    """Up to ``limit`` edits to ``tdef`` mined from the editors' ``decisions`` on it (rows
+    labeled with the topic when the editor added, pinned or kept the item, unlabeled when she
+    dropped it), best first: those that set right more decisions than they break, ranked by
+    that number, then by F1 gained on ``tuning``; each measured on ``heldout`` too.
+
+    Each decision is an editor's deliberate act, so one supports a term (``min_support`` 1);
+    the held-out figures show whether it generalizes.
+    """
+    base_d = _decisions(compile, tdef, decisions)
+    base_t = _decisions(compile, tdef, tuning)
+    base_h = _decisions(compile, tdef, heldout) if heldout else []
+    missed, wrong = _wrong(tdef, decisions, base_d)
+    candidates = _candidates(
+        tdef,
+        missed,
+        wrong,
+        limit=limit,
+        min_support=min_support,
+        missed_as="titles editors added",
+        wrong_as="items editors dropped",
+    )
+    out: list[Suggestion] = []
+    for kind, summary, toml, changed in candidates:
+        eff_d = _effect(decisions, tdef.id, base_d, _decisions(compile, changed, decisions))
+        if len(eff_d.gained) <= len(eff_d.lost):
+            continue
+        eff_t = _effect(tuning, tdef.id, base_t, _decisions(compile, changed, tuning))
+        eff_h = (
+            _effect(heldout, tdef.id, base_h, _decisions(compile, changed, heldout))
+            if heldout
+            else None
+        )
+        out.append(Suggestion(kind, summary, toml, eff_t, eff_h, decisions=eff_d))
+    out.sort(
+        key=lambda s: (
+            len(s.decisions.lost) - len(s.decisions.gained) if s.decisions else 0,
+            s.tuning.before.f1 - s.tuning.after.f1,
+            s.summary,
+        )
+    )
     return out[:limit]

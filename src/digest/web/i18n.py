@@ -130,6 +130,9 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "desk_add": "Add",
         "desk_none": "None.",
         "desk_score": "score {score}",
+        "desk_why_rules": "rules: score {score} below the threshold {threshold}",
+        "desk_why_limit": "kept by the rules, left out by the per-topic limit",
+        "desk_why_learned": "learned model: probability {probability} (floor {floor})",
         "desk_note": "Editor's note",
         "desk_note_hint": (
             "A few lines of Markdown, shown on top of the email, the web page and the feed."
@@ -278,6 +281,9 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "desk_add": "Ajouter",
         "desk_none": "Aucun.",
         "desk_score": "score {score}",
+        "desk_why_rules": "règles : score {score} sous le seuil {threshold}",
+        "desk_why_limit": "retenu par les règles, écarté par la limite par thème",
+        "desk_why_learned": "modèle appris : probabilité {probability} (plancher {floor})",
         "desk_note": "Mot de la rédaction",
         "desk_note_hint": (
             "Quelques lignes en Markdown, en tête du courriel, de la page web et du flux."

@@ -40,19 +40,31 @@ BASELINE = "v1_baseline"
 
 
 def upgrade(store: Store, *, script_location: Path = HERE) -> None:
-    """Create the schema (new database) or bring it to the head revision(s), in one transaction."""
+    """Create the schema (new database) or bring it to the head revision(s), in one transaction
+    under the schema lock (``Store.begin_exclusive``)."""
     heads = known_heads(script_location / "versions")
-    with store.begin() as conn:
-        found = schema_version(conn)
-        if found is not None and found > schema.SCHEMA_VERSION:
-            raise StoreError(
-                f"{store.url}: schema version {found} is newer than this digest "
-                f"({schema.SCHEMA_VERSION}); upgrade digest"
-            )
-        current = _current_revisions(conn)
-        if heads is not None and found == schema.SCHEMA_VERSION and current == heads:
-            return  # the usual start: up to date, and Alembic is not even imported
-        _migrate(store, conn, script_location, found, current)
+    with store.connect() as conn:
+        if _up_to_date(store, conn, heads):
+            return  # the usual start: up to date, no lock taken, Alembic not even imported
+    # Creating or upgrading: one process at a time (an advisory lock on PostgreSQL, BEGIN
+    # IMMEDIATE on SQLite), so any number of digests can start together on an empty database;
+    # those that waited find the work done when they look again under the lock.
+    with store.begin_exclusive() as conn:
+        if _up_to_date(store, conn, heads):
+            return
+        _migrate(store, conn, script_location, schema_version(conn), _current_revisions(conn))
+
+
+def _up_to_date(store: Store, conn: Connection, heads: set[str] | None) -> bool:
+    found = schema_version(conn)
+    if found is not None and found > schema.SCHEMA_VERSION:
+        raise StoreError(
+            f"{store.url}: schema version {found} is newer than this digest "
+            f"({schema.SCHEMA_VERSION}); upgrade digest"
+        )
+    return (
+        heads is not None and found == schema.SCHEMA_VERSION and _current_revisions(conn) == heads
+    )
 
 
 def _migrate(

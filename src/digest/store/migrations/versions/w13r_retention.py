@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "w13r_retention"
-down_revision = "w15_bounces"
+down_revision = "w13_claims"
 branch_labels = None
 depends_on = None
 
