@@ -73,7 +73,7 @@ format: install ## apply ruff fixes and formatting
 
 # Quick mode: small sizes, so the figures say "it runs and roughly how fast", in a few minutes on
 # 2 cores. The recorded figures (docs/benchmarks.md) come from each script's default sizes.
-BENCHMARKS := topics summarize render fetch http_clients fetch_scale send memory_cycles kill_send soak
+BENCHMARKS := topics summarize render fetch http_clients fetch_scale send memory_cycles kill_send soak prune
 
 bench: install ## run every benchmark in quick mode and print its figures
 	@for b in $(BENCHMARKS); do \

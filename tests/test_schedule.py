@@ -99,7 +99,7 @@ def test_jobs_are_stored_in_the_database_with_the_catch_up_grace(
     d = s.daemon(store)
     jobs = {j.id: j for j in d.jobstore.get_all_jobs()}
     stop(d)
-    assert set(jobs) == {"fetch", "send"}
+    assert set(jobs) == {"fetch", "send", "prune"}  # prune: [storage] retention is on by default
     assert jobs["send"].misfire_grace_time == 12 * 3600
     assert jobs["send"].coalesce is True
     assert jobs["send"].max_instances == 1

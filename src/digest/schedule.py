@@ -1,4 +1,5 @@
-"""The daemon (`digest run`): APScheduler runs fetch and send on their crontabs, one per database.
+"""The daemon (`digest run`): APScheduler runs fetch, send and prune on their crontabs, one per
+database.
 
 Jobs live in the same database (SQLAlchemyJobStore), so a send missed while the daemon was down
 runs once when it is back within ``[schedule] catch_up``; the config is re-read at each job.
@@ -45,7 +46,7 @@ from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
 from digest.pipeline.editors import notify_editors, waiting_since
 from digest.pipeline.issue import send
-from digest.pipeline.prune import prune
+from digest.pipeline.prune import format_pruned, prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
 from digest.store.locks import STANDBY_PREFIX, Lease, exclusive, holder_of
@@ -74,7 +75,7 @@ def send_job() -> None:
 
 
 def prune_job() -> None:
-    """Scheduled (with ``[storage] retention``): remove old items and delivery rows."""
+    """Scheduled: remove what is older than ``[storage] retention``, in short batches."""
     if _DAEMON is not None:
         _DAEMON.run_job("prune")
 
@@ -164,13 +165,7 @@ _PIPELINE: dict[str, Callable[[Settings, Store, threading.Event], RunCounts]] = 
     "draft": _draft,
     "resume": _resume,
     "bounces": _bounces,
-    "prune": lambda settings, store, stop: _prune(settings, store, stop),
 }
-
-
-def _prune(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
-    prune(settings, store, stop=stop)  # logs its own line of counts
-    return RunCounts()
 
 
 class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # (untyped library)
@@ -243,12 +238,18 @@ class Daemon:
                 "storage.url changed; restart the daemon to use the new database",
                 extra={"storage": redact_url(new.storage.url)},
             )
-        if (new.schedule, new.digest.timezone, new.review, new.bounces, new.storage.retention) != (
+        if (
+            new.schedule,
+            new.digest.timezone,
+            new.review,
+            new.bounces,
+            new.storage.retention.enabled,
+        ) != (
             old.schedule,
             old.digest.timezone,
             old.review,
             old.bounces,
-            old.storage.retention,
+            old.storage.retention.enabled,
         ):
             self.sync_jobs()
         if why == "SIGHUP":
@@ -270,7 +271,7 @@ class Daemon:
             self.scheduler.remove_job("draft")
         if s.storage.retention.enabled:
             wanted.append(("prune", s.schedule.prune))
-        elif self.scheduler.get_job("prune") is not None:
+        elif self.scheduler.get_job("prune") is not None:  # everything kept forever now
             self.scheduler.remove_job("prune")
         for job_id, expr in wanted:
             trigger = expr.trigger(s.digest.timezone)
@@ -325,6 +326,9 @@ class Daemon:
         started = time.monotonic()
         log.info("%s started", job, extra={"job": job})
         try:
+            if job == "prune":
+                self._prune(settings, started)
+                return
             counts = _PIPELINE[job](settings, self.store, self.stop)
         except DigestError as exc:
             self._failed(job, started, str(exc))
@@ -334,9 +338,6 @@ class Daemon:
             self._failed(job, started, f"{type(exc).__name__}: {exc}")
             return
         duration = time.monotonic() - started
-        if job == "prune":  # its counts are rows removed, logged by the job itself
-            self.metrics.job_succeeded(job, duration)
-            return
         self.metrics.record_counts(counts)
         fields = {"job": job, "duration": round(duration, 3), **counts_fields(counts)}
         problem = run_failure(job, counts)
@@ -361,6 +362,18 @@ class Daemon:
         else:
             self.metrics.job_succeeded(job, duration)
             log.info("%s done: %s", job, format_counts(counts), extra=fields)
+
+    def _prune(self, settings: Settings, started: float) -> None:
+        counts = prune(settings, self.store, stop=self.stop)
+        duration = time.monotonic() - started
+        self.metrics.record_pruned(counts.tables())
+        fields = {"job": "prune", "duration": round(duration, 3), **dict(counts.tables())}
+        fields["longest_transaction"] = round(counts.longest, 3)
+        if counts.stopped:
+            self.metrics.job_idle("prune", duration, outcome="stopped")
+        else:
+            self.metrics.job_succeeded("prune", duration)
+        log.info("prune done: %s", format_pruned(counts), extra=fields)
 
     def _failed(self, job: str, started: float, error: str) -> None:
         duration = time.monotonic() - started

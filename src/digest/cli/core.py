@@ -419,6 +419,11 @@ def check() -> None:
             )
     else:
         out.print("review: auto (issues go out as the filter builds them)", markup=False)
+    keep = settings.storage.retention
+    kept = f"items {keep.items}, deliveries {keep.deliveries}, cache {keep.cache}, "
+    kept += f"fingerprints {keep.fingerprints}"
+    when = f"pruned on '{settings.schedule.prune}'" if keep.enabled else "nothing is pruned"
+    out.print(f"retention: {kept} ({when})", markup=False)
     out.print(
         f"delivery: {settings.delivery.mode}"
         + (f" to {settings.delivery.outbox_dir}/" if settings.delivery.mode == "outbox" else "")

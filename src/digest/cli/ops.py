@@ -197,32 +197,33 @@ def status(issue_count: int, as_json: bool) -> None:
 
 @app.command(epilog="Example: digest prune --dry-run")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
-def prune(dry_run: bool) -> None:
-    """Remove items and delivery rows older than [storage] retention, in small batches."""
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Delivery rows per transaction (items: a fifth); smaller waits less on a busy SQLite.",
+)
+def prune(dry_run: bool, batch: int) -> None:
+    """Remove items, delivery rows and cached summaries older than [storage] retention."""
+    from digest.cli.core import _graceful, _stopped_exit
+    from digest.pipeline.prune import format_pruned
     from digest.pipeline.prune import prune as run_prune
     from digest.store import open_store
 
     settings = STATE.settings()
-    r = settings.storage.retention
-    if not r.enabled:
-        out.print(
-            "nothing to prune: [storage] retention is not set (e.g. retention = "
-            '{ items = "180d", deliveries = "400d" })',
-            markup=False,
-        )
+    if not settings.storage.retention.enabled:
+        out.print("nothing to prune: [storage] retention keeps everything forever", markup=False)
         return
     store = open_store(settings.storage.url)
+    # No database lock: the daemon may be running; each batch is its own short transaction.
     try:
-        counts = run_prune(settings, store, dry_run=dry_run)
+        with _graceful() as stop:
+            counts = run_prune(settings, store, dry_run=dry_run, stop=stop, batch=batch)
     finally:
         store.close()
-    verb = "would remove" if dry_run else "removed"
-    out.print(
-        f"{verb} {counts.items} item(s) (older than {r.items or 'forever'}), "
-        f"{counts.deliveries} delivery row(s) (issues finished over {r.deliveries or 'forever'} "
-        f"ago), {counts.llm_cache} cached summary(ies)",
-        markup=False,
-    )
+    out.print(format_pruned(counts, dry_run=dry_run), markup=False)
+    _stopped_exit(stop)
 
 
 def _print_feeds(feeds: list[FeedReport], now: datetime) -> None:

@@ -3,11 +3,11 @@
 Every error is one line naming the file and the key path, e.g.
 ``config/digest.toml: topics.data_protection.include: expected a list of strings``.
 
-One module per family of sections (``general``, ``sources``, ``summary``, ``delivery``, ``web``),
-``base`` for what they share and ``loader`` for ``Settings`` and reading files. To add a section
-``[foo]``: write ``config/foo.py`` with ``class FooSection(_Section)`` (from ``config.base``), add
-one line ``foo: FooSection = Field(default_factory=FooSection)`` to ``Settings`` in ``loader.py``,
-and re-export ``FooSection`` here if callers need the type.
+One module per family of sections (``general``, ``retention``, ``sources``, ``summary``,
+``delivery``, ``web``), ``base`` for what they share and ``loader`` for ``Settings`` and reading
+files. To add a section ``[foo]``: write ``config/foo.py`` with ``class FooSection(_Section)``
+(from ``config.base``), add one line ``foo: FooSection = Field(default_factory=FooSection)`` to
+``Settings`` in ``loader.py``, and re-export ``FooSection`` here if callers need the type.
 """
 
 from digest.config.base import (
@@ -33,6 +33,7 @@ from digest.config.loader import (
     parse_settings,
 )
 from digest.config.render import RenderSection
+from digest.config.retention import KeepFor, RetentionSection
 from digest.config.review import ReviewSection
 from digest.config.sources import (
     ExampleEntry,
@@ -62,8 +63,10 @@ __all__ = [
     "FeedSection",
     "FetchSection",
     "FiltersSection",
+    "KeepFor",
     "LLMSection",
     "RenderSection",
+    "RetentionSection",
     "ReviewSection",
     "SMTPSection",
     "ScheduleSection",

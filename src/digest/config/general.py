@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from digest.config.base import Crontab, Duration, _Section, header_safe
+from digest.config.retention import RetentionSection
 
 
 class DigestSection(_Section):
@@ -66,34 +67,12 @@ class DigestSection(_Section):
         return v.rstrip("/")
 
 
-class RetentionSection(_Section):
-    """How long old rows are kept (unset: forever); ``digest prune`` and the daemon remove the
-    rest in small batches."""
-
-    #: Items first seen and published longer ago (those in an issue are kept for the archive).
-    items: Duration | None = None
-    #: Per-reader delivery rows of issues finished longer ago (the issues themselves are kept).
-    deliveries: Duration | None = None
-
-    @field_validator("items", "deliveries")
-    @classmethod
-    def _at_least_30_days(cls, v: Duration | None) -> Duration | None:
-        # Shorter would prune items before an issue can take them, or deliveries a bounce or
-        # a late complaint still needs.
-        if v is not None and v.delta.days < 30:
-            raise ValueError(f"expected at least 30 days, got {v}")
-        return v
-
-    @property
-    def enabled(self) -> bool:
-        return self.items is not None or self.deliveries is not None
-
-
 class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
     #: The topic model `digest topics learn` writes; without it, the one shipped is used.
     topic_model: str = "var/topic-model.json.gz"
-    retention: RetentionSection = RetentionSection()
+    #: How long old items, delivery rows and cached summaries are kept (``digest prune``).
+    retention: RetentionSection = Field(default_factory=RetentionSection)
 
 
 class ScheduleSection(_Section):
@@ -101,7 +80,7 @@ class ScheduleSection(_Section):
     send: Crontab = Crontab.parse("0 8 * * mon", check=False)
     #: A run missed while the daemon was down still happens when it is back within this delay.
     catch_up: Duration = Duration.parse("12h")
-    #: When the daemon removes rows older than ``[storage] retention`` (if set).
+    #: When the daemon prunes what is older than ``[storage] retention`` (a quiet hour).
     prune: Crontab = Crontab.parse("30 3 * * *", check=False)
 
     @property

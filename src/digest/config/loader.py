@@ -9,6 +9,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,18 @@ class Settings(_Section):
             for tid in (*feed.topics, *feed.always):
                 if tid not in self.topics:
                     raise ValueError(f"feeds[{i}].topics: unknown topic {tid!r} (feed {feed.url})")
+        return self
+
+    @model_validator(mode="after")
+    def _items_outlive_the_window(self) -> Settings:
+        # An item pruned before an issue could take it would silently never be sent.
+        keep = self.storage.retention.items.delta
+        if keep is not None and keep <= timedelta(days=self.digest.window_days):
+            raise ValueError(
+                f"storage.retention.items: {self.storage.retention.items} is not longer than "
+                f"digest.window_days ({self.digest.window_days}): items would be pruned before "
+                "an issue could take them"
+            )
         return self
 
     def feed_specs(self) -> tuple[FeedSpec, ...]:

@@ -119,6 +119,12 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.pruned = Counter(
+            "digest_pruned_rows",
+            "Rows removed by the prune job ([storage] retention), per kind.",
+            ["table"],
+            registry=r,
+        )
         self.config_reload_errors = Counter(
             "digest_config_reload_errors", "Config reloads refused (last good kept).", registry=r
         )
@@ -144,6 +150,11 @@ class Metrics:
         self.messages_sent.inc(counts.sent)
         self.messages_failed.inc(counts.failed)
         self.messages_retried.inc(counts.retry)
+
+    def record_pruned(self, removed: tuple[tuple[str, int], ...]) -> None:
+        """Add one prune run's removed rows (``(kind, n)``) to ``digest_pruned_rows``."""
+        for table, n in removed:
+            self.pruned.labels(table=table).inc(n)
 
     def job_succeeded(self, job: str, duration: float) -> None:
         now = datetime.now(UTC)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from digest.config import Settings
-from digest.errors import DeliveryError, FencedError
+from digest.errors import DeliveryError, FencedError, UsageError
 from digest.models import DeliveryState, SubscriberStatus
 from digest.pipeline.messages import MessageFactory
 from digest.pipeline.wiring import RETRY_BASE, make_sender
@@ -29,6 +29,7 @@ from digest.store import Store, claims
 from digest.store import deliveries as dstore
 from digest.store.holders import new_holder
 from digest.store.issues import load_issue, set_issue_status
+from digest.store.retention import deliveries_pruned
 from digest.tokens import secret_from_env
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,13 @@ def deliver_issue(
     secret = secret_from_env()
     with store.connect() as conn:
         issue = load_issue(conn, number)
+        pruned = deliveries_pruned(conn, issue.id)
+    if pruned is not None:
+        # Its rows said who already had it: sending now would send it to everyone again.
+        raise UsageError(
+            f"issue #{number}: its delivery records were pruned on {pruned:%Y-%m-%d} "
+            "([storage] retention.deliveries); it cannot be sent again"
+        )
     factory = MessageFactory(settings, issue.content, secret)
     report = DeliveryReport(issue=number, dry_run=dry_run)
     if dry_run:

@@ -1,11 +1,13 @@
 """Items, their topic decisions and their summaries: insert once, read back as ``StoredItem``.
 
 An item is unique per (feed, guid) and per canonical URL, so one article met twice (two feeds,
-tracking parameters) is stored once; duplicates are skipped with ``ON CONFLICT DO NOTHING``.
+tracking parameters) is stored once; duplicates are skipped with ``ON CONFLICT DO NOTHING``, and
+items pruned long ago by their fingerprints (``item_fingerprints``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +33,7 @@ __all__ = [
     "as_utc",
     "count_items",
     "failed_items",
+    "fingerprint",
     "get_item",
     "insert_items",
     "iter_items",
@@ -120,6 +123,33 @@ def _item_row(feed_id: int, item: Item, first_seen: datetime) -> dict[str, Any]:
     }
 
 
+def fingerprint(text: str) -> str:
+    """What a pruned item leaves of its guid or canonical URL: sha256, hex."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _pruned_before(conn: Connection, feed_id: int, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Guids of ``rows`` that are items pruned earlier (same guid in this feed, or same
+    canonical URL in any): not new, whatever the feed says."""
+    f = schema.item_fingerprints
+    by_guid = {fingerprint(r["guid"]): r["guid"] for r in rows}
+    by_url = {fingerprint(r["canonical_url"]): r["guid"] for r in rows}
+    seen: set[str] = set()
+    guid_keys, url_keys = list(by_guid), list(by_url)
+    for start in range(0, len(rows), 500):  # stay under SQLite's bound-parameter limit
+        for (h,) in conn.execute(
+            select(f.c.guid_hash).where(
+                f.c.feed_id == feed_id, f.c.guid_hash.in_(guid_keys[start : start + 500])
+            )
+        ):
+            seen.add(by_guid[h])
+        for (h,) in conn.execute(
+            select(f.c.url_hash).where(f.c.url_hash.in_(url_keys[start : start + 500]))
+        ):
+            seen.add(by_url[h])
+    return seen
+
+
 def insert_items(
     conn: Connection,
     feed_id: int,
@@ -144,6 +174,9 @@ def insert_items(
             continue
         by_guid[row["guid"]] = item
         rows.append(row)
+    if rows:
+        pruned = _pruned_before(conn, feed_id, rows)
+        rows = [row for row in rows if row["guid"] not in pruned]
     if not rows:
         return []
     stmt = (

@@ -91,6 +91,22 @@ items = Table(
 Index("ix_items_first_seen", items.c.first_seen)
 Index("ix_items_published", items.c.published)
 
+#: What is left of a pruned item: sha256 of its guid (per feed) and of its canonical URL, so a
+#: feed still listing it (or another feed linking to it) does not bring it back as new.
+item_fingerprints = Table(
+    "item_fingerprints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    Column("guid_hash", String(64), nullable=False),
+    Column("url_hash", String(64), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("pruned_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("feed_id", "guid_hash", name="uq_item_fingerprints_feed_guid"),
+)
+Index("ix_item_fingerprints_url_hash", item_fingerprints.c.url_hash)
+Index("ix_item_fingerprints_pruned_at", item_fingerprints.c.pruned_at)
+
 #: Topic decisions made when the item was stored (for status / explain / topics test).
 item_topics = Table(
     "item_topics",
@@ -150,6 +166,9 @@ issues = Table(
     Column("html", Text, nullable=False),  # the issue as a web page (no personal bits)
     Column("text", Text, nullable=False),
     Column("status", String(16), nullable=False, default="sending"),  # sending | done
+    # Set when ``digest prune`` removed its delivery rows: the issue can never be sent again
+    # (the rows were what said who already had it).
+    Column("deliveries_pruned", DateTime(timezone=True)),
 )
 
 issue_items = Table(
@@ -237,6 +256,8 @@ bounces = Table(
     UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
 )
 Index("ix_bounces_subscriber_received", bounces.c.subscriber_id, bounces.c.received)
+# Retention walks old reports by age.
+Index("ix_bounces_received", bounces.c.received)
 
 #: One daemon per database: a lease row that expires when its holder dies.
 locks = Table(
@@ -359,6 +380,7 @@ __all__ = [
     "fence",
     "issue_items",
     "issues",
+    "item_fingerprints",
     "item_sightings",
     "item_topics",
     "items",
