@@ -18,6 +18,7 @@ NOT_IMPORTED = {
     "tzdata": "zoneinfo's time zones where the system has no tz database",
     "sniffio": "httpcore looks it up on every request; installed, it is found at once",
     "brotli": "aiohttp decodes Content-Encoding: br with it (feeds and pages served brotli)",
+    "psycopg": "SQLAlchemy's postgresql+psycopg dialect imports it (PostgreSQL stores)",
 }
 #: Dev dependencies that are tools, plugins or stubs rather than imports.
 DEV_TOOLS = {

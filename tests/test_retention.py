@@ -718,3 +718,12 @@ def test_with_everything_kept_forever_the_daemon_has_no_prune_job_until_a_reload
     finally:
         daemon.scheduler.shutdown(wait=False)
         store.close()
+
+
+def test_the_default_item_retention_stretches_to_twice_a_longer_window() -> None:
+    from digest.config import parse_settings
+
+    # A year-long window with no retention written: items are kept two years, never refused.
+    settings = parse_settings({"digest": {"window_days": 365}}, "digest.toml")
+    assert settings.storage.retention.items.delta == timedelta(days=730)
+    assert parse_settings({}, "digest.toml").storage.retention.items.delta == timedelta(days=180)

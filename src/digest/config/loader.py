@@ -22,6 +22,7 @@ from digest.config.delivery import DeliverySection, DKIMSection, SMTPSection
 from digest.config.filters import FiltersSection
 from digest.config.general import DaemonSection, DigestSection, ScheduleSection, StorageSection
 from digest.config.render import RenderSection
+from digest.config.retention import KeepFor
 from digest.config.review import ReviewSection
 from digest.config.sources import FeedSection, FetchSection, TopicSection
 from digest.config.summary import SummarySection
@@ -75,13 +76,23 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _items_outlive_the_window(self) -> Settings:
         # An item pruned before an issue could take it would silently never be sent.
-        keep = self.storage.retention.items.delta
-        if keep is not None and keep <= timedelta(days=self.digest.window_days):
+        retention = self.storage.retention
+        keep = retention.items.delta
+        window = timedelta(days=self.digest.window_days)
+        if keep is None or keep > window:
+            return self
+        if "items" in retention.model_fields_set:
             raise ValueError(
-                f"storage.retention.items: {self.storage.retention.items} is not longer than "
+                f"storage.retention.items: {retention.items} is not longer than "
                 f"digest.window_days ({self.digest.window_days}): items would be pruned before "
                 "an issue could take them"
             )
+        # The default (180 days) under a longer window: keep items twice the window instead.
+        longer = KeepFor.parse(f"{2 * self.digest.window_days}d")
+        storage = self.storage.model_copy(
+            update={"retention": retention.model_copy(update={"items": longer})}
+        )
+        object.__setattr__(self, "storage", storage)  # frozen model: set once, while validating
         return self
 
     def feed_specs(self) -> tuple[FeedSpec, ...]:
