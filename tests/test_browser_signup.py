@@ -25,7 +25,7 @@ from werkzeug import Request, Response
 from conftest import free_port
 from digest.config import Settings
 from digest.models import SubscriberStatus
-from digest.pipeline.issue import run_once
+from digest.pipeline.outgoing import run_once
 from digest.store import Store, open_store
 from digest.web import create_app
 from test_web_helpers import ARTIFACTS, SECRET, add_active, chromium, make_settings, status_of

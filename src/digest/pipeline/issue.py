@@ -26,7 +26,6 @@ from digest.models import (
     TopicDef,
 )
 from digest.pipeline import Progress, StopFlag, merge_counts, stopped
-from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.summaries import summarize_items
 from digest.render import personalize, render_issue, render_page
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 #: How often a sender waiting for another one's issue build looks again (seconds).
 _BUILD_POLL = 0.5
 
-__all__ = ["build_issue", "generic_parts", "run_once", "send", "send_together"]
+__all__ = ["build_issue", "generic_parts", "send", "send_together"]
 
 
 def _section_title(topic: TopicDef, language: str) -> str:
@@ -507,22 +506,4 @@ def _deliver(
         bounced=len(report.bounced),
         issue_number=number,
         failures=tuple(report.failures),
-    )
-
-
-def run_once(
-    settings: Settings,
-    store: Store,
-    *,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-    stop: StopFlag | None = None,
-    force: bool = False,
-) -> RunCounts:
-    """``collect`` then ``send``: what ``digest run --once`` does (the daemon runs them apart)."""
-    collected = collect(settings, store, progress=progress, stop=stop, force=force)
-    if stopped(stop):
-        return collected
-    return merge_counts(
-        collected, send(settings, store, dry_run=dry_run, progress=progress, stop=stop)
     )
