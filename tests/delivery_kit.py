@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from digest.config import Settings, parse_settings
 from digest.models import IssueContent, IssueEntry, IssueSection, SubscriberStatus
-from digest.store import Store, schema
+from digest.store import Store, open_store, schema
 from digest.store.issues import save_issue
 from digest.tokens import new_token_key
 
@@ -133,3 +134,40 @@ def add_people(
     with store.begin() as conn:
         for start in range(0, len(rows), 5000):
             conn.execute(insert(schema.subscribers), rows[start : start + 5000])
+
+
+def smtp_config(
+    tmp_path: Path, db_url: str, port: int, *, connections: int = 1, daemon: str = ""
+) -> Path:
+    """A French digest sending through the local SMTP server on ``port``; ``daemon``: the text of
+    a ``[daemon]`` section (none: the defaults, a 60 s lease and no lock wait)."""
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text(
+        f"""
+[digest]
+title = "Veille numérique"
+language = "fr"
+[storage]
+url = "{db_url}"
+[delivery]
+mode = "smtp"
+from = "Veille <veille@news.example.org>"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+password_env = ""
+connections = {connections}
+{daemon}""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def delivery_states(db_url: str) -> dict[str, int]:
+    """How many delivery rows are in each state."""
+    with open_store(db_url).connect() as conn:
+        rows = conn.execute(
+            select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
+        ).all()
+    return {str(state): int(n) for state, n in rows}

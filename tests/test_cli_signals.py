@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from delivery_kit import SECRET, add_people, store_issue
-from digest.store import open_store, schema
+from delivery_kit import SECRET, add_people, delivery_states, smtp_config, store_issue
+from digest.store import open_store
 from smtp_faults import HoldingHandler, fault_server
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
@@ -21,35 +20,7 @@ PEOPLE = [f"reader{i:03d}@example.org" for i in range(60)]
 
 
 def _config(tmp_path: Path, port: int) -> Path:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text(
-        f"""
-[digest]
-title = "Veille numérique"
-language = "fr"
-[storage]
-url = "sqlite:///{tmp_path}/d.db"
-[delivery]
-mode = "smtp"
-from = "Veille <veille@news.example.org>"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-password_env = ""
-connections = 1
-""",
-        encoding="utf-8",
-    )
-    return cfg
-
-
-def _states(db: str) -> dict[str, int]:
-    with open_store(db).connect() as conn:
-        rows = conn.execute(
-            select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
-        ).all()
-    return {str(state): int(n) for state, n in rows}
+    return smtp_config(tmp_path, f"sqlite:///{tmp_path}/d.db", port)
 
 
 @pytest.mark.slow
@@ -77,7 +48,7 @@ def test_sigterm_stops_send_after_the_current_message_and_a_rerun_finishes_exact
         assert b"run the same command again to resume" in stderr
         first = handler.counts()
         assert 5 <= sum(first.values()) < len(PEOPLE)
-        states = _states(db)
+        states = delivery_states(db)
         # The message in hand was finished and recorded: nothing is left in the ambiguous state.
         assert states.get("unknown", 0) == 0
         assert states.get("sent", 0) == sum(first.values())
@@ -85,4 +56,4 @@ def test_sigterm_stops_send_after_the_current_message_and_a_rerun_finishes_exact
         rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
         assert rerun.returncode == 0, rerun.stderr
     assert handler.counts() == dict.fromkeys(PEOPLE, 1)
-    assert _states(db) == {"sent": len(PEOPLE)}
+    assert delivery_states(db) == {"sent": len(PEOPLE)}

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from delivery_kit import SECRET, add_people, store_issue
-from digest.store import open_store, schema
+from delivery_kit import SECRET, add_people, delivery_states, smtp_config, store_issue
+from digest.store import open_store
 from digest.store.db import database_url
 from smtp_faults import SlowHandler, fault_server
 
@@ -24,32 +24,12 @@ DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 PEOPLE = [f"reader{i:04d}@example.org" for i in range(300)]
 
 
-def config(tmp_path: Path, db_url: str, port: int, *, connections: int = 1) -> Path:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text(
-        f"""
-[digest]
-title = "Veille numérique"
-language = "fr"
-[storage]
-url = "{db_url}"
-[delivery]
-mode = "smtp"
-from = "Veille <veille@news.example.org>"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-password_env = ""
-connections = {connections}
-[daemon]
 # A short lease, so the second sender does not wait a minute for the frozen one's to run out.
-lock_lease = "2s"
-lock_wait = "60s"
-""",
-        encoding="utf-8",
-    )
-    return cfg
+SHORT_LEASE = '[daemon]\nlock_lease = "2s"\nlock_wait = "60s"\n'
+
+
+def config(tmp_path: Path, db_url: str, port: int, *, connections: int = 1) -> Path:
+    return smtp_config(tmp_path, db_url, port, connections=connections, daemon=SHORT_LEASE)
 
 
 def holds_no_transaction(db_url: str) -> Callable[[], bool]:
@@ -134,10 +114,4 @@ def test_a_frozen_sender_that_thaws_after_a_takeover_never_sends_again(
     counts = handler.counts()
     assert set(counts) == set(PEOPLE)  # 0 missing
     assert sum(counts.values()) - len(PEOPLE) <= 2  # at most 2 duplicates
-    with open_store(db_url).connect() as conn:
-        states = dict(
-            conn.execute(
-                select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
-            ).all()
-        )
-    assert states == {"sent": len(PEOPLE)}
+    assert delivery_states(db_url) == {"sent": len(PEOPLE)}

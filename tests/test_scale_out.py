@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from delivery_kit import SECRET, add_people, store_issue
+from delivery_kit import SECRET, add_people, delivery_states, store_issue
 from digest.config import Settings
 from digest.pipeline.issue import send_together
 from digest.store import Store, open_store, schema
@@ -27,14 +27,6 @@ from test_fencing import config
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
 ENV = {**os.environ, "DIGEST_SECRET": SECRET}
-
-
-def _states(db_url: str) -> dict[str, int]:
-    with open_store(db_url).connect() as conn:
-        rows = conn.execute(
-            select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
-        ).all()
-    return {str(s): int(n) for s, n in rows}
 
 
 def _start(
@@ -76,7 +68,7 @@ def test_three_senders_share_an_issue_and_survive_one_killed(tmp_path: Path, db_
         assert sum(total.values()) - len(people) <= 2  # the killed one's message on the wire
         for carried in per_sender[1:]:
             assert carried >= 0.15 * len(people), per_sender
-        assert _states(db_url) == {"sent": len(people)}
+        assert delivery_states(db_url) == {"sent": len(people)}
 
         # A rerun finds nothing left to send.
         rerun = _start(tmp_path, db_url, "rerun", servers[1].port)
@@ -104,7 +96,7 @@ def test_a_sender_finding_an_issue_being_built_waits_for_it_then_joins(
         _, err = joiner.communicate(timeout=120)
         assert joiner.returncode == 0, err.decode()
     assert handler.counts() == dict.fromkeys(people, 1)
-    assert _states(db_url) == {"sent": len(people)}
+    assert delivery_states(db_url) == {"sent": len(people)}
 
 
 def test_on_sqlite_a_second_sender_is_told_one_sends_at_a_time(tmp_path: Path, db_url: str) -> None:

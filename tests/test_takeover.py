@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from delivery_kit import SECRET, add_people, store_issue
-from digest.store import open_store, schema
+from delivery_kit import SECRET, add_people, delivery_states, smtp_config, store_issue
+from digest.store import open_store
 from smtp_faults import HoldingHandler, fault_server
 
 DIGEST = [sys.executable, "-c", "from digest.cli import main; main()"]
@@ -24,35 +23,7 @@ CONNECTIONS = 2
 
 def _config(tmp_path: Path, db_url: str, port: int) -> Path:
     # No [daemon] section: the default lease (60 s) and lock_wait (0 s) are what is tested.
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text(
-        f"""
-[digest]
-title = "Veille numérique"
-language = "fr"
-[storage]
-url = "{db_url}"
-[delivery]
-mode = "smtp"
-from = "Veille <veille@news.example.org>"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-password_env = ""
-connections = {CONNECTIONS}
-""",
-        encoding="utf-8",
-    )
-    return cfg
-
-
-def _states(db_url: str) -> dict[str, int]:
-    with open_store(db_url).connect() as conn:
-        rows = conn.execute(
-            select(schema.deliveries.c.state, func.count()).group_by(schema.deliveries.c.state)
-        ).all()
-    return {str(state): int(n) for state, n in rows}
+    return smtp_config(tmp_path, db_url, port, connections=CONNECTIONS)
 
 
 @pytest.mark.slow
@@ -92,4 +63,4 @@ def test_send_killed_mid_issue_is_taken_over_at_once_and_nobody_is_missing(
     assert set(counts) == set(PEOPLE)  # nobody missing
     # Copies only from the ambiguous window: at most one message per connection.
     assert sum(counts.values()) - len(PEOPLE) <= CONNECTIONS
-    assert _states(db_url) == {"sent": len(PEOPLE)}
+    assert delivery_states(db_url) == {"sent": len(PEOPLE)}
