@@ -84,6 +84,30 @@ WORDS = [
 # --------------------------------------------------------------------------- feeds
 
 
+#: The two shipped topics, in short, for the benchmark configs.
+TOPIC_LINES = [
+    "[topics.sovereign_cloud]",
+    'title = "Sovereign cloud"',
+    'include = ["cloud souverain", "sovereign cloud", "SecNumCloud"]',
+    "",
+    "[topics.data_protection]",
+    'title = "Data protection"',
+    'include = ["données personnelles", "data protection", "RGPD", "GDPR"]',
+    "",
+]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str]]:
+    """One HTTP/1.1 request head from the farm's socket: its path and lower-cased headers."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
+    return lines[0].split(" ")[1], headers
+
+
 def make_feed(index: int, items: int = 20, size: int = 25_000) -> bytes:
     """One RSS 2.0 document of about ``size`` bytes with ``items`` distinct items."""
     rnd = random.Random(index)
@@ -132,13 +156,7 @@ def serve(port: int, feeds: list[bytes], latency: float, hosts: int, ready: Even
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                path = lines[0].split(" ")[1]
-                headers = {
-                    k.strip().lower(): v.strip()
-                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
-                }
+                path, headers = await read_request(reader)
                 await asyncio.sleep(latency)
                 try:
                     index = int(path.strip("/").split("/")[-1].removesuffix(".xml"))
@@ -232,14 +250,7 @@ def write_config(
             if smtp_port
             else []
         ),
-        "[topics.sovereign_cloud]",
-        'title = "Sovereign cloud"',
-        'include = ["cloud souverain", "sovereign cloud", "SecNumCloud"]',
-        "",
-        "[topics.data_protection]",
-        'title = "Data protection"',
-        'include = ["données personnelles", "data protection", "RGPD", "GDPR"]',
-        "",
+        *TOPIC_LINES,
     ]
     for i, url in enumerate(urls):
         lines += ["[[feeds]]", f'url = "{url}"', f'name = "Bench feed {i}"', ""]

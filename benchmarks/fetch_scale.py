@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import make_feed
+from fetch import TOPIC_LINES, make_feed
 
 ADDRESSES = [f"127.0.0.{n}" for n in range(1, 251)]
 
@@ -119,14 +119,7 @@ def write_config(folder: Path, urls: list[str], concurrency: int) -> Path:
         "allow_private = true",
         f"concurrency = {concurrency}",
         "",
-        "[topics.sovereign_cloud]",
-        'title = "Sovereign cloud"',
-        'include = ["cloud souverain", "sovereign cloud", "SecNumCloud"]',
-        "",
-        "[topics.data_protection]",
-        'title = "Data protection"',
-        'include = ["données personnelles", "data protection", "RGPD", "GDPR"]',
-        "",
+        *TOPIC_LINES,
     ]
     for i, url in enumerate(urls):
         lines += ["[[feeds]]", f'url = "{url}"', f'name = "Feed {i}"', ""]

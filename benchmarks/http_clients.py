@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brotli
 
-from fetch import free_port, host_of, make_feed
+from fetch import free_port, host_of, make_feed, read_request
 
 CAP = 1_000_000  # bytes: the oversized feeds (2 MB) must be refused
 TIMEOUT = 20.0
@@ -60,13 +60,7 @@ def serve(port: int, count: int, latency: float, hosts: int, ready: EventType) -
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                path = lines[0].split(" ")[1]
-                headers = {
-                    k.strip().lower(): v.strip()
-                    for k, _, v in (line.partition(":") for line in lines[1:] if line)
-                }
+                path, headers = await read_request(reader)
                 await asyncio.sleep(latency)
                 moved = path.startswith("/new/")
                 index = int(path.rsplit("/", 1)[-1].removesuffix(".xml"))
