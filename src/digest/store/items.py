@@ -182,7 +182,7 @@ def insert_items(
     stmt = (
         _upsert_insert(conn)(schema.items)
         .on_conflict_do_nothing()
-        .returning(schema.items.c.id, schema.items.c.guid, sort_by_parameter_order=True)
+        .returning(schema.items.c.id, schema.items.c.guid)
     )
     try:
         with conn.begin_nested():

@@ -53,11 +53,7 @@ def record_sightings(
         for key, item_id in owners.items()
     ]
     si = schema.item_sightings
-    stmt = (
-        _upsert_insert(conn)(si)
-        .on_conflict_do_nothing()
-        .returning(si.c.item_id, sort_by_parameter_order=True)
-    )
+    stmt = _upsert_insert(conn)(si).on_conflict_do_nothing().returning(si.c.item_id)
     new = {int(r.item_id) for r in conn.execute(stmt, rows_in)}
     return [(item_id, by_canonical[key]) for key, item_id in owners.items() if item_id in new]
 
