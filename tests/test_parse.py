@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -412,3 +413,19 @@ def test_rss_ttl_is_reported_in_seconds() -> None:
     assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>60</ttl>")).ttl == 3600.0
     assert parse(rss("<item><guid>1</guid></item>", channel="<ttl>soon</ttl>")).ttl is None
     assert parse(rss("<item><guid>1</guid></item>")).ttl is None
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "pool"])
+def test_parse_pool_tells_when_each_outcome_is_ready(workers: int) -> None:
+    """The store loop waits for this signal instead of polling the pool."""
+    feed = b'<rss version="2.0"><channel><item><title>a</title></item></channel></rss>'
+    ready: queue.SimpleQueue[int] = queue.SimpleQueue()
+    with ParsePool(workers=workers) as pool:
+        places = [
+            pool.submit(ParseJob(body, f"job-{n}", NOW), on_done=lambda n=n: ready.put(n))
+            for n, body in enumerate([feed, b"not a feed", feed])
+        ]
+        told = sorted(ready.get(timeout=30) for _ in places)
+        assert told == places
+        assert all(pool.done(place) for place in places)
+        assert isinstance(pool.outcome(1), ParseError)

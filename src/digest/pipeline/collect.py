@@ -155,6 +155,13 @@ class _MatcherSoon:
         return self._matcher.result()  # a ConfigError (bad regex) is raised here, as before
 
 
+class _Wake:
+    """What the parse pool puts in the store loop's queue when a parse has ended."""
+
+
+_WAKE = _Wake()
+
+
 @dataclass
 class _Outcome:
     """What became of one fetched feed: whether a body was parsed and why it was not a feed,
@@ -173,8 +180,9 @@ class _Outcome:
 
 #: Parsed feeds stored in one transaction at most: fewer commits, a write lock held briefly.
 STORE_BATCH = 50
-#: How often the store loop looks for finished parses while feeds are still arriving.
-POLL = 0.05
+#: How often the store loop looks for finished parses without being told (the pool wakes it
+#: as each parse ends; this only bounds a missed wake-up).
+POLL = 0.5
 #: Parsed feeds kept waiting behind a slower one earlier in config order before they are stored
 #: out of order.
 REORDER = 256
@@ -207,7 +215,8 @@ class _Run:
         self.matcher = matcher
         self.now = now
         self.stop = stop
-        self.arrived: queue.SimpleQueue[_Feed | None] = queue.SimpleQueue()
+        # Fetched feeds, None once the fetch is over, and _WAKE when a parse has finished.
+        self.arrived: queue.SimpleQueue[_Feed | _Wake | None] = queue.SimpleQueue()
         # Parse jobs submitted (fetch thread) and stored (this thread): their difference is the
         # backlog that pauses new downloads.
         self.submitted = 0
@@ -283,11 +292,16 @@ class _Run:
                         fetched_at=datetime.now(UTC),
                         content_type=result.content_type,
                         max_items=self.settings.fetch.max_items_per_feed,
-                    )
+                    ),
+                    on_done=self._parsed,
                 )
                 self.submitted += 1
                 self.matcher.start()  # new items are likely: compile while the rest download
         self.arrived.put(feed)
+
+    def _parsed(self) -> None:
+        """A parse ended (pool thread): wake the store loop, which may store it now."""
+        self.arrived.put(_WAKE)
 
     # ------------------------------------------------------------------ store (this thread)
 
@@ -312,7 +326,7 @@ class _Run:
                 while True:
                     if got is None:
                         fetching = False
-                    else:
+                    elif not isinstance(got, _Wake):
                         answered.append(got)
                     got = self.arrived.get_nowait()
             except queue.Empty:

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -426,18 +426,30 @@ class ParsePool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def submit(self, job: ParseJob) -> int:
-        """Queue one document; returns its place in ``results()`` (and for ``outcome``)."""
+    def submit(self, job: ParseJob, on_done: Callable[[], None] | None = None) -> int:
+        """Queue one document; returns its place in ``results()`` (and for ``outcome``).
+
+        ``on_done`` is called once its outcome is ready (from the pool's own thread, or before
+        ``submit`` returns when parsed inline): a caller can wait for that instead of polling.
+        """
         if self._pool is None:
             self._jobs.append(None)
             self._pending.append(_revive(_run_job(job)))
+            if on_done is not None:
+                on_done()
             return len(self._jobs) - 1
         self._jobs.append(job)
         try:
-            self._pending.append(self._pool.submit(_run_job, job))
+            future = self._pool.submit(_run_job, job)
         except (BrokenProcessPool, RuntimeError):
             self._jobs[-1] = None
             self._pending.append(_revive(_run_job(job)))
+            if on_done is not None:
+                on_done()
+            return len(self._jobs) - 1
+        self._pending.append(future)
+        if on_done is not None:
+            future.add_done_callback(lambda _: on_done())
         return len(self._jobs) - 1
 
     def done(self, index: int) -> bool:
