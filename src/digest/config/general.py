@@ -71,6 +71,8 @@ class StorageSection(_Section):
     url: str = "sqlite:///var/digest.db"
     #: The topic model `digest topics learn` writes; without it, the one shipped is used.
     topic_model: str = "var/topic-model.json.gz"
+    #: Derived data digest can rebuild (the topics' word forms): safe to delete.
+    cache_dir: str = "var/cache"
     #: How long old items, delivery rows and cached summaries are kept (``digest prune``).
     retention: RetentionSection = Field(default_factory=RetentionSection)
 

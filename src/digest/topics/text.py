@@ -7,9 +7,11 @@ when a matcher is compiled, so matching itself never lemmatizes.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import simplemma
@@ -148,6 +150,34 @@ def _lemmas(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
+#: Word forms known before this process asked simplemma (``remember_forms``: the pipeline's
+#: on-disk cache), and those computed since (``computed_forms``), by lowercase word.
+_KNOWN_FORMS: dict[str, tuple[str, ...]] = {}
+_COMPUTED_FORMS: dict[str, tuple[str, ...]] = {}
+
+
+def forms_version() -> str:
+    """What word forms depend on: simplemma's version (its dictionaries), the rules above and
+    the code that applies them. A cache of ``inflections`` written under another must not be
+    used."""
+    made = hashlib.sha256(repr((_MIN_INFLECT, _SUFFIX_RULES)).encode())
+    for fn in (_inflect, _lemmas.__wrapped__):
+        made.update(fn.__code__.co_code + repr(fn.__code__.co_consts).encode())
+    return f"simplemma {simplemma.__version__}; rules {made.hexdigest()[:16]}"
+
+
+def remember_forms(forms: Mapping[str, Sequence[str]]) -> None:
+    """Take word forms computed by an earlier process (same ``forms_version``): loading
+    simplemma's French and English dictionaries costs ~0.4 s of CPU per process, and a
+    matcher whose words are all known never loads them."""
+    _KNOWN_FORMS.update((w, tuple(f)) for w, f in forms.items())
+
+
+def computed_forms() -> dict[str, tuple[str, ...]]:
+    """Word forms this process computed with simplemma (not given by ``remember_forms``)."""
+    return dict(_COMPUTED_FORMS)
+
+
 @lru_cache(maxsize=4096)
 def inflections(word: str) -> tuple[str, ...]:
     """Forms of ``word`` (lowercase, accents kept) that share its French or English lemma.
@@ -159,6 +189,15 @@ def inflections(word: str) -> tuple[str, ...]:
     word = word.lower()
     if len(word) < _MIN_INFLECT or not word.isalpha():
         return (word,)
+    known = _KNOWN_FORMS.get(word)
+    if known is not None:
+        return known
+    forms = _inflect(word)
+    _COMPUTED_FORMS[word] = forms
+    return forms
+
+
+def _inflect(word: str) -> tuple[str, ...]:
     base = _lemmas(word)
     forms = {word}
     if not word.endswith(("s", "x", "z")):
