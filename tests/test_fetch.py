@@ -9,10 +9,12 @@ import http.server
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import brotli
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -153,6 +155,41 @@ def test_cap_applies_after_decompression(httpserver: HTTPServer) -> None:
     assert result.status is FetchStatus.FAILED
     assert result.error is not None
     assert "cap" in result.error
+
+
+def _peak_memory(request: FetchRequest, options: FetchOptions) -> tuple[FetchResult, int]:
+    """One fetch, and the most memory Python held at once during it (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        [result] = fetch_all_sync([request], options)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_compression_bomb_is_refused_before_it_is_inflated_in_memory(
+    httpserver: HTTPServer, encoding: str
+) -> None:
+    """64 MB of zeros sent as ~64 KB: the download stops at the cap, and memory never holds
+    more than a small fetch's plus the cap and a decompressed chunk (aiohttp inflates at most
+    64 KB per step, and the body is checked after each chunk)."""
+    inflated = bytes(64 * 1024 * 1024)
+    bomb = gzip.compress(inflated, 9) if encoding == "gzip" else brotli.compress(inflated)
+    del inflated
+    headers = {"Content-Encoding": encoding}
+    httpserver.expect_request("/bomb").respond_with_data(bomb, headers=headers)
+    httpserver.expect_request("/small").respond_with_data(b"<rss/>")
+    cap = 1024 * 1024
+    options = FetchOptions(max_bytes=cap)
+    _, baseline = _peak_memory(Local(httpserver.url_for("/small")), options)
+    result, peak = _peak_memory(Local(httpserver.url_for("/bomb")), options)
+    assert len(bomb) < cap
+    assert result.status is FetchStatus.FAILED
+    assert result.error is not None
+    assert "cap" in result.error
+    held = peak - baseline
+    assert held < 4 * cap, f"{held / 1e6:.1f} MB more than a small fetch for a 1 MB cap"
 
 
 def test_gzip_encoded_response_is_decompressed(httpserver: HTTPServer, feed_bytes: bytes) -> None:
