@@ -5,9 +5,9 @@ Times ``digest --config <tmp> fetch`` twice (a first run, then one where every f
 ``--layer`` the fetch and parse layer alone (``fetch_all`` + ``ParsePool``).
 With ``--compare``: ``digest run --once`` (fetch, issue, send to a local SMTP sink) beside
 rss2email in digest mode on the same farm and sink, first run and no-change run; rss2email is
-run from its own environment (``--rss2email /tmp/r2e-venv/bin/python``; that column is skipped
-when absent). Farm shapes: ``--hosts 1 --per-host 100`` (one site) or ``--hosts 50`` (default
-per_host).
+run from the benchmark's own environment (installed on first use under ~/.cache/digest-bench,
+or ``--rss2email PYTHON`` of an environment that has it). Farm shapes: ``--hosts 1 --per-host
+100`` (one site) or ``--hosts 50`` (default per_host).
 Run: ``.venv/bin/python benchmarks/fetch.py [--feeds 200] [--hosts 50] [--latency 0.1] [--layer]``.
 """
 
@@ -437,11 +437,11 @@ def compare(urls: list[str], args: argparse.Namespace, folder: Path) -> None:
         command = [*digest_command(), "--config", str(config), "run", "--once"]
         rows["digest"]["first"] = timed(command, env=env, cwd=runs)
         rows["digest"]["again"] = timed(command, env=env, cwd=runs)
-        r2e = Path(args.rss2email).with_name("r2e") if args.rss2email else None
-        if r2e is not None and r2e.exists():
+        r2e = find_rss2email(args.rss2email)
+        if r2e is not None:
             rows["rss2email"] = time_r2e(r2e, urls, port, folder / "r2e")
         else:
-            print(f"rss2email not found ({args.rss2email!r}): its column is skipped")
+            print("rss2email could not be installed: its column is skipped")
     finally:
         sink.terminate()
         sink.wait(10)
@@ -459,6 +459,35 @@ def compare(urls: list[str], args: argparse.Namespace, folder: Path) -> None:
         else:
             print(f"| {label} | - | {d_wall:.2f} s ({d_cpu:.2f} s CPU) | - |")
         print(f"#   digest said: {d_line}")
+
+
+#: Where the benchmark installs rss2email when the Python running it has none.
+R2E_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digest-bench"
+R2E_VERSION = "3.14"
+
+
+def find_rss2email(python: str | None) -> Path | None:
+    """rss2email's ``r2e``: beside ``python`` when given; else beside the Python running the
+    benchmark (``pip install rss2email`` there); else in the benchmark's own environment,
+    created on first use under ``R2E_HOME`` from the package registry."""
+    if python:
+        given = Path(python).with_name("r2e")
+        return given if given.exists() else None
+    beside = Path(sys.executable).with_name("r2e")
+    if beside.exists():
+        return beside
+    home = R2E_HOME / f"rss2email-{R2E_VERSION}"
+    r2e = home / "bin" / "r2e"
+    if not r2e.exists():
+        print(f"installing rss2email {R2E_VERSION} into {home} (once)")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(home)], check=True)
+            pip = [str(home / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            subprocess.run([*pip, f"rss2email=={R2E_VERSION}"], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"rss2email not installed: {exc}", file=sys.stderr)
+            return None
+    return r2e if r2e.exists() else None
 
 
 def time_r2e(
@@ -519,8 +548,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--rss2email",
-        default="/tmp/r2e-venv/bin/python",
-        help="python of an environment with rss2email installed (for --compare)",
+        default=None,
+        help="python of an environment with rss2email installed (for --compare; default: "
+        "the running Python's, else one the benchmark installs under ~/.cache/digest-bench)",
     )
     ap.add_argument(
         "--layer", action="store_true", help="time fetch_all + parsing instead of the CLI"
