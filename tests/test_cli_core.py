@@ -159,6 +159,24 @@ def test_fetch_summarizes_in_one_line_and_lists_failing_feeds(cli, workdir: Path
     assert "timed out" in failed
 
 
+def test_fetch_exits_1_when_every_feed_fetched_failed(
+    cli, workdir: Path, httpserver: HTTPServer
+) -> None:
+    """One dead feed among live ones is the feed's problem (exit 0, above); all of them dead
+    is the machine's (network, DNS): cron or a timer unit must see it."""
+    httpserver.expect_request("/500.xml").respond_with_data("no", status=500)
+    httpserver.expect_request("/404.xml").respond_with_data("no", status=404)
+    write_config(workdir / "digest.toml", [httpserver.url_for(p) for p in ("/500.xml", "/404.xml")])
+    r = cli("--config", "digest.toml", "fetch")
+    assert r.code == 1
+    assert r.out.splitlines()[0].startswith("feeds: 0 ok, 2 failed")
+    assert errors(r.err)[-1] == "error: all 2 feeds failed: check this machine's network and DNS"
+    # The next run: every feed backing off, none fetched, nothing failed anew.
+    again = cli("--config", "digest.toml", "fetch")
+    assert again.code == 0, again.err
+    assert again.out.splitlines()[0].startswith("feeds: 0 ok, 0 failed")
+
+
 # --------------------------------------------------------------------------- preview / send
 
 

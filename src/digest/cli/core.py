@@ -132,7 +132,7 @@ def fetch(force: bool) -> None:
 
     Ends with one line: feeds ok / failed / not modified (the server's 304) / unchanged (the
     same body again), new items, kept per topic; then each failed feed with its error. A failing
-    feed never stops the others.
+    feed never stops the others; the exit code is 1 when every feed fetched failed.
     """
     from digest.pipeline.collect import collect
 
@@ -155,6 +155,21 @@ def fetch(force: bool) -> None:
     )
     _failed_feeds(counts)
     _stopped_exit(stop)
+    _no_feed_exit(counts)
+
+
+def _no_feed_exit(counts: RunCounts) -> None:
+    """Exit 1 when feeds were due and not one answered (the network, a proxy, DNS is down),
+    by the rule the daemon's health uses: one feed failing among others is the feed's problem,
+    shown above; all of them failing is the machine's, and a timer unit or cron should see it."""
+    if not counts.feeds_failed:
+        return
+    from digest.infra.metrics import run_failure
+
+    problem = run_failure("fetch", counts)
+    if problem:
+        err.print(f"error: {problem}: check this machine's network and DNS", markup=False)
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- preview
