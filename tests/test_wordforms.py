@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digest.config import Settings, parse_settings
 from digest.pipeline import wordforms
@@ -138,3 +140,28 @@ def test_a_cache_folder_that_cannot_be_written_costs_nothing_but_time(tmp_path: 
     matcher = make_matcher(_settings(blocked / "cache"))
     matches = matcher.match("Sovereign hosting providers", "")
     assert [m.topic_id for m in matches if m.kept] == ["cloud"]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forms=_json)
+def test_whatever_the_cache_file_holds_only_lists_of_words_are_taken(
+    tmp_path: Path, forms: object
+) -> None:
+    (tmp_path / wordforms.FILE).write_text(
+        json.dumps({"version": text.forms_version(), "forms": forms}), encoding="utf-8"
+    )
+    text._KNOWN_FORMS.clear()
+    wordforms.load(tmp_path)
+    for word, values in text._KNOWN_FORMS.items():
+        assert isinstance(word, str)
+        assert values
+        assert all(isinstance(v, str) for v in values)
