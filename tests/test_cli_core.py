@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import threading
 from pathlib import Path
 
@@ -249,6 +250,22 @@ def test_check_lists_feeds_topics_and_subscribers(cli, fetched: Path) -> None:
     assert "feeds (1):" in r.out
     assert "data_protection: Data protection" in r.out
     assert "subscribers: none" in r.out
+
+
+def test_check_warns_when_the_open_files_limit_cannot_hold_the_fetch_concurrency(
+    cli, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch raises its soft limit up to the hard one, not past it: check says so first."""
+    (workdir / "digest.toml").write_text("[fetch]\nconcurrency = 1000\n", encoding="utf-8")
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (256, 512))
+    r = cli("--config", "digest.toml", "check")
+    assert r.code == 0, r.err
+    assert (
+        "warning: fetch.concurrency = 1000 needs about 1128 open files; this user's hard limit "
+        "is 512: raise it (systemd: LimitNOFILE=) or lower concurrency"
+    ) in errors(r.err)
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert "LimitNOFILE" not in cli("--config", "digest.toml", "check").err
 
 
 def test_check_exits_2_listing_each_example_that_no_longer_holds(cli, workdir: Path) -> None:

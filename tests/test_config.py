@@ -319,6 +319,18 @@ def test_check_refuses_an_unloadable_ca_file_and_an_outbox_it_cannot_write(tmp_p
     assert not (tmp_path / "a").exists()  # check creates nothing
 
 
+def test_check_warns_when_the_word_form_cache_cannot_be_written(tmp_path: Path) -> None:
+    env = {"DIGEST_SECRET": "x" * 43}
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    blocked = config.parse_settings({"storage": {"cache_dir": str(blocker / "c")}}, "t.toml")
+    found = config_checks.environment_findings(blocked, env)
+    assert found.errors == []
+    assert f"storage.cache_dir: {blocker} is not a folder: the topics' word forms go uncached" in (
+        found.warnings
+    )
+
+
 def test_digest_check_refuses_an_unreadable_dkim_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

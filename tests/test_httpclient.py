@@ -5,6 +5,9 @@ project's own."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -86,3 +89,35 @@ def test_nothing_listening_is_a_fetch_error_saying_cannot_connect() -> None:
 def test_addresses_written_in_the_url_are_refused_without_allow_private(url: str) -> None:
     got = _fetch(url, allow_private=False)
     assert isinstance(got, BlockedAddressError)
+
+
+_LOW_LIMIT = """
+import logging, resource, sys
+from digest.models import FetchRequest
+from digest.reader.fetch import FetchOptions, fetch_all_sync
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, int(sys.argv[2])))
+[result] = fetch_all_sync(
+    [FetchRequest(sys.argv[1], allow_private=True)], FetchOptions(concurrency=500)
+)
+print(result.status.value, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="open-files limits are POSIX")
+@pytest.mark.parametrize(("hard", "soft_after", "warned"), [(4096, 628, False), (400, 400, True)])
+def test_a_fetch_raises_the_open_files_limit_to_what_its_connections_need(
+    httpserver: HTTPServer, hard: int, soft_after: int, warned: bool
+) -> None:
+    """500 connections at once need more than the soft limit of 256 (or 1,024) many systems
+    set: the fetch raises it toward the hard limit (500 + 128), and says so when it cannot."""
+    httpserver.expect_request("/feed").respond_with_data("<rss/>")
+    done = subprocess.run(
+        [sys.executable, "-c", _LOW_LIMIT, httpserver.url_for("/feed"), str(hard)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["ok", str(soft_after)]
+    assert ("open-files limit is 400, below the 628" in done.stderr) is warned

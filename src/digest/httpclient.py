@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import socket
 from collections.abc import Mapping
 
@@ -19,12 +20,15 @@ from digest.errors import BlockedAddressError, FetchError, FetchTimeout
 from digest.netguard import METADATA_HOSTS, Refused, address_refusal
 from digest.urls import url_problem
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ClientError",
     "GuardedResolver",
     "Refused",
     "Response",
     "checked_url_problem",
+    "ensure_open_files",
     "guarded_session",
     "translate_error",
 ]
@@ -121,6 +125,7 @@ def guarded_session(
             raise aiohttp.InvalidURL(request.url, problem)
         return await handler(request)
 
+    ensure_open_files(limit + OPEN_FILES_MARGIN)
     connector = aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=per_host,
@@ -139,6 +144,45 @@ def guarded_session(
         trust_env=False,
         middlewares=(guard_hop,),
         raise_for_status=False,
+    )
+
+
+#: Files a fetching process holds besides its connections: the database, the parse pool's pipes,
+#: logs, the DNS resolver's sockets.
+OPEN_FILES_MARGIN = 128
+
+
+def ensure_open_files(needed: int) -> int:
+    """Raise this process's soft open-files limit toward its hard limit when ``needed`` would
+    pass it, as Go's runtime does at start: 500 connections in flight would otherwise fail with
+    "Too many open files" under the soft limit of 1,024 most systems set. Never lowers it;
+    returns the soft limit now, and logs once when even the hard limit is short."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to raise
+        return needed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return needed
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.debug("open-files limit not raised: %s", exc)
+    if soft < needed:
+        _warn_open_files(soft, needed)
+    return soft
+
+
+@functools.cache
+def _warn_open_files(soft: int, needed: int) -> None:
+    log.warning(
+        "the open-files limit is %d, below the %d this many connections may need: lower "
+        "[fetch] concurrency or raise the limit (systemd: LimitNOFILE=)",
+        soft,
+        needed,
     )
 
 

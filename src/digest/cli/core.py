@@ -341,6 +341,25 @@ def _private_feeds(settings: Settings) -> list[str]:
     return lines
 
 
+def _open_files_warnings(settings: Settings) -> list[str]:
+    """A hard open-files limit below what ``[fetch] concurrency`` connections need: the fetch
+    raises its soft limit up to the hard one (``httpclient.ensure_open_files``), not past it."""
+    try:
+        import resource
+    except ImportError:
+        return []
+    from digest.httpclient import OPEN_FILES_MARGIN
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    needed = settings.fetch.concurrency + OPEN_FILES_MARGIN
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        return []
+    return [
+        f"fetch.concurrency = {settings.fetch.concurrency} needs about {needed} open files; "
+        f"this user's hard limit is {hard}: raise it (systemd: LimitNOFILE=) or lower concurrency"
+    ]
+
+
 @app.command(epilog="Example: digest --config config/digest.toml check")
 def check() -> None:
     """Validate the configuration, the secrets and credentials in the environment, and the
@@ -363,6 +382,7 @@ def check() -> None:
         # A send falls back to the shipped template; check says the operator's look is broken.
         for problem in check_templates(settings.render.templates, settings.brand.to_model()):
             found.errors.append(f"render.templates: {problem}")
+    found.warnings += _open_files_warnings(settings)
     for line in found.warnings:
         err.print(f"warning: {line}", markup=False)
     from digest.pipeline.learning import load_model
