@@ -102,6 +102,20 @@ def test_a_new_term_adds_its_words_to_the_cache(
     assert {"personnelles", "souverain", "tribunal", "administratif"} <= set(forms)
 
 
+def test_compiling_again_with_nothing_new_leaves_the_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon compiles the topics every cycle: the file is written only when words change."""
+    settings = _settings(tmp_path / "cache")
+    make_matcher(settings)
+    path = tmp_path / "cache" / wordforms.FILE
+    written = (path.stat().st_ino, path.stat().st_mtime_ns)
+    make_matcher(settings)  # the same process, next cycle
+    _new_process(monkeypatch)
+    make_matcher(settings)  # a new process: every word from the file
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == written
+
+
 @pytest.mark.parametrize(
     "content",
     [

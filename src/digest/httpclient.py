@@ -162,8 +162,10 @@ def ensure_open_files(needed: int) -> int:
     except ImportError:  # not on POSIX: nothing to raise
         return needed
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
+    if soft == resource.RLIM_INFINITY:
         return needed
+    if soft >= needed:
+        return soft
     target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if target > soft:
         try:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 FILE = "word-forms.json"
 #: Words kept at most: editors' terms are a few hundred words; a file grown past this (terms
-#: edited for years) starts again from the words of the current matcher.
+#: edited for years) starts again from the words this process computed.
 MAX_WORDS = 20_000
 #: A file larger than this is not a cache this module wrote.
 MAX_BYTES = 8 * 1024 * 1024
@@ -38,9 +38,13 @@ def save(folder: Path) -> None:
     if not new:
         return
     path = folder / FILE
-    forms: dict[str, list[str]] = {**_read(path), **{w: list(f) for w, f in new.items()}}
+    computed = {w: list(f) for w, f in new.items()}
+    cached = _read(path)
+    if all(cached.get(w) == f for w, f in computed.items()):
+        return  # the daemon compiles the topics every cycle: write only what is new
+    forms = {**cached, **computed}
     if len(forms) > MAX_WORDS:
-        forms = {w: list(f) for w, f in new.items()}
+        forms = computed
     body = json.dumps({"version": forms_version(), "forms": forms}, ensure_ascii=False)
     try:
         folder.mkdir(parents=True, exist_ok=True)
