@@ -30,6 +30,7 @@ DEV_TOOLS = {
     "validate-pyproject": "pyproject.toml check (pre-commit)",
     "pre-commit": "runs the hooks (make lint)",
     "time-machine": "pytest plugin fixture (time_machine)",
+    "httpx2": "starlette.testclient's client (with httpx it warns that httpx is deprecated)",
 }
 
 
