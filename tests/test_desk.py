@@ -83,6 +83,41 @@ def make(tmp_path: Path, *, review: dict[str, Any] | None = None, **extra: Any) 
     return parse_settings(data, "test.toml")
 
 
+REVIEW_REQUIRED = f'''[review]
+mode = "required"
+editors = ["{EDITOR}"]
+'''
+
+
+def cli_config(
+    tmp_path: Path, settings: Settings, *, topic_extra: str = "", tail: str = ""
+) -> Path:
+    """The same digest as ``make`` as a TOML file for the CLI; ``topic_extra`` goes into both
+    topics, ``tail`` after them."""
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f"""
+[digest]
+title = "Veille"
+[storage]
+url = "{settings.storage.url}"
+[[feeds]]
+url = "{tmp_path / "feed.xml"}"
+name = "Watch"
+[topics.sovereign_cloud]
+title = "Sovereign cloud"
+include = ["sovereign cloud", "SecNumCloud"]
+threshold = 2.0
+{topic_extra}[topics.data_protection]
+title = "Data protection"
+include = ["GDPR", "personal data", "CNIL"]
+threshold = 2.0
+{topic_extra}{tail}""",
+        encoding="utf-8",
+    )
+    return config
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Store]:
     monkeypatch.setenv("DIGEST_SECRET", SECRET)
@@ -142,32 +177,7 @@ def test_each_near_miss_says_it_came_from_the_rules_score_below_the_threshold(
     env: tuple[Settings, Store], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, _store = env
-    config = tmp_path / "digest.toml"
-    config.write_text(
-        f"""
-[digest]
-title = "Veille"
-[storage]
-url = "{settings.storage.url}"
-[[feeds]]
-url = "{tmp_path / "feed.xml"}"
-name = "Watch"
-[topics.sovereign_cloud]
-title = "Sovereign cloud"
-include = ["sovereign cloud", "SecNumCloud"]
-threshold = 2.0
-learned = "off"
-[topics.data_protection]
-title = "Data protection"
-include = ["GDPR", "personal data", "CNIL"]
-threshold = 2.0
-learned = "off"
-[review]
-mode = "required"
-editors = ["{EDITOR}"]
-""",
-        encoding="utf-8",
-    )
+    config = cli_config(tmp_path, settings, topic_extra='learned = "off"\n', tail=REVIEW_REQUIRED)
     built = run_cli(capsys, "--config", str(config), "draft")
     assert built.code == 0
     assert f"{NEAR[0]}  (Watch; rules 1.00 < threshold 2)" in built.out
@@ -356,27 +366,7 @@ def test_items_list_json_has_the_documented_shape_and_filters(
     env: tuple[Settings, Store], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, _ = env
-    config = tmp_path / "digest.toml"
-    config.write_text(
-        f"""
-[digest]
-title = "Veille"
-[storage]
-url = "{settings.storage.url}"
-[[feeds]]
-url = "{tmp_path / "feed.xml"}"
-name = "Watch"
-[topics.sovereign_cloud]
-title = "Sovereign cloud"
-include = ["sovereign cloud", "SecNumCloud"]
-threshold = 2.0
-[topics.data_protection]
-title = "Data protection"
-include = ["GDPR", "personal data", "CNIL"]
-threshold = 2.0
-""",
-        encoding="utf-8",
-    )
+    config = cli_config(tmp_path, settings)
     result = run_cli(capsys, "--config", str(config), "items", "list", "--json")
     assert result.code == 0
     items = json.loads(result.out)

@@ -15,7 +15,19 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -399,17 +411,7 @@ def kept_items(
 
     Each comes with its kept decisions, best score first.
     """
-    ii = schema.issue_items
-    cond = and_(
-        schema.items.c.first_seen <= to_db(until),
-        schema.items.c.published >= to_db(not_before),
-        schema.items.c.failures < MAX_ITEM_FAILURES,
-        _kept_exists(),
-        # An editor may add an item newer than the draft: it must not come back next issue.
-        ~exists().where(ii.c.item_id == schema.items.c.id),
-    )
-    if since is not None:
-        cond = and_(cond, schema.items.c.first_seen > to_db(since))
+    cond = _kept_condition(since=since, until=until, not_before=not_before)
     rows = conn.execute(
         _item_select().where(cond).order_by(schema.items.c.published.desc(), schema.items.c.id)
     ).all()
@@ -429,17 +431,27 @@ def any_kept_items(
 ) -> bool:
     """Whether ``kept_items`` would return anything: one indexed EXISTS, no rows loaded (the
     cheap "is there an issue to build?" of a cycle where nothing is new)."""
+    cond = _kept_condition(since=since, until=until, not_before=not_before)
+    return bool(conn.execute(select(exists().where(cond))).scalar())
+
+
+def _kept_condition(
+    *, since: datetime | None, until: datetime, not_before: datetime
+) -> ColumnElement[bool]:
+    """Items first seen in (since, until], published at or after ``not_before``, not failed for
+    good, kept by a topic and in no issue yet."""
     ii = schema.issue_items
     cond = and_(
         schema.items.c.first_seen <= to_db(until),
         schema.items.c.published >= to_db(not_before),
         schema.items.c.failures < MAX_ITEM_FAILURES,
         _kept_exists(),
+        # An editor may add an item newer than the draft: it must not come back next issue.
         ~exists().where(ii.c.item_id == schema.items.c.id),
     )
     if since is not None:
         cond = and_(cond, schema.items.c.first_seen > to_db(since))
-    return bool(conn.execute(select(exists().where(cond))).scalar())
+    return cond
 
 
 def _kept_matches(conn: Connection, ids: Sequence[int]) -> dict[int, list[TopicMatch]]:
