@@ -108,6 +108,17 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str
     return lines[0].split(" ")[1], headers
 
 
+def feed_answer(body: bytes, etag: str, sent_etag: str | None) -> bytes:
+    """A feed's HTTP/1.1 answer: 304 when the client sent its current ETag, else the body."""
+    if sent_etag == etag:
+        return f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n".encode()
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8"
+        f"\r\nETag: {etag}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def make_feed(index: int, items: int = 20, size: int = 25_000) -> bytes:
     """One RSS 2.0 document of about ``size`` bytes with ``items`` distinct items."""
     rnd = random.Random(index)
@@ -165,16 +176,7 @@ def serve(port: int, feeds: list[bytes], latency: float, hosts: int, ready: Even
                     writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     await writer.drain()
                     continue
-                if headers.get("if-none-match") == etag:
-                    writer.write(f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n".encode())
-                else:
-                    writer.write(
-                        (
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8"
-                            f"\r\nETag: {etag}\r\nContent-Length: {len(body)}\r\n\r\n"
-                        ).encode()
-                        + body
-                    )
+                writer.write(feed_answer(body, etag, headers.get("if-none-match")))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch import TOPIC_LINES, make_feed
+from fetch import TOPIC_LINES, feed_answer, make_feed, read_request
 
 ADDRESSES = [f"127.0.0.{n}" for n in range(1, 251)]
 
@@ -55,25 +55,10 @@ def serve(ports: list[int], count: int, latency: float, ready: EventType) -> Non
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                index = int(lines[0].split(" ")[1].rsplit("/", 1)[-1].removesuffix(".xml"))
-                sent = ""
-                for line in lines[1:]:
-                    if line[:14].lower() == "if-none-match:":
-                        sent = line[14:].strip()
+                path, headers = await read_request(reader)
+                index = int(path.rsplit("/", 1)[-1].removesuffix(".xml"))
                 await asyncio.sleep(latency)
-                if sent == etags[index]:
-                    writer.write(f"HTTP/1.1 304 Not Modified\r\nETag: {sent}\r\n\r\n".encode())
-                else:
-                    body = bodies[index]
-                    writer.write(
-                        (
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8"
-                            f"\r\nETag: {etags[index]}\r\nContent-Length: {len(body)}\r\n\r\n"
-                        ).encode()
-                        + body
-                    )
+                writer.write(feed_answer(bodies[index], etags[index], headers.get("if-none-match")))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
