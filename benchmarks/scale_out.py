@@ -79,30 +79,6 @@ def prepare(url: str, subscribers: int) -> None:
     store.close()
 
 
-def config(folder: Path, url: str, port: int) -> Path:
-    cfg = folder / "digest.toml"
-    cfg.write_text(
-        f"""
-[digest]
-title = "Veille numérique"
-language = "fr"
-[storage]
-url = "{url}"
-[delivery]
-mode = "smtp"
-from = "Veille <veille@news.example.org>"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-password_env = ""
-connections = 1
-""",
-        encoding="utf-8",
-    )
-    return cfg
-
-
 def read(record: Path) -> list[tuple[str, float]]:
     if not record.exists():
         return []
@@ -125,6 +101,8 @@ def lines(record: Path) -> int:
 def round_(
     admin_url: str, workers: int, subscribers: int, folder: Path, kill_after: int = 0
 ) -> dict[str, object]:
+    from delivery_kit import smtp_config
+
     name, url = fresh_database(admin_url)
     try:
         prepare(url, subscribers)
@@ -153,7 +131,7 @@ def round_(
             records.append(record)
             wfolder = folder / f"n{subscribers}-w{workers}-{i}"
             wfolder.mkdir()
-            procs.append((wfolder, config(wfolder, url, port)))
+            procs.append((wfolder, smtp_config(wfolder, url, port)))
         env = {**os.environ, "DIGEST_SECRET": SECRET}
         started = time.time()
         running = [
