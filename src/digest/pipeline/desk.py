@@ -73,6 +73,31 @@ def _edited(conn: Connection, draft: dstore.DraftRow, now: datetime, **values: o
     dstore.set_draft(conn, draft.id, updated=now, approved_by=None, approved_at=None, **values)
 
 
+def _decided(
+    conn: Connection,
+    view: DraftView,
+    action: str,
+    *,
+    item_id: int,
+    topic_id: str,
+    editor: str,
+    now: datetime,
+    **values: object,
+) -> None:
+    """An editor's drop, add or pin: the draft is edited (``values`` on its row) and the
+    decision recorded for the learned scorer."""
+    _edited(conn, view.draft, now, **values)
+    dstore.record_decision(
+        conn,
+        item_id=item_id,
+        topic_id=topic_id,
+        action=action,
+        editor=editor,
+        now=now,
+        issue_number=view.number,
+    )
+
+
 def drop(
     settings: Settings, store: Store, item_id: int, *, editor: str, now: datetime | None = None
 ) -> IssueEntry:
@@ -84,15 +109,15 @@ def drop(
     with store.begin() as conn:
         dstore.remove_entry(conn, view.draft.id, item_id)
         lead = {"lead_item_id": None} if view.draft.lead_item_id == item_id else {}
-        _edited(conn, view.draft, now, **lead)
-        dstore.record_decision(
+        _decided(
             conn,
+            view,
+            "drop",
             item_id=item_id,
             topic_id=entry.topic_id,
-            action="drop",
             editor=editor,
             now=now,
-            issue_number=view.number,
+            **lead,
         )
     log.info(
         "draft #%d: %s dropped item %d",
@@ -137,16 +162,7 @@ def add(
             view.draft.id,
             dstore.DraftEntryRow(item_id=item_id, topic_id=topic, origin="editor", score=score),
         )
-        _edited(conn, view.draft, now)
-        dstore.record_decision(
-            conn,
-            item_id=item_id,
-            topic_id=topic,
-            action="add",
-            editor=editor,
-            now=now,
-            issue_number=view.number,
-        )
+        _decided(conn, view, "add", item_id=item_id, topic_id=topic, editor=editor, now=now)
     log.info(
         "draft #%d: %s added item %d under %s",
         view.number,
@@ -166,15 +182,15 @@ def pin(
     view = require(settings, store)
     entry = _entry(view, item_id)
     with store.begin() as conn:
-        _edited(conn, view.draft, now, lead_item_id=item_id)
-        dstore.record_decision(
+        _decided(
             conn,
+            view,
+            "pin",
             item_id=item_id,
             topic_id=entry.topic_id,
-            action="pin",
             editor=editor,
             now=now,
-            issue_number=view.number,
+            lead_item_id=item_id,
         )
     log.info(
         "draft #%d: %s pinned item %d as the lead",
