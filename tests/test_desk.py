@@ -22,12 +22,12 @@ from digest.config import Settings, parse_settings
 from digest.errors import ConfigError, UsageError
 from digest.infra.healthd import Health
 from digest.infra.metrics import Metrics
-from digest.models import SubscriberStatus
+from digest.models import IssueContent, SubscriberStatus
 from digest.pipeline import desk
 from digest.pipeline.collect import collect
 from digest.pipeline.draft import build_draft, current
 from digest.pipeline.editors import notify_editors
-from digest.pipeline.issue import send
+from digest.pipeline.issue import build_issue, send
 from digest.render import note_email_html
 from digest.sanitize import markdown_html
 from digest.store import Store, open_store, schema
@@ -474,3 +474,29 @@ def test_at_the_send_time_without_approval_the_daemon_holds_and_reminds_once(
     assert deliveries(store) == 0
     desk.approve(settings, store, editor=EDITOR)
     assert _send(settings, store, stop).sent == 2
+
+
+def test_a_reviewed_issue_shows_its_items_as_the_automatic_issue_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading time, language, summary and other sources come from one entry builder, whether
+    the filter or an editor's draft chose the item."""
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    long = " ".join(["The sovereign cloud label SecNumCloud now covers health data."] * 20)
+    (tmp_path / "feed.xml").write_text(rss([(KEPT[0][0], long), *KEPT[1:]]), encoding="utf-8")
+    settings = make(tmp_path)
+    store = open_store(settings.storage.url)
+    collect(settings, store)
+    auto = build_issue(make(tmp_path, review={"mode": "auto"}), store, record=False)
+    view, _ = build_draft(settings, store)
+    assert auto is not None
+
+    def shown(content: IssueContent) -> dict[int, tuple[object, ...]]:
+        return {
+            e.item_id: (e.language, e.reading_minutes, e.also, e.summary, e.summary_engine)
+            for s in content.sections
+            for e in s.entries
+        }
+
+    assert shown(view.content) == shown(auto)
+    assert any(minutes for _, minutes, *_ in shown(auto).values())

@@ -22,13 +22,14 @@ from digest.models import (
     StoredItem,
     TopicMatch,
 )
-from digest.pipeline.issue import compose, summaries_for
+from digest.pipeline.issue import compose, issue_entry, section_title, summaries_for
 from digest.store import Store
 from digest.store import drafts as dstore
 from digest.store.issues import last_period_end, next_issue_number
 from digest.store.items import get_item
 from digest.store.listing import list_items, scored_items
 from digest.store.locks import exclusive
+from digest.store.sightings import load_sightings
 from digest.urls import strip_tracking
 
 if TYPE_CHECKING:
@@ -208,6 +209,7 @@ def draft_content(
     ids = [e.item_id for e in entries] + [i for e in entries for i in e.also_ids]
     with store.connect() as conn:
         items = {i: found for i in dict.fromkeys(ids) if (found := get_item(conn, i)) is not None}
+        sightings = load_sightings(conn, [e.item_id for e in entries])
     # Items the draft takes always have a summary (written when the draft was built or the
     # item added); one missing here (deleted meanwhile) is written without storing it.
     summaries, _ = summaries_for(
@@ -221,24 +223,18 @@ def draft_content(
         stored = items.get(e.item_id)
         if stored is None:
             continue
-        summary = summaries.get(e.item_id)
-        entry = IssueEntry(
-            item_id=e.item_id,
-            url=strip_tracking(stored.item.url),
-            title=stored.item.title,
-            source=stored.source,
-            published=stored.item.published,
-            summary=e.summary if e.summary is not None else (summary.text if summary else ""),
+        entry = issue_entry(
+            stored,
             topic_id=e.topic_id,
             score=e.score,
-            summary_engine="editor"
-            if e.summary is not None
-            else (summary.engine if summary else "none"),
+            summary=summaries.get(e.item_id),
             also=tuple(
                 AlsoCovered(items[i].source, strip_tracking(items[i].item.url))
                 for i in e.also_ids
                 if i in items
             ),
+            sightings=sightings.get(e.item_id, ()),
+            editor_summary=e.summary,
         )
         bucket = by_topic.setdefault(e.topic_id, [])
         if e.item_id == lead:
@@ -253,7 +249,7 @@ def draft_content(
     sections = tuple(
         IssueSection(
             topic_id=t.id,
-            title=dict(t.titles).get(d.language, t.title),
+            title=section_title(t, d.language),
             entries=tuple(by_topic[t.id]),
             titles=t.titles,
         )

@@ -20,6 +20,7 @@ from digest.models import (
     IssueContent,
     IssueEntry,
     IssueSection,
+    Item,
     RunCounts,
     StoredItem,
     Summary,
@@ -47,8 +48,41 @@ _BUILD_POLL = 0.5
 __all__ = ["build_issue", "generic_parts", "send", "send_together"]
 
 
-def _section_title(topic: TopicDef, language: str) -> str:
+def section_title(topic: TopicDef, language: str) -> str:
+    """The topic's title in the issue's language (its default title when it has none)."""
     return dict(topic.titles).get(language, topic.title)
+
+
+def issue_entry(
+    stored: StoredItem,
+    *,
+    topic_id: str,
+    score: float,
+    summary: Summary | None,
+    also: tuple[AlsoCovered, ...] = (),
+    sightings: Sequence[tuple[str, str]] = (),
+    editor_summary: str | None = None,
+) -> IssueEntry:
+    """One item as the issue shows it, whether the filter or an editor's draft chose it: its
+    summary (an editor's replacement wins), the story's other sources and the feeds that
+    carried the same link, its language and reading time."""
+    item = stored.item
+    return IssueEntry(
+        item_id=stored.id,
+        url=strip_tracking(item.url),
+        title=item.title,
+        source=stored.source,
+        published=item.published,
+        summary=editor_summary if editor_summary is not None else (summary.text if summary else ""),
+        topic_id=topic_id,
+        score=score,
+        summary_engine="editor"
+        if editor_summary is not None
+        else (summary.engine if summary else "none"),
+        also=_with_sightings(stored.source, also, sightings),
+        language=(summary.language if summary else None) or item.language,
+        reading_minutes=_reading_minutes(summary.source_text if summary else "", item),
+    )
 
 
 def build_issue(
@@ -147,30 +181,21 @@ def compose(
             k, also = by_id[cand.key]
             summary = summaries.get(cand.key)
             match = next(m for m in k.matches if m.topic_id == topic.id)
-            item = k.stored.item
             entries.append(
-                IssueEntry(
-                    item_id=k.stored.id,
-                    url=strip_tracking(item.url),
-                    title=item.title,
-                    source=k.stored.source,
-                    published=item.published,
-                    summary=summary.text if summary else "",
+                issue_entry(
+                    k.stored,
                     topic_id=topic.id,
                     score=match.score,
-                    summary_engine=summary.engine if summary else "none",
-                    also=_with_sightings(k.stored.source, also, sightings.get(k.stored.id, ())),
-                    language=(summary.language if summary else None) or item.language,
-                    reading_minutes=_reading_minutes(
-                        summary.source_text if summary else "", item.content_html
-                    ),
+                    summary=summary,
+                    also=also,
+                    sightings=sightings.get(k.stored.id, ()),
                 )
             )
         if entries:
             sections.append(
                 IssueSection(
                     topic_id=topic.id,
-                    title=_section_title(topic, d.language),
+                    title=section_title(topic, d.language),
                     entries=tuple(entries),
                     titles=topic.titles,
                 )
@@ -238,10 +263,11 @@ def _stories_for_issue(
 READING_SPEED = 230
 
 
-def _reading_minutes(source_text: str, content_html: str) -> int:
-    """Minutes to read the whole article: its cleaned full text when the summarizer kept it,
-    else the feed's content; 0 when the feed gave only a teaser (too short to tell)."""
-    text = source_text or html_to_text(content_html)
+def _reading_minutes(source_text: str, item: Item) -> int:
+    """Minutes to read the whole article: its cleaned full text when the summarizer kept it
+    (a summary read back from the store has none), else the feed's content or description;
+    0 when the feed gave only a teaser (too short to tell)."""
+    text = source_text or html_to_text(item.content_html or item.summary_html)
     n = len(text.split())
     return 0 if n < 120 else max(1, round(n / READING_SPEED))
 
