@@ -9,25 +9,12 @@ import html
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from email.utils import make_msgid
-from pathlib import Path
 
 from sqlalchemy import select, update
 
 from digest.config import Settings
 from digest.errors import DeliveryError
-from digest.pipeline.wiring import make_sender, make_signer
-from digest.send import (
-    Job,
-    MessageParts,
-    OutboxSender,
-    Result,
-    build_message,
-    list_id_for,
-    message_bytes,
-    split_from,
-)
-from digest.send.base import Outcome
+from digest.pipeline.onemail import one_message, send_one
 from digest.store import Store, schema
 from digest.store import drafts as dstore
 from digest.store.items import as_utc, to_db
@@ -37,13 +24,6 @@ log = logging.getLogger(__name__)
 
 #: A sign-in link asked for on the desk's page lives this long.
 SIGN_IN_TTL = timedelta(minutes=15)
-
-
-class _DeskOutbox(OutboxSender):
-    """Outbox mode: editors' mail goes to ``<outbox>/desk/``."""
-
-    def issue_dir(self, number: int) -> Path:
-        return self.root / "desk"
 
 
 # --------------------------------------------------------------------------- sign-in links
@@ -146,54 +126,22 @@ def _say(settings: Settings, key: str, **values: object) -> str:
 def _send(
     settings: Settings, address: str, subject: str, text: str, link: str, now: datetime
 ) -> None:
-    title = settings.digest.title
     body = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip())
     page = (
         f'<!doctype html><html><body style="font-family:Helvetica,Arial,sans-serif;">{body}'
         f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p></body></html>'
     )
-    _, from_email = split_from(settings.delivery.from_)
-    domain = from_email.rsplit("@", 1)[-1]
-    message_id = make_msgid("desk", domain=domain)
-    msg = build_message(
-        MessageParts(
-            html=page,
-            text=f"{text}\n\n{link}\n",
-            subject=subject,
-            from_addr=settings.delivery.from_,
-            to_addr=address,
-            to_name=None,
-            reply_to=None,
-            message_id=message_id,
-            list_id=list_id_for(title, settings.delivery.list_id or domain),
-            unsubscribe_https=None,
-            unsubscribe_mailto=f"mailto:{from_email}",
-            date=now,
-        )
+    data, message_id = one_message(
+        settings,
+        to=address,
+        subject=subject,
+        html=page,
+        text=f"{text}\n\n{link}\n",
+        kind="desk",
+        reply_to=None,
+        now=now,
     )
-    del msg["List-Unsubscribe"]  # a message to the editors, not a list message
-    data = message_bytes(msg)
-    signer = make_signer(settings)
-    if signer is not None:
-        data = signer.sign(data)
-    sender = (
-        _DeskOutbox(settings.delivery.outbox_dir)
-        if settings.delivery.mode == "outbox"
-        else make_sender(settings)
-    )
-    results: list[Result] = []
-    job = Job(
-        delivery_id=0,
-        issue_number=0,
-        envelope_from=from_email,
-        recipient=address,
-        data=data,
-        message_id=message_id,
-    )
-    sender.send_all([job], results.extend)
-    if not results or results[0].outcome is not Outcome.SENT:
-        reason = results[0].error if results else "no answer from the sender"
-        raise DeliveryError(f"{address}: message to the editor not sent: {reason}")
+    send_one(settings, data, message_id, to=address, folder="desk", what="message to the editor")
 
 
 def send_sign_in(

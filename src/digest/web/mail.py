@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from email.utils import make_msgid
 
 import jinja2
 
 from digest import config
-from digest.errors import DeliveryError
-from digest.pipeline.wiring import make_sender, make_signer
-from digest.send import (
-    Job,
-    MessageParts,
-    Result,
-    Sender,
-    build_message,
-    list_id_for,
-    message_bytes,
-    split_from,
-)
-from digest.send.base import Outcome
+from digest.pipeline.onemail import one_message, send_one
 from digest.web.i18n import Translator
 
 log = logging.getLogger(__name__)
@@ -58,38 +45,16 @@ def confirmation_bytes(
         ignore=ignore,
         link=link,
     )
-    _, from_email = split_from(settings.delivery.from_)
-    domain = from_email.rsplit("@", 1)[1]
-    message_id = make_msgid("confirm", domain=domain)
-    msg = build_message(
-        MessageParts(
-            html=html,
-            text=text,
-            subject=subject,
-            from_addr=settings.delivery.from_,
-            to_addr=address,
-            to_name=None,
-            reply_to=settings.delivery.reply_to,
-            message_id=message_id,
-            list_id=list_id_for(title, settings.delivery.list_id or domain),
-            unsubscribe_https=None,
-            unsubscribe_mailto=f"mailto:{from_email}",
-            date=now,
-        )
+    return one_message(
+        settings,
+        to=address,
+        subject=subject,
+        html=html,
+        text=text,
+        kind="confirm",
+        reply_to=settings.delivery.reply_to,
+        now=now,
     )
-    # Not a list message yet: the person has not subscribed, so there is nothing to leave.
-    del msg["List-Unsubscribe"]
-    data = message_bytes(msg)
-    signer = make_signer(settings)
-    if signer is not None:
-        data = signer.sign(data)
-    return data, message_id
-
-
-def sender_for(settings: config.Settings) -> Sender:
-    """The configured delivery (the pipeline's own SMTP sender), for one transactional message;
-    in outbox mode one file per address, the latest confirmation replacing the previous one."""
-    return make_sender(settings, outbox_folder="confirmations")
 
 
 def send_confirmation(
@@ -105,18 +70,7 @@ def send_confirmation(
     data, message_id = confirmation_bytes(
         settings, env, address=address, link=link, language=language, now=now
     )
-    _, envelope_from = split_from(settings.delivery.from_)
-    job = Job(
-        delivery_id=0,
-        issue_number=0,
-        envelope_from=envelope_from,
-        recipient=address,
-        data=data,
-        message_id=message_id,
+    send_one(
+        settings, data, message_id, to=address, folder="confirmations", what="confirmation email"
     )
-    results: list[Result] = []
-    sender_for(settings).send_all([job], results.extend)
-    if not results or results[0].outcome is not Outcome.SENT:
-        reason = results[0].error if results else "no answer from the sender"
-        raise DeliveryError(f"{address}: confirmation email not sent: {reason}")
     log.info("confirmation email sent", extra={"mode": settings.delivery.mode})
