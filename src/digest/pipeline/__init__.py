@@ -6,13 +6,14 @@ Callers import those modules; this one holds what they share: progress, stop fla
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
 from digest.models import RunCounts
 
-__all__ = ["Progress", "StopFlag", "merge_counts", "stopped"]
+__all__ = ["Progress", "StopFlag", "merge_counts", "pause", "stopped"]
 
 #: ``progress(stage, done, total)``: called as units finish ("fetch": feeds, "summarize": items).
 Progress = Callable[[str, int, int], None]
@@ -24,6 +25,14 @@ StopFlag = threading.Event
 
 def stopped(stop: StopFlag | None) -> bool:
     return stop is not None and stop.is_set()
+
+
+def pause(seconds: float, stop: StopFlag | None) -> bool:
+    """Sleep (interruptibly when ``stop`` is given); True when stopped."""
+    if stop is not None:
+        return stop.wait(seconds)
+    time.sleep(seconds)
+    return False
 
 
 def merge_counts(a: RunCounts, b: RunCounts) -> RunCounts:

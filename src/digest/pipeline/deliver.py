@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import Connection
 from digest.config import Settings
 from digest.errors import DeliveryError, FencedError, UsageError
 from digest.models import DeliveryState, SubscriberStatus
+from digest.pipeline import pause
 from digest.pipeline.messages import MessageFactory
 from digest.pipeline.wiring import RETRY_BASE, make_sender
 from digest.render import forget_templates
@@ -382,7 +382,7 @@ def deliver_issue(
             if due_at is None and run.results_seen == seen:
                 break  # nothing moved and nothing to wait for: leave the rest to the next run
             wait = max(0.0, (due_at - _now()).total_seconds()) if due_at else 0.0
-            if wait and _sleep(wait, stop):
+            if wait and pause(wait, stop):
                 report.stopped = True
                 break
     finally:
@@ -419,14 +419,6 @@ def _release_dead(conn: Connection, number: int) -> None:
 
 def _open_rows(states: dict[str, int]) -> int:
     return sum(states.get(s.value, 0) for s in dstore.OPEN_STATES)
-
-
-def _sleep(seconds: float, stop: threading.Event | None) -> bool:
-    """Sleep (interruptibly when ``stop`` is given); True when stopped."""
-    if stop is not None:
-        return stop.wait(seconds)
-    time.sleep(seconds)
-    return False
 
 
 def unfinished_issues(store: Store) -> list[int]:

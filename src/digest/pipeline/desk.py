@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import make_msgid
-from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -23,7 +22,7 @@ from digest.pipeline.issue import generic_parts, summaries_for
 from digest.pipeline.messages import MessageFactory
 from digest.pipeline.wiring import make_sender
 from digest.render import render_page
-from digest.send import Job, OutboxSender, Result
+from digest.send import Job, Result
 from digest.send.base import Outcome
 from digest.store import Store
 from digest.store import drafts as dstore
@@ -286,13 +285,6 @@ def discard(settings: Settings, store: Store, *, editor: str, now: datetime | No
 # --------------------------------------------------------------------------- test and send
 
 
-class _TestOutbox(OutboxSender):
-    """Outbox mode: test messages go to ``<outbox>/tests/``, never beside an issue's."""
-
-    def issue_dir(self, number: int) -> Path:
-        return self.root / "tests"
-
-
 def send_test(
     settings: Settings,
     store: Store,
@@ -338,13 +330,9 @@ def send_test(
                 message_id=message_id,
             )
         )
-    sender = (
-        _TestOutbox(settings.delivery.outbox_dir)
-        if settings.delivery.mode == "outbox"
-        else make_sender(settings)
-    )
     results: list[Result] = []
-    sender.send_all(jobs, results.extend)
+    # Outbox mode: test messages go to <outbox>/tests/, never beside an issue's.
+    make_sender(settings, outbox_folder="tests").send_all(jobs, results.extend)
     outcome = {r.job.recipient: r for r in results}
     report: list[tuple[str, str | None]] = []
     for job in jobs:

@@ -5,7 +5,6 @@ store and render it, then deliver it; ``send`` first finishes any unfinished iss
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from digest.models import (
     Summary,
     TopicDef,
 )
-from digest.pipeline import Progress, StopFlag, merge_counts, stopped
+from digest.pipeline import Progress, StopFlag, merge_counts, pause, stopped
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.summaries import summarize_items
 from digest.render import personalize, render_issue, render_page
@@ -498,16 +497,9 @@ def send_together(
                 log.info("the next issue is built by %s", info.describe())
                 break
             # Another sender is building an issue: wait for it, then join its delivery.
-            if _wait(_BUILD_POLL, stop):
+            if pause(_BUILD_POLL, stop):
                 break
     return counts
-
-
-def _wait(seconds: float, stop: StopFlag | None) -> bool:
-    if stop is not None:
-        return bool(stop.wait(seconds))
-    time.sleep(seconds)
-    return False
 
 
 def _deliver(
