@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from digest.errors import StoreError
 from digest.store import open_store, schema
-from digest.store.db import database_url, schema_version
+from digest.store.db import database_url, savepoint, schema_version
 
 
 @pytest.mark.sqlite_only
@@ -77,3 +77,22 @@ def test_both_postgresql_url_spellings_open_the_same_database(db_url: str) -> No
     with open_store(db_url).connect() as conn:
         got = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "marker"))
         assert got.scalar() == "via postgresql://"
+
+
+def test_work_in_savepoints_is_undone_with_the_transaction_around_them(db_url: str) -> None:
+    """A savepoint lets one unit fail alone; it never commits on its own (SQLite's driver sends
+    BEGIN only before the first write, and a RELEASE outside a transaction would commit)."""
+    store = open_store(db_url)
+
+    def run_that_fails_after_two_units() -> None:
+        with store.begin() as conn:
+            for n in (1, 2):
+                with savepoint(conn):
+                    conn.execute(schema.meta.insert().values(key=f"unit {n}", value="done"))
+            raise RuntimeError("the run fails after both units")
+
+    with pytest.raises(RuntimeError):
+        run_that_fails_after_two_units()
+    with store.connect() as conn:
+        keys = conn.execute(select(schema.meta.c.key).where(schema.meta.c.key.like("unit %")))
+        assert keys.all() == []

@@ -85,7 +85,10 @@ class Store:
 @contextmanager
 def savepoint(conn: Connection) -> Iterator[Connection]:
     """A savepoint inside the current transaction: on error only its own work is undone, and
-    the error comes out as ``StoreError`` (one unit fails, the transaction goes on)."""
+    the error comes out as ``StoreError`` (one unit fails, the transaction goes on).
+    On SQLite the transaction is made a real one first (``begin_writes``): the savepoint's
+    RELEASE must not commit on its own, so what lands together is the caller's transaction."""
+    begin_writes(conn)
     try:
         with conn.begin_nested():
             yield conn
