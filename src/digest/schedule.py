@@ -45,7 +45,7 @@ from digest.pipeline.collect import collect
 from digest.pipeline.deliver import deliver_issue, unfinished_issues
 from digest.pipeline.draft import build_draft
 from digest.pipeline.editors import notify_editors, waiting_since
-from digest.pipeline.issue import send
+from digest.pipeline.issue import delivery_counts, send
 from digest.pipeline.prune import format_pruned, prune
 from digest.report import counts_fields, format_counts
 from digest.store import Store, open_store
@@ -148,14 +148,7 @@ def _resume(settings: Settings, store: Store, stop: threading.Event) -> RunCount
         if stop.is_set():
             break
         report = deliver_issue(settings, store, number, stop=stop)
-        done = RunCounts(
-            sent=report.sent,
-            retry=report.retried,
-            failed=report.failed,
-            issue_number=number,
-            failures=tuple(report.failures),
-        )
-        counts = merge_counts(counts, done)
+        counts = merge_counts(counts, delivery_counts(report, number))
     return counts
 
 

@@ -26,7 +26,7 @@ from digest.models import (
     TopicDef,
 )
 from digest.pipeline import Progress, StopFlag, merge_counts, pause, stopped
-from digest.pipeline.deliver import deliver_issue, unfinished_issues
+from digest.pipeline.deliver import DeliveryReport, deliver_issue, unfinished_issues
 from digest.pipeline.summaries import summarize_items
 from digest.render import personalize, render_issue, render_page
 from digest.store import Store
@@ -517,6 +517,11 @@ def _deliver(
     report = deliver_issue(
         settings, store, number, dry_run=dry_run, progress=on_progress, stop=stop
     )
+    return delivery_counts(report, number)
+
+
+def delivery_counts(report: DeliveryReport, number: int) -> RunCounts:
+    """A delivery's report as the run's counts (the CLI's line, the daemon's metrics)."""
     return RunCounts(
         sent=report.sent,
         retry=report.retried,
