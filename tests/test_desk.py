@@ -500,3 +500,24 @@ def test_a_reviewed_issue_shows_its_items_as_the_automatic_issue_would(
 
     assert shown(view.content) == shown(auto)
     assert any(minutes for _, minutes, *_ in shown(auto).values())
+
+
+def test_an_approved_draft_is_stored_with_the_operators_templates_as_any_issue_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    (tmp_path / "feed.xml").write_text(rss([*KEPT, NEAR, OFF]), encoding="utf-8")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "page.html.j2").write_text(
+        "<!doctype html><html><body><p>Acme archive: {{ page_title }}</p></body></html>",
+        encoding="utf-8",
+    )
+    settings = make(tmp_path, render={"templates": str(templates)})
+    store = open_store(settings.storage.url)
+    collect(settings, store)
+    build_draft(settings, store)
+    desk.approve(settings, store, editor=EDITOR)
+    send(settings, store)
+    page = (tmp_path / "outbox" / "1" / "index.html").read_text(encoding="utf-8")
+    assert "Acme archive: Veille" in page

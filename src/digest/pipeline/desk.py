@@ -18,17 +18,17 @@ from digest.config import Settings
 from digest.errors import DeliveryError, UsageError
 from digest.models import IssueContent, IssueEntry, RunCounts, StoredItem
 from digest.pipeline.draft import DraftView, build_draft, current, require
-from digest.pipeline.issue import generic_parts, summaries_for
+from digest.pipeline.issue import record_issue, summaries_for
 from digest.pipeline.messages import MessageFactory
 from digest.pipeline.wiring import make_sender
-from digest.render import render_page
 from digest.send import Job, Result
 from digest.send.base import Outcome
 from digest.store import Store
 from digest.store import drafts as dstore
-from digest.store.issues import next_issue_number, save_issue
+from digest.store.issues import next_issue_number
 from digest.store.items import get_item, load_topic_matches
 from digest.store.listing import issued_item_ids
+from digest.store.locks import Lease
 from digest.store.subscribers import normalize_email
 from digest.tokens import secret_from_env
 
@@ -353,20 +353,26 @@ def send_test(
 
 
 def record_approved(
-    settings: Settings, store: Store, view: DraftView, *, now: datetime | None = None
+    settings: Settings,
+    store: Store,
+    view: DraftView,
+    *,
+    now: datetime | None = None,
+    lease: Lease | None = None,
 ) -> IssueContent:
-    """Store the approved draft as the issue to deliver (one transaction: issue in, draft sent)."""
+    """Store the approved draft as the issue to deliver (one transaction: issue in, draft sent),
+    as ``issue.record_issue`` stores any issue."""
     now = _now(now)
     with store.connect() as conn:
         number = next_issue_number(conn)
     content = replace(view.content, number=number)
     if not content.sections:
         raise DeliveryError(f"the draft of issue #{number} has no entries")
-    _, text, subject = generic_parts(settings, content)
-    page = render_page(content)
-    with store.begin() as conn:
-        save_issue(conn, content, subject=subject, html=page, text=text)
+
+    def mark_sent(conn: Connection) -> None:
         dstore.set_draft(conn, view.draft.id, status="sent", number=number, updated=now)
+
+    record_issue(settings, store, content, lease, also=mark_sent)
     log.info(
         "built issue from the approved draft",
         extra={"issue": number, "items": content.item_count, "editor": view.draft.approved_by},
@@ -381,6 +387,7 @@ def reviewed_issue(
     now: datetime | None = None,
     dry_run: bool = False,
     deadline: bool = False,
+    lease: Lease | None = None,
 ) -> tuple[int | None, RunCounts]:
     """``[review] mode = "required"``: the number of the issue to deliver now (the approved
     draft, just stored as the issue), or None. With no approval the draft is built if need be
@@ -412,5 +419,5 @@ def reviewed_issue(
             return None, RunCounts(waiting=view.number)
     if dry_run:
         return None, RunCounts(issue_number=view.number)
-    content = record_approved(settings, store, view, now=now)
+    content = record_approved(settings, store, view, now=now, lease=lease)
     return content.number, RunCounts(issue_number=content.number)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+
+from sqlalchemy import Connection
 
 from digest.config import Settings
 from digest.dedup import StoryCandidate, group_stories
@@ -107,7 +109,7 @@ def _build(
     """``build_issue``, plus how many summaries had to be written for it."""
     composed = compose(settings, store, now=now, keep_summaries=record, failed=failed)
     if composed.content is not None and record:
-        _record(settings, store, composed.content, lease)
+        record_issue(settings, store, composed.content, lease)
     return composed.content, composed.summarized
 
 
@@ -366,9 +368,16 @@ def generic_parts(settings: Settings, content: IssueContent) -> tuple[str, str, 
     return html, text, rendered.subject
 
 
-def _record(
-    settings: Settings, store: Store, content: IssueContent, lease: Lease | None = None
+def record_issue(
+    settings: Settings,
+    store: Store,
+    content: IssueContent,
+    lease: Lease | None = None,
+    *,
+    also: Callable[[Connection], None] | None = None,
 ) -> None:
+    """Store a built issue (numbered, its page rendered with the brand and templates) for
+    delivery; ``also`` writes more in the same transaction (the draft marked sent)."""
     _, text, subject = generic_parts(settings, content)
     page = render_page(
         content, brand=settings.brand.to_model(), templates=settings.render.templates
@@ -382,6 +391,8 @@ def _record(
                 "building it (another digest holds it now)"
             )
         save_issue(conn, content, subject=subject, html=page, text=text)
+        if also is not None:
+            also(conn)
     # The delivery writes outbox/<number>/index.html from this stored page (outbox mode).
     log.info(
         "built issue",
@@ -426,7 +437,7 @@ def send(
         from digest.pipeline.desk import reviewed_issue
 
         approved, reviewed = reviewed_issue(
-            settings, store, now=now, dry_run=dry_run, deadline=deadline
+            settings, store, now=now, dry_run=dry_run, deadline=deadline, lease=lease
         )
         counts = merge_counts(counts, reviewed)
         if approved is None:
