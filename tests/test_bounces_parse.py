@@ -86,11 +86,15 @@ def test_a_mailed_unsubscribe_request_carries_its_token() -> None:
     assert report.unsubscribe_token == "u.abc..sig"
 
 
-def test_a_message_from_our_own_address_is_never_a_bounce() -> None:
+@pytest.mark.parametrize(
+    "sender",
+    [b"digest@example.org", b"Digest <digest@example.org>", b'"Veille" <DIGEST@example.org>'],
+)
+def test_a_message_from_our_own_address_is_never_a_bounce(sender: bytes) -> None:
     data = (
         (SAMPLES / "qmail.eml")
         .read_bytes()
-        .replace(b"From: MAILER-DAEMON@mail.example.net", b"From: digest@example.org")
+        .replace(b"From: MAILER-DAEMON@mail.example.net", b"From: " + sender)
     )
     assert parse_report(data, from_addresses=OURS).kind is Kind.OTHER
 

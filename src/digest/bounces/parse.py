@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import HeaderParser
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
 
 from flufl.bounce import all_failures
 
@@ -316,7 +316,7 @@ def parse_report(data: bytes, *, from_addresses: tuple[str, ...] = ()) -> Report
         m = _UNSUBSCRIBE.match(candidate)
         if m:
             return replace(base, kind=Kind.UNSUBSCRIBE, unsubscribe_token=m.group(1), note="mailto")
-    sender = (_addr(str(msg.get("From", ""))) or "").lower()
+    sender = parseaddr(str(msg.get("From", "")))[1].lower()  # "Name <a@b>" as well as a@b
     if sender and sender in {a.lower() for a in from_addresses}:
         return replace(base, kind=Kind.OTHER, note="sent by ourselves")
     failures = _fallback(msg, body)
