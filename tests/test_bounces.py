@@ -375,3 +375,39 @@ def test_a_token_from_the_unsubscribe_link_is_the_same_the_mailto_carries(store:
     assert handle_message(settings(), store, data).actions == [
         "ann@example.org: unsubscribe -> unsubscribed"
     ]
+
+
+def test_after_a_secret_rotation_mailed_unsubscribes_and_verp_bounces_of_older_issues_still_act(
+    store: Store, smtp_sink: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_issue(store)
+    add_people(store, ["ann@example.org", "bob@example.org"])
+    cfg = settings(
+        delivery={"mode": "smtp", "return_path": "bounces+{token}@news.example.org"},
+        smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
+    )
+    deliver_issue(cfg, store, 1, retry_base=0.01)
+    sent = {r.rcpt_tos[0]: r for r in smtp_sink.received}
+    # The operator rotates the secret (docs/operations.md): the old one stays as the previous.
+    monkeypatch.setenv("DIGEST_SECRET", "a-brand-new-secret-" + "y" * 24)
+    monkeypatch.setenv("DIGEST_SECRET_PREVIOUS", SECRET)
+    ann = sent["ann@example.org"].message()
+    mailto = next(u.strip(" <>") for u in str(ann["List-Unsubscribe"]).split(",") if "mailto:" in u)
+    subject = mailto.split("subject=", 1)[1].replace("%20", " ")
+    request = (
+        f"From: ann@example.org\r\nTo: veille@news.example.org\r\nSubject: {subject}\r\n"
+        "Message-ID: <req2@example.org>\r\n\r\n"
+    ).encode()
+    assert handle_message(cfg, store, request).actions == [
+        "ann@example.org: unsubscribe -> unsubscribed"
+    ]
+    bare = (
+        b"From: MAILER-DAEMON@mx.example.net\r\nTo: "
+        + sent["bob@example.org"].mail_from.encode()
+        + b"\r\nSubject: failure notice\r\nMessage-ID: <b2@mx>\r\n\r\n"
+        b"Hi. This is the qmail-send program at mx.example.net.\r\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        b"<b.alias@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
+    )
+    assert handle_message(cfg, store, bare).actions == ["bob@example.org: hard 5.1.1 -> bounced"]

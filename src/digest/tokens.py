@@ -149,13 +149,20 @@ def verp_token(secret: bytes, issue: int, subscriber_id: int) -> str:
     return f"{issue}s{subscriber_id}-{_verp_mac(secret, issue, subscriber_id)}"
 
 
-def read_verp_token(secret: bytes, token: str) -> tuple[int, int]:
-    """(issue number, subscriber id) of a return-path token; InvalidToken when not ours."""
+def read_verp_token(secret: bytes, token: str, *, previous: bytes | None = None) -> tuple[int, int]:
+    """(issue number, subscriber id) of a return-path token; InvalidToken when not ours.
+    As with ``read_token``, one signed with ``previous`` (before a rotation) is ours too: a
+    bounce of an issue sent before the rotation still arrives after it."""
     m = _VERP.match(token.strip().lower())
     if not m:
         raise InvalidToken("return-path token: malformed")
     issue, subscriber_id = int(m.group(1)), int(m.group(2))
-    expected = _verp_mac(secret, issue, subscriber_id)
-    if not hmac.compare_digest(expected.encode("ascii"), m.group(3).encode("ascii")):
+    keys = (secret,) if previous is None or previous == secret else (secret, previous)
+    if not any(
+        hmac.compare_digest(
+            _verp_mac(key, issue, subscriber_id).encode("ascii"), m.group(3).encode("ascii")
+        )
+        for key in keys
+    ):
         raise InvalidToken("return-path token: signature does not match")
     return issue, subscriber_id

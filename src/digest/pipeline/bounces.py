@@ -22,7 +22,13 @@ from digest.send import split_from
 from digest.store import Store
 from digest.store import bounces as bstore
 from digest.store import subscribers as subs
-from digest.tokens import read_token, read_verp_token, secret_from_env, verp_token
+from digest.tokens import (
+    previous_secret_from_env,
+    read_token,
+    read_verp_token,
+    secret_from_env,
+    verp_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +77,11 @@ def _our_addresses(settings: Settings) -> tuple[str, ...]:
 
 
 def _by_token(
-    conn: Connection, settings: Settings, secret: bytes, addresses: tuple[str, ...]
+    conn: Connection,
+    settings: Settings,
+    secret: bytes,
+    addresses: tuple[str, ...],
+    previous: bytes | None,
 ) -> tuple[int | None, int] | None:
     rp = settings.delivery.return_path
     if rp is None:
@@ -82,7 +92,7 @@ def _by_token(
         if not m:
             continue
         try:
-            number, subscriber_id = read_verp_token(secret, m.group(1))
+            number, subscriber_id = read_verp_token(secret, m.group(1), previous=previous)
         except InvalidToken as exc:
             log.warning("bounce to %s: %s", addr, exc)
             continue
@@ -101,9 +111,10 @@ def _match(
     report: Report,
     recipient: str | None,
     extra: tuple[str, ...],
+    previous: bytes | None = None,
 ) -> tuple[int | None, int] | None:
     """(issue id or None, subscriber id) this report is about, or None."""
-    found = _by_token(conn, settings, secret, extra + report.envelope_addresses)
+    found = _by_token(conn, settings, secret, extra + report.envelope_addresses, previous)
     if found is not None:
         return found
     if report.original_message_id:
@@ -177,6 +188,8 @@ def handle_message(
     """Parse and act on one incoming message. StoreError propagates (the caller retries)."""
     now = now or datetime.now(UTC)
     secret = secret_from_env()
+    # Links and return paths in issues sent before a secret rotation stay ours.
+    previous = previous_secret_from_env()
     report = parse_report(data, from_addresses=_our_addresses(settings))
     handled = Handled(report.kind, report.note)
     extra = (recipient,) if recipient else ()
@@ -186,7 +199,7 @@ def handle_message(
         if report.kind is Kind.UNSUBSCRIBE:
             token = report.unsubscribe_token or ""
             try:
-                key = read_token(secret, token, "unsubscribe", now)
+                key = read_token(secret, token, "unsubscribe", now, previous=previous)
             except TokenError as exc:
                 handled.note = f"unsubscribe request: {exc}"
                 return handled
@@ -208,7 +221,7 @@ def handle_message(
                 )
             return handled
         if report.kind is Kind.COMPLAINT:
-            found = _match(conn, settings, secret, report, None, extra)
+            found = _match(conn, settings, secret, report, None, extra, previous)
             if found is not None:
                 handled.matched = 1
                 handled.actions.append(
@@ -229,10 +242,10 @@ def handle_message(
             # One report may name several recipients: the token/Message-ID match applies only
             # when it names one, else each failed address is matched by itself.
             if len(report.failures) == 1:
-                found = _match(conn, settings, secret, report, failure.recipient, extra)
+                found = _match(conn, settings, secret, report, failure.recipient, extra, previous)
             else:
                 one = Report(kind=report.kind, report_id=report.report_id)
-                found = _match(conn, settings, secret, one, failure.recipient, ())
+                found = _match(conn, settings, secret, one, failure.recipient, (), previous)
             if found is None:
                 continue
             handled.matched += 1
