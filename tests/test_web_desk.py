@@ -16,8 +16,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from digest.config import Settings, parse_settings
+from digest.config.brand import BrandSection
 from digest.pipeline.collect import collect
-from digest.pipeline.draft import current
+from digest.pipeline.draft import build_draft, current
 from digest.store import Store, open_store
 from digest.store.drafts import decisions
 from digest.web import create_app
@@ -215,3 +216,17 @@ def test_desk_pages_carry_the_same_security_headers_and_no_script(
         assert response.headers["cache-control"] == "no-store"
         assert "<script" not in response.text
     assert "Bureau de la rédaction" in client.get("/desk?lang=fr").text
+
+
+def test_the_preview_shows_the_email_with_the_brand_as_readers_get_it(tmp_path: Path) -> None:
+    settings = desk_settings(tmp_path).model_copy(
+        update={"brand": BrandSection(footer="Sent by the Acme watch team")}
+    )
+    store = open_store(settings.storage.url)
+    collect(settings, store)
+    build_draft(settings, store)
+    with TestClient(create_app(settings, store, secret=SECRET)) as client:
+        sign_in(client, settings)
+        preview = client.get("/desk/preview")
+    assert preview.status_code == 200
+    assert "Sent by the Acme watch team" in preview.text

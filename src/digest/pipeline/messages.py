@@ -26,6 +26,17 @@ from digest.send.message import address_domain, crlf
 from digest.tokens import make_token
 
 
+def render_cache(settings: Settings) -> RenderCache:
+    """The issue's renders as readers get them: the configured subject, brand and templates
+    (the messages, and the desk's preview of the email)."""
+    return RenderCache(
+        subject_format=settings.delivery.subject,
+        mark_machine_written=settings.summary.mark_machine_written,
+        brand=settings.brand.to_model(),
+        templates=settings.render.templates,
+    )
+
+
 class MessageFactory:
     """Builds each reader's wire message: cached variant render + cheap personalization."""
 
@@ -44,12 +55,7 @@ class MessageFactory:
         self.domain = address_domain(self.envelope_from)
         self.list_id = list_id_for(settings.digest.title, d.list_id or self.domain)
         self.base_url = settings.digest.base_url
-        self.cache = RenderCache(
-            subject_format=d.subject,
-            mark_machine_written=settings.summary.mark_machine_written,
-            brand=settings.brand.to_model(),
-            templates=settings.render.templates,
-        )
+        self.cache = render_cache(settings)
         self._variants: dict[tuple[str | None, tuple[str, ...]], RenderedIssue] = {}
         self.signer: DKIMSigner | None = make_signer(settings)
 

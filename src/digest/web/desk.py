@@ -31,9 +31,9 @@ from digest.pipeline.editors import (
     send_sign_in,
     use_sign_in,
 )
-from digest.pipeline.messages import MessageFactory
+from digest.pipeline.messages import render_cache
 from digest.render import personalize
-from digest.render.personal import RenderCache
+from digest.send import split_from
 from digest.store import schema
 from digest.store.items import as_utc, to_db
 from digest.web.app import Refusal, Web
@@ -390,16 +390,13 @@ async def preview(request: Request) -> Response:
 
 
 def _email_html(web: Web, view: DraftView) -> str:
-    d = web.settings.delivery
-    cache = RenderCache(
-        subject_format=d.subject, mark_machine_written=web.settings.summary.mark_machine_written
-    )
-    rendered = cache.get(view.content)
-    factory = MessageFactory(web.settings, view.content, web.secret)
+    """The draft as a reader's email shows it (brand, templates), for a stand-in reader."""
+    rendered = render_cache(web.settings).get(view.content)
+    sender = split_from(web.settings.delivery.from_)[1]
     html, _ = personalize(
         rendered,
         name=None,
-        unsubscribe_url=f"mailto:{factory.envelope_from}?subject=unsubscribe",
+        unsubscribe_url=f"mailto:{sender}?subject=unsubscribe",
         preferences_url=None,
     )
     return html
