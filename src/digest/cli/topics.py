@@ -276,13 +276,11 @@ def _example(r: EvalRow) -> Example:
 
 
 def _figures(kept: Sequence[bool], want: Sequence[bool]) -> str:
-    tp = sum(k and w for k, w in zip(kept, want, strict=True))
-    fp = sum(k and not w for k, w in zip(kept, want, strict=True))
-    fn = sum(w and not k for k, w in zip(kept, want, strict=True))
-    p = tp / (tp + fp) if tp + fp else 1.0
-    r = tp / (tp + fn) if tp + fn else 1.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return f"P {p:.3f} R {r:.3f} F1 {f:.3f} (tp {tp} fp {fp} fn {fn})"
+    """As ``topics eval`` counts them (``topics.scores``)."""
+    from digest.topics import scores
+
+    s = scores(kept, want)
+    return f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} (tp {s.tp} fp {s.fp} fn {s.fn})"
 
 
 # --------------------------------------------------------------------------- topics suggest

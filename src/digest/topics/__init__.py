@@ -12,6 +12,7 @@ from digest.topics.evaluate import (
     check_examples,
     evaluate,
     parse_eval_lines,
+    scores,
 )
 from digest.topics.matcher import TopicMatcher
 from digest.topics.select import Candidate, select
@@ -31,5 +32,6 @@ __all__ = [
     "fold",
     "inflections",
     "parse_eval_lines",
+    "scores",
     "select",
 ]

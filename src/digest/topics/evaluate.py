@@ -109,6 +109,14 @@ def _scores(tp: int, fp: int, fn: int, tn: int = 0) -> TopicScores:
     return TopicScores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn, tn)
 
 
+def scores(kept: Sequence[bool], want: Sequence[bool]) -> TopicScores:
+    """One topic's figures from its decisions and the labels, pair by pair."""
+    c = [0, 0, 0, 0]
+    for k, w in zip(kept, want, strict=True):
+        _count(c, k, w)
+    return _scores(*c)
+
+
 def _count(c: list[int], kept: bool, expected: bool) -> None:
     c[(0 if expected else 1) if kept else (2 if expected else 3)] += 1
 
