@@ -6,6 +6,7 @@ back to the shipped template (and says so) instead of stopping."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -166,3 +167,18 @@ def test_a_templates_folder_that_does_not_exist_is_a_config_error(
     assert result.code == 2
     assert "render.templates" in result.err
     assert "is not a folder" in result.err
+
+
+def test_an_edited_page_stylesheet_is_read_again_and_its_csp_hash_follows(tmp_path: Path) -> None:
+    from digest.render import page_style_csp_source
+    from digest.render.templating import page_css
+
+    css = tmp_path / "page.css"
+    css.write_text("body { color: #111; }", encoding="utf-8")
+    first = (page_css(str(tmp_path)), page_style_csp_source(str(tmp_path)))
+    assert first[0] == "body { color: #111; }"
+    css.write_text("body { color: #222; }", encoding="utf-8")
+    os.utime(css, (css.stat().st_atime, css.stat().st_mtime + 5))
+    second = (page_css(str(tmp_path)), page_style_csp_source(str(tmp_path)))
+    assert second[0] == "body { color: #222; }"
+    assert second[1] != first[1]

@@ -9,7 +9,8 @@ import hashlib
 import logging
 import re
 import textwrap
-from functools import cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -186,14 +187,29 @@ def fallback_warning(name: str, templates: str, exc: BaseException) -> None:
         )
 
 
+#: page.css per templates folder, with Jinja's check that its file has not changed since.
+_PAGE_CSS: dict[str | None, tuple[str, Callable[[], bool] | None]] = {}
+
+
 def page_css(templates: str | None = None) -> str:
-    loader = jinja_env(True, templates).loader
-    assert loader is not None
-    source, _, _ = loader.get_source(jinja_env(True, templates), "page.css")
+    """The issue page's stylesheet (the operator's override first): read once, and again only
+    when its file changes (Jinja's up-to-date check: a stat, not a read, per archive page)."""
+    known = _PAGE_CSS.get(templates)
+    if known is not None and (known[1] is None or known[1]()):
+        return known[0]
+    env = jinja_env(True, templates)
+    assert env.loader is not None
+    source, _, uptodate = env.loader.get_source(env, "page.css")
+    _PAGE_CSS[templates] = (source.strip(), uptodate)
     return source.strip()
 
 
 def page_style_csp_source(templates: str | None = None) -> str:
     """The CSP source (``'sha256-...'``) allowing the issue page's one inline style element."""
-    digest = hashlib.sha256(page_css(templates).encode("utf-8")).digest()
+    return _csp_hash(page_css(templates))
+
+
+@lru_cache(maxsize=16)
+def _csp_hash(css: str) -> str:
+    digest = hashlib.sha256(css.encode("utf-8")).digest()
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
