@@ -496,3 +496,27 @@ def test_regression_issue10_5_a_feed_the_database_refuses_fails_alone_and_the_ot
         errors = dict(conn.execute(select(schema.feeds.c.url, schema.feeds.c.last_error)).all())
     assert stored.item.url == "https://f.example/1"
     assert "disk says no" in errors[httpserver.url_for("/refused.xml")]
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "said"),
+    [
+        ("http://[::ffff:10.0.0.1]/feed.xml", False, "is a private address"),
+        ("http://100.64.1.2/feed.xml", False, "is a carrier-grade NAT address"),
+    ],
+)
+def test_check_judges_a_feed_address_by_the_fetchs_own_rule(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    allow: bool,
+    said: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digest.toml").write_text(
+        f'[[feeds]]\nurl = "{url}"\nallow_private = {str(allow).lower()}\n', encoding="utf-8"
+    )
+    result = run_cli(capsys, "--config", "digest.toml", "check")
+    assert result.code == 2
+    assert f"feeds[0].url: {url} {said}" in result.err

@@ -6,10 +6,11 @@ allows private addresses (metadata never). ``httpclient`` applies it to every co
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from digest.urls import METADATA_ADDRESSES, METADATA_HOSTS, IPAddress
 
-__all__ = ["METADATA_ADDRESSES", "METADATA_HOSTS", "Refused", "address_refusal"]
+__all__ = ["METADATA_ADDRESSES", "METADATA_HOSTS", "Refused", "address_refusal", "literal_refusal"]
 
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -47,6 +48,22 @@ def address_refusal(ip: IPAddress, *, allow_private: bool = False) -> str | None
     else:
         return None
     return None if allow_private else kind
+
+
+def literal_refusal(url: str, *, allow_private: bool = False) -> str | None:
+    """``address_refusal`` for a URL whose host is written as an address (or ``localhost``),
+    before any fetch (``digest check``); None for a name, which is only judged once resolved."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return None if allow_private else "loopback"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return address_refusal(ip, allow_private=allow_private)
 
 
 class Refused(Exception):

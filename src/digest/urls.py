@@ -154,33 +154,6 @@ def feed_url_problem(url: str, *, allow_local: bool = True) -> str | None:
     return None
 
 
-def private_host(url: str) -> str | None:
-    """The kind of address ("loopback", "private"...) when ``url`` names a non-public host
-    literally (an IP literal or ``localhost``), else None: such a feed is refused at fetch
-    unless it allows private addresses. Names that resolve privately are only known at fetch."""
-    try:
-        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
-    except ValueError:
-        return None
-    if host == "localhost" or host.endswith(".localhost"):
-        return "loopback"
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for kind, test in (
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),
-        ("private", ip.is_private),
-        ("non-public", not ip.is_global),
-    ):
-        if test:
-            return kind
-    return None
-
-
 def url_problem(url: object) -> str | None:
     """Why ``web_url`` refuses ``url`` (its reason), or None when it is a usable http(s) URL."""
     try:

@@ -325,15 +325,15 @@ def run(once: bool, dry_run: bool) -> None:
 
 
 def _private_feeds(settings: Settings) -> list[str]:
-    """Feeds whose address is literally private: every fetch would refuse them."""
-    from digest.urls import private_host
+    """Feeds whose address is written as one every fetch would refuse (the fetch's own rule,
+    ``netguard.address_refusal``)."""
+    from digest.netguard import literal_refusal
 
-    if settings.fetch.allow_private:
-        return []
     lines = []
     for i, f in enumerate(settings.feeds):
-        kind = private_host(f.url)
-        if kind is not None and not f.allow_private:
+        # Cloud metadata addresses never get this far: the config refuses them as feeds.
+        kind = literal_refusal(f.url, allow_private=settings.fetch.allow_private or f.allow_private)
+        if kind is not None:
             lines.append(
                 f"feeds[{i}].url: {f.url} is a {kind} address: fetching it is refused unless "
                 "the feed sets allow_private = true (an intranet feed)"
