@@ -17,7 +17,7 @@ import click
 
 from digest import config
 from digest.cli.app import STATE, app, err, out
-from digest.errors import ConfigError, UsageError
+from digest.errors import ConfigError, DigestError, UsageError
 from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
@@ -298,20 +298,22 @@ def feeds(ctx: click.Context) -> None:
 def _moved() -> dict[str, str]:
     """Configured URL -> where it moved for good (301/308), from the store when there is one."""
     from digest.store import open_store
+    from digest.store.db import database_url
     from digest.store.feeds import list_feeds
 
     settings = STATE.settings()
-    url = settings.storage.url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return {}  # never fetched: no database to create just to list the feeds
     try:
-        store = open_store(url)
+        url = database_url(settings.storage.url)
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return {}  # never fetched: no database to create just to list the feeds
+        # Read only: listing feeds neither creates nor upgrades a database.
+        store = open_store(settings.storage.url, create=False)
         try:
             with store.connect() as conn:
                 rows = list_feeds(conn, [f.url for f in settings.feeds])
         finally:
             store.close()
-    except Exception:  # an unreadable database: nothing known to have moved
+    except DigestError:  # an unreadable or older database: nothing known to have moved
         return {}
     return {r.url: r.moved_to for r in rows if r.moved_to and r.moved_to != r.url}
 
