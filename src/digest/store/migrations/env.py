@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection
 
-from digest.store import schema
+from digest.store import open_store, schema
 
 
 def _run(conn: Connection) -> None:
@@ -33,8 +33,13 @@ def _main() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get(
         "DIGEST_STORAGE_URL", "sqlite:///var/digest.db"
     )
-    with create_engine(url).begin() as conn:
-        _run(conn)
+    # The store's own engine: psycopg 3 for postgresql:// URLs, SQLite's pragmas.
+    store = open_store(url, create=False)
+    try:
+        with store.engine.begin() as conn:
+            _run(conn)
+    finally:
+        store.close()
 
 
 _main()
