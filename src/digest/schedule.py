@@ -121,9 +121,7 @@ def _send(settings: Settings, store: Store, stop: threading.Event) -> RunCounts:
     if counts.waiting is not None and settings.review.required:
         # The send time with no approval ([review] on_deadline = "hold"): nothing went out.
         # Editors who were never told (no draft job) get the link; the others one reminder.
-        secret = secret_from_env()
-        if not notify_editors(settings, store, secret, reminder=False):
-            notify_editors(settings, store, secret, reminder=True)
+        notify_editors(settings, store, secret_from_env(), reminder=None)
     return counts
 
 

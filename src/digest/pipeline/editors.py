@@ -156,10 +156,16 @@ def send_sign_in(
 
 
 def notify_editors(
-    settings: Settings, store: Store, secret: bytes, *, reminder: bool, now: datetime | None = None
+    settings: Settings,
+    store: Store,
+    secret: bytes,
+    *,
+    reminder: bool | None,
+    now: datetime | None = None,
 ) -> int:
     """Mail each editor a link to the open draft ("ready for review", or the one reminder at the
-    send time); returns how many were mailed. Each link signs its editor in once, and lasts
+    send time; ``reminder=None``: the reminder if they were told already, else the first
+    message); returns how many were mailed. Each link signs its editor in once, and lasts
     ``[review] alert_after`` (the editor may read it hours later)."""
     now = now or datetime.now(UTC)
     review = settings.review
@@ -167,6 +173,8 @@ def notify_editors(
         draft = dstore.open_draft(conn)
     if draft is None or draft.approved:
         return 0
+    if reminder is None:
+        reminder = draft.notified_at is not None
     stamp = "reminded_at" if reminder else "notified_at"
     if getattr(draft, stamp) is not None:
         return 0  # one message of each kind per draft
