@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from digest.config import Settings
 from digest.errors import UsageError
 from digest.models import StoredItem, TopicMatch
+from digest.pipeline.relevance import item_text
 from digest.sanitize import plain_text
 from digest.store import Store
 
@@ -70,10 +71,6 @@ def load_model(settings: Settings, *, strict: bool = False) -> TextModel | None:
     return got[0]
 
 
-def item_text(stored: StoredItem) -> str:
-    return plain_text(stored.item.content_html or stored.item.summary_html)
-
-
 def probabilities(settings: Settings, items: Sequence[StoredItem]) -> list[dict[str, float]]:
     """Per stored item, the model's probability for each configured topic it knows (topics
     with ``learned = "off"`` left out); empty dicts when there is no model. One batch."""
@@ -81,7 +78,7 @@ def probabilities(settings: Settings, items: Sequence[StoredItem]) -> list[dict[
     if model is None or not items:
         return [{} for _ in items]
     wanted = {tid for tid, t in settings.topics.items() if t.learned != "off"}
-    got = model.predict([(s.item.title, item_text(s)) for s in items])
+    got = model.predict([(s.item.title, item_text(s.item)) for s in items])
     return [{t: p for t, p in probs.items() if t in wanted} for probs in got]
 
 
