@@ -243,3 +243,19 @@ def test_a_holder_survives_encoding() -> None:
     me = this_process("abc123")
     assert Holder.decode(me.encode()) == dataclasses.replace(me, started=round(me.started, 2))
     assert Holder.decode("host:123:abcdef12") is None
+
+
+def test_asking_for_a_live_holders_lock_writes_nothing_and_spends_no_fencing_token(
+    db_url: str,
+) -> None:
+    """A standby daemon polls twice a second for as long as the active one lives."""
+    first, second = open_store(db_url), open_store(db_url)
+    with exclusive(first) as lease:
+        for _ in range(5):
+            with pytest.raises(LockedError), exclusive(second):
+                pass
+        with first.connect() as conn:
+            counter = conn.execute(
+                select(schema.fence.c.value).where(schema.fence.c.name == "lock:digest")
+            ).scalar_one()
+        assert counter == lease.token

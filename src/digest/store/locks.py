@@ -144,6 +144,12 @@ def _values(conn: Connection, lease: Lease, now: datetime) -> dict[str, object]:
 
 
 def _try_take(store: Store, lease: Lease) -> bool:
+    # A lease held by a live holder is read, not written for: a waiting daemon (standby, lock
+    # wait) polls every half second, and each write attempt would cost a fencing token and a
+    # write transaction competing with the holder's.
+    held = holder_of(store, lease.name)
+    if held is not None and not held.expired and not held.dead:
+        return False
     now = _now()
     # Two statements in two transactions: on PostgreSQL a failed INSERT aborts its transaction.
     try:
