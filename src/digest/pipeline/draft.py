@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
@@ -73,15 +74,34 @@ class Candidate:
     probability: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DraftView:
-    """An open draft as the editor sees it: the issue as it will go out, and what is left out."""
+    """An open draft as the editor sees it: the issue as it will go out, and what is left out.
+
+    The near misses and the items new since the draft are looked for on first use only: a desk
+    action (drop, pin, approve...) never pays for them, the page and ``draft show`` do.
+    """
 
     draft: dstore.DraftRow
     content: IssueContent
     entries: tuple[dstore.DraftEntryRow, ...]
-    near_misses: tuple[Candidate, ...]
-    new_since: tuple[Candidate, ...]
+    settings: Settings = field(repr=False, compare=False)
+    store: Store = field(repr=False, compare=False)
+
+    @cached_property
+    def taken(self) -> frozenset[int]:
+        """Items the draft holds, as entries or as another source of one."""
+        return frozenset(
+            {e.item_id for e in self.entries} | {i for e in self.entries for i in e.also_ids}
+        )
+
+    @cached_property
+    def near_misses(self) -> tuple[Candidate, ...]:
+        return tuple(_near_misses(self.settings, self.store, self.draft, self.taken))
+
+    @cached_property
+    def new_since(self) -> tuple[Candidate, ...]:
+        return tuple(_new_since(self.settings, self.store, self.draft, self.taken))
 
     @property
     def number(self) -> int:
@@ -177,13 +197,12 @@ def current(settings: Settings, store: Store) -> DraftView | None:
             return None
         entries = tuple(dstore.entries_of(conn, draft.id))
     content = draft_content(settings, store, draft, entries)
-    taken = {e.item_id for e in entries} | {i for e in entries for i in e.also_ids}
     return DraftView(
         draft=draft,
         content=content,
         entries=entries,
-        near_misses=tuple(_near_misses(settings, store, draft, taken)),
-        new_since=tuple(_new_since(settings, store, draft, taken)),
+        settings=settings,
+        store=store,
     )
 
 
@@ -297,7 +316,7 @@ def _candidate(
 
 
 def _near_misses(
-    settings: Settings, store: Store, draft: dstore.DraftRow, taken: set[int]
+    settings: Settings, store: Store, draft: dstore.DraftRow, taken: frozenset[int]
 ) -> list[Candidate]:
     """Items of the draft's period left out: kept but over the per-topic limit, or scoring
     between ``[review] floor`` x threshold and the threshold; best (score / threshold) first."""
@@ -353,7 +372,7 @@ def _learned_near_misses(
     conn: Connection,
     since: datetime | None,
     draft: dstore.DraftRow,
-    taken: set[int],
+    taken: frozenset[int],
 ) -> list[tuple[Candidate, float]]:
     """Items of the draft's period no topic kept that the learned scorer rates at or above a
     topic's ``learned_floor`` (topics with ``learned`` "suggest" or "keep")."""
@@ -404,7 +423,7 @@ def _rules_score(matches: Sequence[TopicMatch], topic_id: str) -> float:
 
 
 def _new_since(
-    settings: Settings, store: Store, draft: dstore.DraftRow, taken: set[int]
+    settings: Settings, store: Store, draft: dstore.DraftRow, taken: frozenset[int]
 ) -> list[Candidate]:
     """Items kept by a topic that arrived after the draft was built: shown, never added."""
     order = {t.id for t in settings.topic_defs()}
