@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, func, select
 
 from digest.store import schema
-from digest.store.deliveries import _insert
+from digest.store.db import upsert_insert
 from digest.store.items import to_db
 
 B = schema.bounces
@@ -33,7 +33,7 @@ def record(
 ) -> bool:
     """Insert one row; False when this report was already recorded for this subscriber."""
     stmt = (
-        _insert(conn)(B)
+        upsert_insert(conn)(B)
         .values(
             subscriber_id=subscriber_id,
             issue_id=issue_id,

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import DeliveryState
 from digest.store import schema
+from digest.store.db import upsert_insert
 from digest.store.deliveries import DueDelivery, due_rows
 from digest.store.holders import Holder, Liveness
 from digest.store.items import as_utc, to_db
@@ -32,7 +32,7 @@ _OPEN = [s.value for s in CLAIM_ORDER]
 
 def next_token(conn: Connection, name: str = "claims") -> int:
     """The next value of counter ``name`` (1, 2, ...), taken inside the caller's transaction."""
-    ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    ins = upsert_insert(conn)
     conn.execute(ins(F).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
     # The UPDATE holds the row until commit: two transactions never get the same value.
     conn.execute(update(F).where(F.c.name == name).values(value=F.c.value + 1))

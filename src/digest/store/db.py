@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -108,6 +109,11 @@ def begin_writes(conn: Connection) -> None:
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and not getattr(dbapi, "in_transaction", True):
         conn.exec_driver_sql("BEGIN")
+
+
+def upsert_insert(conn: Connection) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT (SQLite and PostgreSQL share the syntax)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _short(exc: SQLAlchemyError) -> str:

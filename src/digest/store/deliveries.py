@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import DeliveryState, SubscriberStatus
 from digest.store import schema
+from digest.store.db import upsert_insert
 from digest.store.items import as_utc, to_db
 
 D = schema.deliveries
@@ -46,10 +46,6 @@ class DueDelivery:
     token_key: str
 
 
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 def missing_recipients(
     conn: Connection, issue_id: int, *, after: int, limit: int
 ) -> list[tuple[int, str]]:
@@ -75,7 +71,7 @@ def insert_pending(
     if not rows:
         return 0
     stmt = (
-        _insert(conn)(D)
+        upsert_insert(conn)(D)
         .values(
             [
                 {

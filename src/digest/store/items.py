@@ -28,12 +28,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.models import Item, StoredItem, Summary, TermHit, TopicMatch
 from digest.store import schema
-from digest.store.db import Store
+from digest.store.db import Store, upsert_insert
 from digest.store.text import fit, fit_optional
 
 __all__ = [
@@ -69,13 +68,6 @@ def to_db(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; use timezone-aware UTC")
     return value.astimezone(UTC)
-
-
-def _upsert_insert(conn: Connection) -> Any:
-    """The dialect's INSERT that knows ON CONFLICT (SQLite and PostgreSQL share the syntax)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
 
 
 # --------------------------------------------------------------------------- items
@@ -192,7 +184,7 @@ def insert_items(
     if not rows:
         return []
     stmt = (
-        _upsert_insert(conn)(schema.items)
+        upsert_insert(conn)(schema.items)
         .on_conflict_do_nothing()
         .returning(schema.items.c.id, schema.items.c.guid)
     )
@@ -483,7 +475,7 @@ class SQLCache:
 
     def put(self, key: str, value: str) -> None:
         with self.store.begin() as conn:
-            ins = _upsert_insert(conn)
+            ins = upsert_insert(conn)
             stmt = ins(schema.llm_cache).values(
                 key=fit(key, 128), summary=fit(value), created=to_db(datetime.now(UTC))
             )

@@ -31,8 +31,8 @@ from sqlalchemy import (
 
 from digest.models import DeliveryState
 from digest.store import schema
-from digest.store.db import Store
-from digest.store.items import _upsert_insert, fingerprint, to_db
+from digest.store.db import Store, upsert_insert
+from digest.store.items import fingerprint, to_db
 
 #: Rows per transaction: a batch of deliveries takes tens of milliseconds on SQLite.
 BATCH = 5000
@@ -264,7 +264,7 @@ def _delete_items(
     ).all()
     if gone:
         conn.execute(
-            _upsert_insert(conn)(F).on_conflict_do_nothing(),
+            upsert_insert(conn)(F).on_conflict_do_nothing(),
             [
                 {
                     "feed_id": r.feed_id,

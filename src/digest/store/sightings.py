@@ -11,7 +11,8 @@ from sqlalchemy import Connection, func, select
 
 from digest.models import Item
 from digest.store import schema
-from digest.store.items import _upsert_insert, to_db
+from digest.store.db import upsert_insert
+from digest.store.items import to_db
 from digest.store.text import fit
 
 __all__ = ["load_sightings", "record_sightings"]
@@ -53,7 +54,7 @@ def record_sightings(
         for key, item_id in owners.items()
     ]
     si = schema.item_sightings
-    stmt = _upsert_insert(conn)(si).on_conflict_do_nothing().returning(si.c.item_id)
+    stmt = upsert_insert(conn)(si).on_conflict_do_nothing().returning(si.c.item_id)
     new = {int(r.item_id) for r in conn.execute(stmt, rows_in)}
     return [(item_id, by_canonical[key]) for key, item_id in owners.items() if item_id in new]
 
