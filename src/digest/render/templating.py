@@ -199,8 +199,8 @@ def page_css(templates: str | None = None) -> str:
         return known[0]
     env = jinja_env(True, templates)
     assert env.loader is not None
-    source, _, uptodate = env.loader.get_source(env, "page.css")
-    _PAGE_CSS[templates] = (source.strip(), uptodate)
+    source, _, fresh = env.loader.get_source(env, "page.css")
+    _PAGE_CSS[templates] = (source.strip(), fresh)
     return source.strip()
 
 
