@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import SMTPSink
+from conftest import Received, SMTPSink
 from delivery_kit import SECRET, add_people, settings, store_issue
+from digest.config import Settings
 from digest.models import SubscriberStatus
 from digest.pipeline.bounces import handle_message, return_path_for, verp_pattern
 from digest.pipeline.deliver import deliver_issue
@@ -194,9 +195,9 @@ def test_verp_tokens_are_signed_and_name_issue_and_subscriber() -> None:
     assert m.group(1) == token
 
 
-def test_with_a_verp_return_path_each_message_has_its_own_envelope_sender_and_bounces_map_back(
-    store: Store, smtp_sink: SMTPSink
-) -> None:
+def verp_delivered(store: Store, smtp_sink: SMTPSink) -> tuple[Settings, dict[str, Received]]:
+    """Issue 1 sent to ann and bob over SMTP with a VERP return path: the settings, and what
+    the sink received per recipient."""
     store_issue(store)
     add_people(store, ["ann@example.org", "bob@example.org"])
     cfg = settings(
@@ -204,22 +205,33 @@ def test_with_a_verp_return_path_each_message_has_its_own_envelope_sender_and_bo
         smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
     )
     deliver_issue(cfg, store, 1, retry_base=0.01)
-    senders = {r.rcpt_tos[0]: r.mail_from for r in smtp_sink.received}
-    assert len(set(senders.values())) == 2
-    assert all(
-        s.startswith("bounces+") and s.endswith("@news.example.org") for s in senders.values()
-    )
-    # A bounce that quotes nothing of the original: only its envelope recipient identifies it.
-    bare = (
+    return cfg, {r.rcpt_tos[0]: r for r in smtp_sink.received}
+
+
+def bare_bounce(envelope_recipient: str, message_id: str) -> bytes:
+    """A qmail bounce that quotes nothing of the original: only its envelope recipient (our
+    VERP return path) identifies it."""
+    return (
         b"From: MAILER-DAEMON@mx.example.net\r\nTo: "
-        + senders["bob@example.org"].encode()
-        + b"\r\nSubject: failure notice\r\nMessage-ID: <b1@mx>\r\n\r\n"
-        b"Hi. This is the qmail-send program at mx.example.net.\r\n"
+        + envelope_recipient.encode()
+        + f"\r\nSubject: failure notice\r\nMessage-ID: <{message_id}>\r\n\r\n".encode()
+        + b"Hi. This is the qmail-send program at mx.example.net.\r\n"
         b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
         b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
         b"<b.alias@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
     )
-    handled = handle_message(cfg, store, bare)
+
+
+def test_with_a_verp_return_path_each_message_has_its_own_envelope_sender_and_bounces_map_back(
+    store: Store, smtp_sink: SMTPSink
+) -> None:
+    cfg, sent = verp_delivered(store, smtp_sink)
+    senders = {to: r.mail_from for to, r in sent.items()}
+    assert len(set(senders.values())) == 2
+    assert all(
+        s.startswith("bounces+") and s.endswith("@news.example.org") for s in senders.values()
+    )
+    handled = handle_message(cfg, store, bare_bounce(senders["bob@example.org"], "b1@mx"))
     assert handled.actions == ["bob@example.org: hard 5.1.1 -> bounced"]
     assert status_of(store, "bob@example.org") is SubscriberStatus.BOUNCED
 
@@ -380,14 +392,7 @@ def test_a_token_from_the_unsubscribe_link_is_the_same_the_mailto_carries(store:
 def test_after_a_secret_rotation_mailed_unsubscribes_and_verp_bounces_of_older_issues_still_act(
     store: Store, smtp_sink: SMTPSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store_issue(store)
-    add_people(store, ["ann@example.org", "bob@example.org"])
-    cfg = settings(
-        delivery={"mode": "smtp", "return_path": "bounces+{token}@news.example.org"},
-        smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
-    )
-    deliver_issue(cfg, store, 1, retry_base=0.01)
-    sent = {r.rcpt_tos[0]: r for r in smtp_sink.received}
+    cfg, sent = verp_delivered(store, smtp_sink)
     # The operator rotates the secret (docs/operations.md): the old one stays as the previous.
     monkeypatch.setenv("DIGEST_SECRET", "a-brand-new-secret-" + "y" * 24)
     monkeypatch.setenv("DIGEST_SECRET_PREVIOUS", SECRET)
@@ -401,13 +406,5 @@ def test_after_a_secret_rotation_mailed_unsubscribes_and_verp_bounces_of_older_i
     assert handle_message(cfg, store, request).actions == [
         "ann@example.org: unsubscribe -> unsubscribed"
     ]
-    bare = (
-        b"From: MAILER-DAEMON@mx.example.net\r\nTo: "
-        + sent["bob@example.org"].mail_from.encode()
-        + b"\r\nSubject: failure notice\r\nMessage-ID: <b2@mx>\r\n\r\n"
-        b"Hi. This is the qmail-send program at mx.example.net.\r\n"
-        b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
-        b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
-        b"<b.alias@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
-    )
+    bare = bare_bounce(sent["bob@example.org"].mail_from, "b2@mx")
     assert handle_message(cfg, store, bare).actions == ["bob@example.org: hard 5.1.1 -> bounced"]
